@@ -1,0 +1,66 @@
+"""The ``tinyact`` command line: a thin layer of Typer sub-commands over the package, grouped by stage.
+
+Errors a user can cause (:class:`~tinyact.errors.TinyActError`) are printed as one line and exit with
+status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from tinyact import __version__
+from tinyact.console import console, setup_logging
+from tinyact.errors import TinyActError
+
+
+class _Group(TyperGroup):
+    """Root command group: a :class:`TinyActError` becomes a red one-line message and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TinyActError as error:
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="TinyAct: real-time human action recognition split between edge devices and a cloud service.\n\n"
+    "Stages: data (videos -> clips), demo (the whole system on this machine).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tinyact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    setup_logging(verbose)
+
+
+def _register() -> None:
+    from tinyact.cli import data, demo
+
+    app.add_typer(data.app, name="data")
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="tinyact")

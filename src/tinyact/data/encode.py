@@ -1,0 +1,68 @@
+"""Writing real video files with PyAV (synthetic datasets, test fixtures, simulated cameras).
+
+The codec follows the container: H.264 for ``.mp4``/``.mkv``/``.mov``, VP8 for ``.webm``, MPEG-4 Part 2 for
+``.avi``. Passing ``timestamps`` writes a variable-frame-rate file with exactly those presentation times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
+
+
+def encode_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    *,
+    timestamps: Sequence[float] | None = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+    gop_seconds: float = 2.0,
+) -> int:
+    """Encode RGB uint8 ``[H, W, 3]`` frames (even ``H`` and ``W``) into ``path``; returns the byte size.
+
+    ``timestamps`` (seconds, increasing) overrides the constant rate ``fps`` for a variable-frame-rate file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = CODEC_FOR_SUFFIX.get(path.suffix.lower())
+    if codec is None:
+        raise ValueError(f"no codec for {path.suffix!r}; use one of {sorted(CODEC_FOR_SUFFIX)}")
+    tmp = path.with_name(path.name + ".part" + path.suffix)  # atomic: readers never see half a file
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(tmp), mode="w") as container:
+        stream = None
+        time_base = Fraction(1, 1000) if timestamps is not None else 1 / rate
+        for i, image in enumerate(frames):
+            if stream is None:
+                stream = container.add_stream(codec, rate=rate)
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = time_base
+                stream.codec_context.time_base = time_base
+                stream.codec_context.gop_size = max(1, int(round(float(rate) * gop_seconds)))
+                if codec == "libx264":
+                    stream.options = {"crf": str(crf), "preset": preset}
+                elif codec == "libvpx":
+                    stream.options = {"crf": str(max(4, crf - 13)), "b:v": "1M", "deadline": "realtime", "cpu-used": "8"}
+                    stream.bit_rate = 1_000_000
+                else:  # mpeg4 ignores crf; ask for a high bit rate so small test frames stay faithful
+                    stream.bit_rate = 4_000_000
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = int(round(timestamps[i] * 1000)) if timestamps is not None else i
+            frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        if stream is None:
+            raise ValueError("no frames to encode")
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    return path.stat().st_size

@@ -1,0 +1,26 @@
+"""Process pools that are safe to start after torch has run.
+
+A forked child inherits the parent's OpenMP thread pool in a broken state, so a pool forked after any torch
+op can crash its workers. Pools here use the ``forkserver`` start method instead: workers fork from a clean
+server process that has only imported the modules they need.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+_PRELOAD = ["tinyact.data.video", "tinyact.data.synth.generator"]
+
+
+def worker_count(requested: int = 0) -> int:
+    """``requested`` workers, or one per CPU core when 0."""
+    return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A ``ProcessPoolExecutor`` of ``workers`` processes started through a fork server."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
