@@ -19,8 +19,15 @@ def worker_count(requested: int = 0) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
+def _one_thread_per_worker() -> None:
+    # The pool already uses the cores; torch's own threads in every worker would only oversubscribe them.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A ``ProcessPoolExecutor`` of ``workers`` processes started through a fork server."""
+    """A ``ProcessPoolExecutor`` of ``workers`` single-threaded processes started through a fork server."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread_per_worker)

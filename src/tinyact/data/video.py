@@ -287,7 +287,9 @@ def iter_frames(
     try:
         stream = _video_stream(container, source)
         if threads:
-            stream.thread_type = "AUTO"
+            stream.thread_type = "AUTO"  # frame + slice threads, one per core
+        else:
+            stream.thread_count = 1  # FFmpeg's default (0) means "auto", not "off"
         if start > 0:
             container.seek(int(start / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):

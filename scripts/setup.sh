@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv, install the CPU build of torch first (so nothing pulls a CUDA build), then TinyAct.
+#   scripts/setup.sh          runtime only (README command 1)
+#   scripts/setup.sh --dev    plus test tools and, where apt can, Chromium for the browser tests (command 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+python=${PYTHON:-python3}
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+"${pip[@]}" "torch==2.13.0"
+if [[ $dev == 1 ]]; then
+  "${pip[@]}" -e ".[dev]"
+  # Browser tests drive Debian's Chromium with Playwright; never let Playwright download a browser.
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    (apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+      || echo "note: could not install chromium; browser tests will be skipped"
+  fi
+else
+  "${pip[@]}" -e .
+fi
+echo "TinyAct installed in $(pwd)/.venv"

@@ -1,0 +1,190 @@
+"""``VideoAutoEncoder3D``: the paper's 3-D convolutional video autoencoder (clip -> 1024-d latent -> clip).
+
+Encoder (paper, "3D Video autoencoder")::
+
+    x [B, T, 3, H, W] ──permute──► [B, 3, T, H, W]
+      ├─ Conv3d 3→64    k3, stride = stem_stride (paper: 2)  ─ BN ─ ReLU
+      ├─ Conv3d 64→128  k3, stride = block_stride (2)        ─ BN ─ ReLU
+      ├─ Conv3d 128→256 k3, stride 2                         ─ BN ─ ReLU
+      ├─ Conv3d 256→512 k3, stride 2                         ─ BN ─ ReLU      [B, 512, t, h, w]
+      ├─ AdaptiveAvgPool3d(pool_size)  (paper: 1×1×1)                          [B, 512, *pool_size]
+      └─ flatten ─ Linear ─► z [B, 1024]
+
+Decoder (mirror)::
+
+    z ─ Linear ─► [B, seed_channels, t, h, w] ─ 1×1×1 Conv3d to 512 ─ BN ─ ReLU
+      ├─ ConvTranspose3d 512→256 ─ BN ─ ReLU   (each undoes one encoder stride, to that block's input shape)
+      ├─ ConvTranspose3d 256→128 ─ BN ─ ReLU
+      ├─ ConvTranspose3d 128→64  ─ BN ─ ReLU
+      └─ ConvTranspose3d 64→3    ─ Sigmoid ─► x̂ [B, T, 3, H, W] in [0, 1]
+
+The decoder starts from the encoder's pre-pool grid ``(t, h, w)`` rather than from ``1×1×1``: four stride-2
+transposed convolutions cannot grow one voxel back to 224×224, and a Linear straight to 512 channels on that
+grid would hold ~100 M weights. ``seed_channels`` (default 32) keeps that Linear small.
+
+The encoder takes float input normalised as ``normalization`` says (ImageNet statistics by default); the
+reconstruction target is the same clip in ``[0, 1]``. The model is built for one input shape ``(T, H, W)``
+(any size; non-square works): the decoder needs it to restore the exact shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from tinyact.data.transforms import NormStats, normalize
+
+Triple = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class AutoEncoder3DConfig:
+    """Hyper-parameters of :class:`VideoAutoEncoder3D` (everything needed to rebuild it from a checkpoint)."""
+
+    num_frames: int = 16
+    input_size: tuple[int, int] = (224, 224)
+    in_channels: int = 3
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    stem_stride: Triple = (2, 2, 2)
+    block_stride: Triple = (2, 2, 2)
+    pool_size: Triple = (1, 1, 1)
+    latent_dim: int = 1024
+    seed_channels: int = 32
+    normalization: NormStats = "imagenet"
+    preset: str = "custom"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AutoEncoder3DConfig:
+        tuples = {"input_size", "channels", "stem_stride", "block_stride", "pool_size"}
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+
+
+#: Named presets. ``paper`` is the literal text (stem stride 2, pool to 1×1×1);
+#: ``fast`` keeps the family but strides the stem 4× in space, cutting the stem's output positions 4×.
+PRESETS: dict[str, AutoEncoder3DConfig] = {
+    "paper": AutoEncoder3DConfig(preset="paper"),
+    "fast": AutoEncoder3DConfig(stem_stride=(2, 4, 4), preset="fast"),
+}
+
+
+def _conv_out(size: int, stride: int) -> int:
+    """Output length of a kernel-3, padding-1 convolution."""
+    return (size - 1) // stride + 1
+
+
+def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class VideoAutoEncoder3D(nn.Module):
+    """3-D conv autoencoder: ``encode(x) -> z``, ``decode(z) -> x̂``, ``forward(x) -> (z, x̂)``.
+
+    Args:
+        config: an :class:`AutoEncoder3DConfig`; or keyword overrides of the default (paper) config.
+
+    Shapes: ``x`` float ``[B, T, C, H, W]`` (normalised), ``z`` ``[B, latent_dim]``, ``x̂`` ``[B, T, C, H, W]``
+    in ``[0, 1]``.
+    """
+
+    def __init__(self, config: AutoEncoder3DConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        config = replace(config or AutoEncoder3DConfig(), **overrides)
+        config = replace(config, input_size=_as_pair(config.input_size))
+        self.config = config
+        strides = [config.stem_stride] + [config.block_stride] * (len(config.channels) - 1)
+
+        # Shapes (T, H, W) entering each encoder block, and the final grid.
+        shapes: list[Triple] = [(config.num_frames, *config.input_size)]
+        for stride in strides:
+            shapes.append(tuple(_conv_out(n, s) for n, s in zip(shapes[-1], stride, strict=True)))  # type: ignore[arg-type]
+        self._block_shapes = shapes
+        grid = shapes[-1]
+
+        encoder: list[nn.Module] = []
+        in_ch = config.in_channels
+        for out_ch, stride in zip(config.channels, strides, strict=True):
+            encoder += [
+                nn.Conv3d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm3d(out_ch),
+                nn.ReLU(inplace=True),
+            ]
+            in_ch = out_ch
+        self.encoder = nn.Sequential(*encoder)
+        self.pool = nn.AdaptiveAvgPool3d(config.pool_size)
+        pooled = config.channels[-1] * config.pool_size[0] * config.pool_size[1] * config.pool_size[2]
+        self.to_latent = nn.Linear(pooled, config.latent_dim)
+
+        seed = config.seed_channels * grid[0] * grid[1] * grid[2]
+        self.from_latent = nn.Linear(config.latent_dim, seed)
+        self.seed_expand = nn.Sequential(
+            nn.Conv3d(config.seed_channels, config.channels[-1], kernel_size=1, bias=False),
+            nn.BatchNorm3d(config.channels[-1]),
+            nn.ReLU(inplace=True),
+        )
+        self.decoder = nn.ModuleList()
+        out_channels = [*reversed(config.channels[:-1]), config.in_channels]
+        in_ch = config.channels[-1]
+        for i, (out_ch, stride) in enumerate(zip(out_channels, reversed(strides), strict=True)):
+            kernel = tuple(max(3, s) for s in stride)
+            padding = tuple((k - s + 1) // 2 for k, s in zip(kernel, stride, strict=True))
+            last = i == len(out_channels) - 1
+            self.decoder.append(
+                nn.ModuleDict(
+                    {
+                        "deconv": nn.ConvTranspose3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=last),
+                        "post": nn.Sigmoid() if last else nn.Sequential(nn.BatchNorm3d(out_ch), nn.ReLU(inplace=True)),
+                    }
+                )
+            )
+            in_ch = out_ch
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> VideoAutoEncoder3D:
+        """Build a named preset (``paper`` or ``fast``) with optional overrides, e.g. ``input_size=112``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(PRESETS[name], **overrides)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """``(T, C, H, W)`` this model was built for."""
+        return (self.config.num_frames, self.config.in_channels, *self.config.input_size)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, C, H, W]`` normalised float -> latent ``[B, latent_dim]``."""
+        if x.dim() != 5:
+            raise ValueError(f"expected a batch of clips [B, T, C, H, W], got shape {tuple(x.shape)}")
+        x = x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
+        features = self.encoder(x)  # [B, 512, t, h, w]
+        pooled = self.pool(features).flatten(1)  # [B, 512 * prod(pool_size)]
+        return self.to_latent(pooled)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent ``[B, latent_dim]`` -> reconstruction ``[B, T, C, H, W]`` in ``[0, 1]``."""
+        grid = self._block_shapes[-1]
+        x = self.from_latent(z).view(z.shape[0], self.config.seed_channels, *grid)  # [B, seed, t, h, w]
+        x = self.seed_expand(x)
+        for block, target in zip(self.decoder, reversed(self._block_shapes[:-1]), strict=True):
+            x = block["post"](block["deconv"](x, output_size=target))
+        return x.permute(0, 2, 1, 3, 4)  # [B, C, T, H, W] -> [B, T, C, H, W]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` -> ``(z, x̂)``."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
+    @torch.no_grad()
+    def encode_uint8(self, clips: torch.Tensor) -> torch.Tensor:
+        """Convenience for inference: uint8 clips ``[B, T, C, H, W]`` -> latents, normalising as configured."""
+        return self.encode(normalize(clips, self.config.normalization))
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules that run on the edge (encoder, pool, projection): what freezing or export touches."""
+        return [self.encoder, self.pool, self.to_latent]

@@ -1,0 +1,86 @@
+"""Model files: weights plus the config needed to rebuild the module, and a hash that names the weights.
+
+A model file (``model.pt``) is a dict ``{"kind", "config", "state_dict", "hash", "extra"}``. ``hash`` is
+:func:`state_dict_hash` of the weights; latents files, saved classifiers and cloud predictions record it, so
+every number can be traced to the encoder that produced it. Training checkpoints (optimiser and RNG state for
+resume) are separate files written by :mod:`tinyact.training.runtime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tinyact.errors import TinyActError
+
+#: kind -> builder(config dict) -> module. Model modules register themselves here.
+BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+
+
+def register_builder(kind: str, builder: Callable[[dict[str, Any]], nn.Module]) -> None:
+    BUILDERS[kind] = builder
+
+
+def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """A short, stable hash of weights (names, shapes and values; independent of pickling details)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> str:
+    """Write ``model`` (which must have ``.config.to_dict()``) to ``path``; returns its weight hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights_hash = state_dict_hash(state_dict)
+    payload = {
+        "kind": type(model).__name__,
+        "config": model.config.to_dict(),  # type: ignore[attr-defined]
+        "state_dict": state_dict,
+        "hash": weights_hash,
+        "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return weights_hash
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a module saved by :func:`save_model`; returns ``(model in eval mode, file dict without weights)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinyActError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not a checkpoint
+        raise TinyActError(f"{path} is not a TinyAct model file ({type(error).__name__}: {error})") from None
+    kind = payload.get("kind") if isinstance(payload, dict) else None
+    if kind not in BUILDERS:
+        raise TinyActError(f"{path}: unknown model kind {kind!r} (known: {sorted(BUILDERS)})")
+    model = BUILDERS[kind](payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, info
+
+
+def _build_autoencoder3d(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.autoencoder3d import AutoEncoder3DConfig, VideoAutoEncoder3D
+
+    return VideoAutoEncoder3D(AutoEncoder3DConfig.from_dict(config))
+
+
+register_builder("VideoAutoEncoder3D", _build_autoencoder3d)

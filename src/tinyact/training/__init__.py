@@ -1,0 +1,1 @@
+"""Stage 3: training loops (unsupervised autoencoder, knowledge distillation) and their shared runtime."""

@@ -1,0 +1,153 @@
+"""The wire format between edge and cloud: latent encodings and the REST/MQTT message schemas.
+
+One module, imported by both sides, so the edge and the cloud cannot drift apart. A latent travels as one of::
+
+    [0.12, -0.5, …]                                              plain JSON numbers (the paper's format)
+    {"dtype": "float32", "data": "<base64, little-endian>"}      4 bytes per value
+    {"dtype": "float16", "data": "<base64, little-endian>"}      2 bytes per value (edge default)
+    {"dtype": "int8", "scale": s, "zero_point": z, "data": …}    1 byte per value, x ≈ (q - z) · s
+
+A batch sent to ``POST /v1/clips``::
+
+    {"clips": [{"clip_id": "<uuid4>", "camera_id": "cam-1", "captured_at": "2026-11-24T10:00:00Z",
+                "latent": {"dtype": "float16", "data": "…"}}]}
+
+Raw video never appears here: a clip message has exactly the fields above.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+DEVICE_ID_PATTERN = CAMERA_ID_PATTERN
+WireDtype = Literal["float32", "float16", "int8"]
+_NUMPY_DTYPE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
+
+
+class WireFormatError(ValueError):
+    """A latent payload that cannot be decoded; the message says what is wrong."""
+
+
+class EncodedLatent(BaseModel):
+    """A latent vector as base64 bytes of ``dtype`` (little-endian); int8 adds ``scale`` and ``zero_point``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: WireDtype = Field(description="element type of `data`")
+    data: str = Field(description="base64 of the little-endian array bytes", max_length=1_000_000)
+    scale: float | None = Field(None, gt=0, description="int8 only: x = (q - zero_point) * scale")
+    zero_point: int | None = Field(None, ge=-128, le=127, description="int8 only")
+
+
+LatentField = Annotated[
+    EncodedLatent | list[float],
+    Field(description="the clip's latent: an encoded object or a plain JSON array of numbers"),
+]
+
+
+def encode_latent(vector: np.ndarray, dtype: WireDtype = "float16") -> EncodedLatent:
+    """Encode a 1-D float vector. int8 uses a symmetric per-vector scale (``zero_point`` 0)."""
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if dtype == "int8":
+        peak = float(np.max(np.abs(vector))) if vector.size else 0.0
+        scale = peak / 127.0 if peak > 0 else 1.0
+        q = np.clip(np.round(vector / scale), -127, 127).astype(np.int8)
+        return EncodedLatent(dtype="int8", data=base64.b64encode(q.tobytes()).decode("ascii"), scale=scale, zero_point=0)
+    raw = vector.astype(_NUMPY_DTYPE[dtype]).tobytes()
+    return EncodedLatent(dtype=dtype, data=base64.b64encode(raw).decode("ascii"))
+
+
+def decode_latent(latent: EncodedLatent | list[float]) -> np.ndarray:
+    """Decode to float32 ``[D]``; raises :class:`WireFormatError` for bad base64, a partial element, a
+    missing int8 scale, or NaN/Inf values."""
+    if isinstance(latent, list):
+        vector = np.asarray(latent, dtype=np.float32)
+    else:
+        try:
+            raw = base64.b64decode(latent.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise WireFormatError("latent.data is not valid base64") from None
+        item = _NUMPY_DTYPE[latent.dtype].itemsize
+        if len(raw) % item:
+            raise WireFormatError(f"latent.data has {len(raw)} bytes, not a whole number of {latent.dtype} values")
+        values = np.frombuffer(raw, dtype=_NUMPY_DTYPE[latent.dtype])
+        if latent.dtype == "int8":
+            if latent.scale is None:
+                raise WireFormatError("int8 latent needs `scale` (and optionally `zero_point`)")
+            vector = (values.astype(np.float32) - float(latent.zero_point or 0)) * np.float32(latent.scale)
+        else:
+            vector = values.astype(np.float32)
+    if vector.ndim != 1 or vector.size == 0:
+        raise WireFormatError("latent must be a non-empty 1-D vector")
+    if not np.all(np.isfinite(vector)):
+        raise WireFormatError("latent contains NaN or Inf")
+    return vector
+
+
+class ClipIn(BaseModel):
+    """One clip's latent as sent by an edge device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clip_id: UUID = Field(description="unique per device; a repeated id returns the stored result")
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN, description="camera name: letters, digits, _ . : - (max 64)")
+    captured_at: datetime = Field(description="capture time, ISO 8601 with time zone")
+    latent: LatentField
+
+
+class ClipsIn(BaseModel):
+    """Body of ``POST /v1/clips``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clips: list[ClipIn] = Field(min_length=1, description="clips to classify (the server caps the count)")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClipResult(BaseModel):
+    """The cloud's verdict on one clip, returned to the edge (HTTP response, results feed, MQTT)."""
+
+    clip_id: UUID
+    camera_id: str
+    captured_at: datetime
+    label: str
+    score: float
+    top5: list[LabelScore]
+    model_version: str
+    device_id: str | None = None
+    cursor: int | None = Field(None, description="position in the device's results feed")
+
+
+class ClipsOut(BaseModel):
+    """Response of ``POST /v1/clips``: one result per clip, in request order."""
+
+    results: list[ClipResult]
+
+
+class ResultsPage(BaseModel):
+    """Response of ``GET /v1/results?since=<cursor>``."""
+
+    results: list[ClipResult]
+    next_cursor: int = Field(description="pass as `since` to get the results after these")
+
+
+def mqtt_clip_topic(device_id: str, camera_id: str) -> str:
+    """Topic an edge publishes a clip's latent to (body: one :class:`ClipIn` as JSON)."""
+    return f"tinyact/{device_id}/{camera_id}/clip"
+
+
+def mqtt_result_topic(device_id: str, camera_id: str) -> str:
+    """Topic the cloud publishes results to (body: one :class:`ClipResult`; QoS 1, retained)."""
+    return f"tinyact/{device_id}/{camera_id}/result"
