@@ -12,11 +12,14 @@ python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+pip() {
+  # This machine's pip config lists a local index folder that may be absent; hide that one warning only.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+}
 
-"${pip[@]}" "torch==2.13.0"
+pip "torch==2.13.0"
 if [[ $dev == 1 ]]; then
-  "${pip[@]}" -e ".[dev]"
+  pip -e ".[dev]"
   # Browser tests drive Debian's Chromium with Playwright; never let Playwright download a browser.
   if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     (apt-get install -y -qq chromium >/dev/null 2>&1 \
@@ -24,6 +27,6 @@ if [[ $dev == 1 ]]; then
       || echo "note: could not install chromium; browser tests will be skipped"
   fi
 else
-  "${pip[@]}" -e .
+  pip -e .
 fi
 echo "TinyAct installed in $(pwd)/.venv"
