@@ -151,3 +151,22 @@ def mqtt_clip_topic(device_id: str, camera_id: str) -> str:
 def mqtt_result_topic(device_id: str, camera_id: str) -> str:
     """Topic the cloud publishes results to (body: one :class:`ClipResult`; QoS 1, retained)."""
     return f"tinyact/{device_id}/{camera_id}/result"
+
+
+class ErrorOut(BaseModel):
+    """Body of every 4xx/5xx answer of the cloud API: a machine-readable ``error`` code and a ``detail``
+    sentence saying what is wrong (and what to do); validation errors add the failing fields in ``errors``."""
+
+    error: str = Field(description="short code, e.g. invalid_request, wrong_latent_size, unauthorized, rate_limited")
+    detail: str = Field(description="what is wrong, for a person")
+    errors: list[dict] | None = Field(None, description="validation errors: [{loc, msg, type}]")
+
+
+class ModelInfo(BaseModel):
+    """The classifier the cloud is using (``GET /v1/model``): an edge can check that its encoder matches."""
+
+    version: str = Field(description="kind + hash of the model file; recorded with every prediction")
+    kind: str
+    latent_dim: int = Field(description="the latent length every clip must have")
+    encoder_hash: str = Field(description="hash of the encoder whose latents the classifier was fitted on")
+    labels: list[str]

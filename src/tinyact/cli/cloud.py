@@ -1,0 +1,190 @@
+"""``tinyact cloud …``: run the cloud service, manage devices, export predictions, upgrade the database."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinyact.console import console, progress_bar
+from tinyact.errors import TinyActError
+
+app = typer.Typer(
+    help="Cloud service: classify latents from edge devices, store, send back, export, dashboard.",
+    no_args_is_help=True,
+)
+device_app = typer.Typer(help="Register, list and revoke edge devices.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+app.add_typer(db_app, name="db")
+
+DB_HELP = "Database URL (sqlite:///FILE, postgresql+psycopg://USER@HOST/DB) or SQLite file [default: $TINYACT_HOME/cloud/tinyact.db]."
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address [default: 127.0.0.1]."),
+    port: int = typer.Option(None, help="Port [default: 8000]."),
+    db: str = typer.Option(None, help=DB_HELP),
+    model: Path = typer.Option(None, help="Classifier folder from `tinyact classify fit` (becomes the active model)."),
+    workers: int = typer.Option(None, help="Worker processes [default: 1]."),
+    mqtt: str = typer.Option(None, help="MQTT broker URL (mqtt://HOST:PORT): publish results, ingest clips."),
+    batch_window_ms: float = typer.Option(None, help="Micro-batch window in ms; 0 = off [default: 2]."),
+    config: Path = typer.Option(None, help="YAML file with CloudConfig fields (options override it)."),
+) -> None:
+    """Serve the API and dashboard (admin token from $TINYACT_ADMIN_TOKEN, viewer token from $TINYACT_VIEWER_TOKEN)."""
+    from tinyact.cloud.config import ADMIN_TOKEN_ENV, CloudConfig, resolve_db_url
+    from tinyact.cloud.db.engine import check_connection, make_engine
+    from tinyact.cloud.server import run_server
+
+    cfg = CloudConfig.from_yaml(
+        config, host=host, port=port, db=db, model=model, workers=workers, mqtt=mqtt, batch_window_ms=batch_window_ms
+    )
+    cfg = cfg.model_copy(update={"db": resolve_db_url(cfg.db)})
+    # Fail here with one line, not inside uvicorn's start-up with a traceback.
+    if cfg.model is not None and not (Path(cfg.model) / "classifier.json").is_file():
+        raise TinyActError(f"--model {cfg.model} is not a saved classifier folder (no classifier.json); see `tinyact classify fit`")
+    engine = make_engine(cfg.db, pool_size=1)
+    check_connection(engine)
+    engine.dispose()
+    if cfg.mqtt:
+        from tinyact.cloud.mqtt import parse_mqtt_url
+
+        parse_mqtt_url(cfg.mqtt)
+    if not os.environ.get(ADMIN_TOKEN_ENV):
+        console.print(f"[yellow]{ADMIN_TOKEN_ENV} is not set: admin endpoints (model swap, devices, export) are off[/]")
+    shown = cfg.model_dump(mode="json")
+    console.print(f"TinyAct cloud on http://{cfg.host}:{cfg.port}  (dashboard /, API docs /docs)")
+    console.print(f"config: {shown}", highlight=False)
+    run_server(cfg)
+
+
+@device_app.command("add")
+def device_add(
+    name: str = typer.Argument(..., help="Device name: letters, digits, _ . : - (max 64)."),
+    db: str = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Register a device and print its key once (only a hash is stored). The key is alone on the last line."""
+    from tinyact.cloud.devices import add_device
+
+    new = add_device(db, name)
+    console.print(f"added device {new.name!r}; its key (shown only now) is on the next line:")
+    typer.echo(new.key)
+
+
+@device_app.command("list")
+def device_list(db: str = typer.Option(None, help=DB_HELP)) -> None:
+    """List devices (name, key hint, created, revoked)."""
+    from tinyact.cloud.devices import list_devices
+
+    table = Table(title="devices")
+    for column in ("name", "key", "created", "status"):
+        table.add_column(column)
+    for d in list_devices(db):
+        status = "active" if d.active else f"revoked {d.revoked_at:%Y-%m-%d %H:%M}"
+        table.add_row(d.name, d.key_hint + "…", f"{d.created_at:%Y-%m-%d %H:%M}", status)
+    console.print(table)
+
+
+@device_app.command("revoke")
+def device_revoke(
+    name: str = typer.Argument(..., help="Device name."),
+    db: str = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Revoke a device's key (its stored predictions stay)."""
+    from tinyact.cloud.devices import revoke_device
+
+    d = revoke_device(db, name)
+    console.print(f"device {d.name!r} revoked at {d.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise TinyActError(f"--{name} {value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def export(
+    out: Path = typer.Option(..., help="File to write (.csv, .jsonl or .parquet)."),
+    db: str = typer.Option(None, help=DB_HELP),
+    format: str = typer.Option(None, "--format", help="csv, jsonl or parquet [default: from the file suffix]."),
+    start: str = typer.Option(None, "--from", help="Captured at or after (ISO 8601; UTC if no zone)."),
+    end: str = typer.Option(None, "--to", help="Captured before (ISO 8601)."),
+    camera: str = typer.Option(None, help="Camera name, or DEVICE/CAMERA."),
+    label: str = typer.Option(None, help="Predicted label."),
+    device: str = typer.Option(None, help="Device name."),
+) -> None:
+    """Export predictions from the database, streamed (works while the service runs)."""
+    from tinyact.cloud.analytics import RowFilter
+    from tinyact.cloud.config import resolve_db_url
+    from tinyact.cloud.db.engine import check_connection, make_engine
+    from tinyact.cloud.export import export_to_file, format_for
+
+    fmt = format_for(out, format)
+    engine = make_engine(resolve_db_url(db), pool_size=1)
+    check_connection(engine)
+    row_filter = RowFilter(_time(start, "from"), _time(end, "to"), camera, label, device)
+    try:
+        with progress_bar(f"export {out.name}", total=None, unit="row") as bar:
+            rows = export_to_file(engine, out, fmt, row_filter, on_rows=bar.advance)
+    finally:
+        engine.dispose()
+    console.print(f"wrote {rows} predictions to {out}")
+
+
+@app.command("model")
+def model_swap(
+    path: Path = typer.Argument(..., help="Classifier folder, as the server sees it."),
+    url: str = typer.Option("http://127.0.0.1:8000", help="Service URL."),
+    allow_encoder_change: bool = typer.Option(False, help="Accept a classifier of another encoder / latent size."),
+) -> None:
+    """Make a running service switch to another classifier (needs $TINYACT_ADMIN_TOKEN)."""
+    import httpx
+
+    from tinyact.cloud.config import ADMIN_TOKEN_ENV, env_token
+
+    token = env_token(ADMIN_TOKEN_ENV)
+    if token is None:
+        raise TinyActError(f"set {ADMIN_TOKEN_ENV} to the service's admin token")
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/admin/model",
+            json={"path": str(path), "allow_encoder_change": allow_encoder_change},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+    except httpx.HTTPError as error:
+        raise TinyActError(f"cannot reach {url}: {error}") from None
+    if response.status_code != 200:
+        raise TinyActError(f"the service refused: {response.status_code} {response.json().get('detail', response.text)}")
+    info = response.json()
+    console.print(f"active model: {info['version']} ({info['kind']}, {len(info['labels'])} labels, {info['latent_dim']}-d)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: str = typer.Option(None, help=DB_HELP)) -> None:
+    """Create or upgrade the schema to the newest migration."""
+    from tinyact.cloud.config import resolve_db_url
+    from tinyact.cloud.db.engine import current_revision, make_engine, upgrade_database
+
+    engine = make_engine(resolve_db_url(db), pool_size=1)
+    before = current_revision(engine) if _exists(engine) else None
+    upgrade_database(engine)
+    after = current_revision(engine)
+    engine.dispose()
+    console.print(f"database at revision {after}" + (f" (was {before})" if before != after else " (already current)"))
+
+
+def _exists(engine) -> bool:
+    from tinyact.cloud.db.engine import check_connection
+
+    check_connection(engine)
+    return True

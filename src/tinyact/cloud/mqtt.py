@@ -1,0 +1,133 @@
+"""MQTT side of the service: results out to ``tinyact/<device>/<camera>/result``, latents in from
+``tinyact/<device>/<camera>/clip``.
+
+Results are published at QoS 1 and retained, so an edge that (re)subscribes gets each camera's last result at
+once; while the broker is unreachable, paho keeps QoS 1 messages queued (bounded) and sends them after it
+reconnects (unlike QoS 0, which would drop them). Clip messages carry one :class:`tinyact.wire.ClipIn` as
+JSON and go through the same validation, classification and idempotent store as ``POST /v1/clips``; what
+cannot be accepted gets a JSON reason on ``tinyact/<device>/<camera>/error`` (QoS 1, not retained).
+
+The topic names the device, so MQTT ingest trusts the broker to stop a device from publishing under another
+device's name: give every device broker credentials and an ACL such as
+``pattern readwrite tinyact/%u/#`` (Mosquitto). The service additionally drops clips from devices that are
+not registered or were revoked. Replicas subscribe through a shared subscription (``$share/<group>/…``) so
+each clip is classified by one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from tinyact.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CLIP_SUBSCRIPTION = "tinyact/+/+/clip"
+MAX_QUEUED = 100_000  # QoS 1 messages kept while disconnected; beyond this, publish fails and is counted
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` -> ``(host, port, tls)``."""
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    if parsed.scheme not in {"mqtt", "mqtts", "tcp"} or not parsed.hostname:
+        raise ConfigError(f"bad MQTT URL {url!r}: use mqtt://HOST[:PORT] (credentials go in TINYACT_MQTT_USERNAME/PASSWORD)")
+    if parsed.username or parsed.password:
+        raise ConfigError("put MQTT credentials in TINYACT_MQTT_USERNAME / TINYACT_MQTT_PASSWORD, not in the URL")
+    tls = parsed.scheme == "mqtts"
+    return parsed.hostname, parsed.port or (8883 if tls else 1883), tls
+
+
+def split_topic(topic: str) -> tuple[str, str, str] | None:
+    """``tinyact/<device>/<camera>/<kind>`` -> ``(device, camera, kind)``."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "tinyact":
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+class MqttBridge:
+    """A paho client running in its own thread.
+
+    ``on_clip(device, camera, payload)`` is called from paho's thread for each clip message; it must hand the
+    work to the service's event loop and return quickly.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_clip: Callable[[str, str, bytes], None] | None = None,
+        share_group: str | None = "tinyact-cloud",
+        client_id: str | None = None,
+        on_publish_failed: Callable[[], None] | None = None,
+    ) -> None:
+        import paho.mqtt.client as paho
+
+        self.host, self.port, tls = parse_mqtt_url(url)
+        self.on_clip = on_clip
+        self.subscription = f"$share/{share_group}/{CLIP_SUBSCRIPTION}" if share_group else CLIP_SUBSCRIPTION
+        self.on_publish_failed = on_publish_failed
+        persistent = client_id is not None
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"tinyact-cloud-{uuid.uuid4().hex[:12]}",
+            clean_session=not persistent,
+            protocol=paho.MQTTv311,
+        )
+        self.client.max_queued_messages_set(MAX_QUEUED)
+        self.client.reconnect_delay_set(1, 30)
+        username = os.environ.get("TINYACT_MQTT_USERNAME")
+        if username:
+            self.client.username_pw_set(username, os.environ.get("TINYACT_MQTT_PASSWORD"))
+        if tls:
+            self.client.tls_set()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.connected = False
+
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting); returns at once."""
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
+        """Publish at QoS 1; ``False`` if paho refused it (its queue is full)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (0, 4):  # 4 = MQTT_ERR_NO_CONN: queued, sent after reconnecting
+            logger.warning("MQTT publish to %s failed (rc=%s)", topic, info.rc)
+            if self.on_publish_failed:
+                self.on_publish_failed()
+            return False
+        return True
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            logger.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        self.connected = True
+        logger.info("connected to MQTT broker %s:%d", self.host, self.port)
+        if self.on_clip is not None:
+            client.subscribe(self.subscription, qos=1)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        self.connected = False
+        if reason_code != 0:
+            logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        parts = split_topic(message.topic)
+        if parts is None or parts[2] != "clip" or self.on_clip is None:
+            return
+        try:
+            self.on_clip(parts[0], parts[1], message.payload)
+        except Exception:  # never let one message kill paho's network thread
+            logger.exception("MQTT clip from %s could not be handed over", message.topic)

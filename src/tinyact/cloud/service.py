@@ -1,0 +1,398 @@
+"""The service's core, shared by the HTTP API and MQTT ingest: authenticate, validate, classify, store,
+send back.
+
+One clip's path through :meth:`CloudService.process_clips`::
+
+    ClipIn (validated JSON)   -> check time stamp, decode latent (tinyact.wire), check its length   [422]
+    float32 [N, D]            -> MicroBatcher: stacked with concurrent requests, predict_proba       [N, C]
+    label, score, top-5       -> store.store_predictions (INSERT … ON CONFLICT DO NOTHING)
+    ClipResult per clip       -> HTTP response / MQTT tinyact/<device>/<camera>/result
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import numpy as np
+from pydantic import ValidationError
+from sqlalchemy import Engine, text
+
+from tinyact.cloud.batcher import MicroBatcher, NoModelError
+from tinyact.cloud.config import CloudConfig
+from tinyact.cloud.devices import DeviceInfo, find_device_by_key, find_device_by_name, hash_key
+from tinyact.cloud.metrics import Metrics
+from tinyact.cloud.mqtt import MqttBridge
+from tinyact.cloud.ratelimit import RateLimiter
+from tinyact.cloud.registry import ClassifierMismatchError, ModelRegistry, active_model_row, record_model
+from tinyact.cloud.store import (
+    CameraIds,
+    NewPrediction,
+    StoredPrediction,
+    purge_idempotency_keys,
+    store_predictions,
+)
+from tinyact.wire import ClipIn, ClipResult, LabelScore, WireFormatError, decode_latent, mqtt_result_topic
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+CAMERA_RULE = "1-64 characters: letters, digits, _ . : - (starting with a letter or digit)"
+
+
+class APIError(Exception):
+    """An answer other than 2xx: HTTP ``status``, a short ``code`` and a sentence for a person."""
+
+    def __init__(self, status: int, code: str, detail: str, *, errors: list[dict] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+
+    def body(self) -> dict:
+        out = {"error": self.code, "detail": self.detail}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+
+def describe_validation_error(error: ValidationError, root: str = "body") -> APIError:
+    """A pydantic error as a 422 whose ``detail`` names the first failing field in plain words."""
+    items = []
+    for item in error.errors(include_url=False, include_input=False)[:20]:
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch" and item["loc"] and item["loc"][-1] == "camera_id":
+            message = f"camera_id must be {CAMERA_RULE}"
+        elif item["type"] == "json_invalid":
+            message = f"not valid JSON ({item.get('ctx', {}).get('error', message)})"
+        items.append({"loc": [root, *item["loc"]], "msg": message, "type": item["type"]})
+    first = items[0] if items else {"loc": [root], "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"][1:]) or root
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return APIError(422, "invalid_request", f"{where}: {first['msg']}{more}", errors=items)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a device (``device`` set), the admin, or a dashboard viewer."""
+
+    role: str  # "device" | "admin" | "viewer"
+    device: DeviceInfo | None = None
+
+
+def stored_to_result(stored: StoredPrediction) -> ClipResult:
+    """A stored prediction in the wire format (without re-validating what we validated on the way in)."""
+    return ClipResult.model_construct(
+        clip_id=stored.clip_id,
+        camera_id=stored.camera,
+        captured_at=stored.captured_at,
+        label=stored.label,
+        score=stored.score,
+        top5=[LabelScore.model_construct(label=item["label"], score=item["score"]) for item in stored.top5],
+        model_version=stored.model_version,
+        device_id=stored.device,
+        cursor=stored.id,
+    )
+
+
+class CloudService:
+    """State of one service process: database, model registry, batcher, metrics, MQTT bridge."""
+
+    def __init__(
+        self, config: CloudConfig, engine: Engine, *, admin_token: str | None = None, viewer_token: str | None = None
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.admin_token = admin_token
+        self.viewer_token = viewer_token
+        self.metrics = Metrics()
+        self.registry = ModelRegistry(config.expected_encoder_hash)
+        self.batcher = MicroBatcher(
+            self.registry,
+            window_s=config.batch_window_ms / 1000.0,
+            max_rows=config.batch_max_clips,
+            on_batch=self.metrics.on_batch,
+        )
+        self.rate_limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+        self.camera_ids = CameraIds()
+        self.mqtt: MqttBridge | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._auth_cache: dict[str, tuple[DeviceInfo, float]] = {}
+        self._background: list[asyncio.Task] = []
+        self._mqtt_tasks: set[asyncio.Task] = set()
+
+    # ---- life cycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Migrate, load the model, start the batcher, MQTT and the model-follow loop."""
+        from tinyact.cloud.db.engine import upgrade_database
+
+        self.loop = asyncio.get_running_loop()
+        if self.config.migrate:
+            await anyio.to_thread.run_sync(upgrade_database, self.engine)
+        await anyio.to_thread.run_sync(self._load_initial_model)
+        self.batcher.start()
+        if self.config.mqtt:
+            self.mqtt = MqttBridge(
+                self.config.mqtt,
+                on_clip=self._on_mqtt_clip if self.config.mqtt_ingest else None,
+                share_group=self.config.mqtt_share_group or None,
+                client_id=self.config.mqtt_client_id,
+                on_publish_failed=lambda: self.metrics.mqtt.labels("out", "failed").inc(),
+            )
+            self.mqtt.start()
+        self._background.append(asyncio.create_task(self._housekeeping(), name="tinyact-housekeeping"))
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background.clear()
+        if self.mqtt is not None:
+            await anyio.to_thread.run_sync(self.mqtt.stop)
+            self.mqtt = None
+        await self.batcher.stop()
+        self.engine.dispose()
+
+    def _load_initial_model(self) -> None:
+        if self.config.model is not None:
+            model = self.registry.load(self.config.model)
+            active = active_model_row(self.engine)
+            if active and active[0] != model.version:
+                logger.warning(
+                    "--model %s (%s) replaces the active model %s for every replica sharing this database",
+                    self.config.model, model.version, active[0],
+                )
+            record_model(self.engine, model, activate=True)
+        else:
+            active = active_model_row(self.engine)
+            if active is None:
+                logger.warning("no model: /v1/clips answers 503 until an admin POSTs /v1/admin/model")
+                return
+            self.registry.load(active[1], allow_encoder_change=True)
+        current = self.registry.current
+        self.metrics.set_model(current.version, current.classifier.kind)
+
+    async def _housekeeping(self) -> None:
+        """Follow model activations of other replicas; forget old idempotency keys now and then."""
+        last_purge = 0.0
+        interval = self.config.model_poll_s or 60.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.config.model_poll_s:
+                    await anyio.to_thread.run_sync(self._follow_active_model)
+                if time.monotonic() - last_purge > 3600:
+                    last_purge = time.monotonic()
+                    await anyio.to_thread.run_sync(purge_idempotency_keys, self.engine, IDEMPOTENCY_TTL)
+            except Exception:
+                logger.exception("housekeeping failed; retrying later")
+
+    def _follow_active_model(self) -> None:
+        active = active_model_row(self.engine)
+        current = self.registry.current
+        if active is None or (current is not None and current.version == active[0]):
+            return
+        logger.info("another replica activated model %s; loading %s", active[0], active[1])
+        model = self.registry.load(active[1], allow_encoder_change=True)
+        self.metrics.set_model(model.version, model.classifier.kind)
+
+    def swap_model(self, path: str, *, allow_encoder_change: bool = False):
+        """Load ``path`` and make it the active model here and, through the database, on every replica."""
+        model = self.registry.load(path, allow_encoder_change=allow_encoder_change)
+        record_model(self.engine, model, activate=True)
+        self.metrics.set_model(model.version, model.classifier.kind)
+        return model
+
+    # ---- auth -------------------------------------------------------------------------------------------
+    def _token_matches(self, token: str, expected: str | None) -> bool:
+        return expected is not None and hmac.compare_digest(token.encode(), expected.encode())
+
+    async def authenticate(self, token: str | None) -> Principal:
+        """The caller behind a bearer token; raises a 401 :class:`APIError` for a missing, unknown or revoked key."""
+        if not token:
+            raise APIError(401, "unauthorized", "missing credentials: send `Authorization: Bearer <device key or token>`",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if self._token_matches(token, self.admin_token):
+            return Principal("admin")
+        if self._token_matches(token, self.viewer_token):
+            return Principal("viewer")
+        digest = hash_key(token)
+        cached = self._auth_cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            device = cached[0]
+        else:
+            device = await anyio.to_thread.run_sync(find_device_by_key, self.engine, token)
+            if device is None:
+                raise APIError(401, "unauthorized", "unknown key: register the device with `tinyact cloud device add`",
+                               headers={"WWW-Authenticate": "Bearer"})
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[digest] = (device, time.monotonic() + self.config.auth_cache_s)
+        if device.revoked_at is not None:
+            raise APIError(401, "revoked", f"the key of device {device.name!r} was revoked; ask the operator for a new one",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return Principal("device", device)
+
+    def check_rate(self, device: DeviceInfo) -> None:
+        allowed, wait = self.rate_limiter.allow(device.name)
+        if not allowed:
+            self.metrics.rejects.labels("rate_limited").inc()
+            raise APIError(429, "rate_limited",
+                           f"device {device.name!r} is over {self.config.rate_limit_per_s:g} requests/s; retry later",
+                           headers={"Retry-After": str(max(1, int(np.ceil(wait))))})
+
+    # ---- clips ------------------------------------------------------------------------------------------
+    def decode_clips(self, clips: list[ClipIn], where: str = "clips") -> tuple[np.ndarray, list[ClipIn]]:
+        """Check every clip and decode its latent: (float32 ``[U, D]`` of the U distinct clip ids, those clips).
+        Raises a 422 :class:`APIError` naming the first bad clip; nothing is stored then."""
+        model = self.registry.current
+        if model is None:
+            raise APIError(503, "no_model", "no classifier is loaded yet: an admin must POST /v1/admin/model",
+                           headers={"Retry-After": "5"})
+        latest = datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
+        vectors: list[np.ndarray] = []
+        unique: dict[uuid.UUID, ClipIn] = {}
+        for index, clip in enumerate(clips):
+            at = f"{where}[{index}]" if where else "clip"
+            if clip.captured_at.tzinfo is None or clip.captured_at.utcoffset() is None:
+                raise APIError(422, "naive_timestamp", f"{at}.captured_at has no time zone: send ISO 8601 with Z or ±HH:MM")
+            if clip.captured_at > latest:
+                raise APIError(
+                    422, "future_timestamp",
+                    f"{at}.captured_at {clip.captured_at.isoformat()} is more than {self.config.max_future_s:g} s "
+                    "ahead of the server's clock: check the device's clock (NTP)",
+                )
+            try:
+                vector = decode_latent(clip.latent)
+            except WireFormatError as error:
+                raise APIError(422, "bad_latent", f"{at}.latent: {error}") from None
+            if vector.size != model.latent_dim:
+                raise APIError(
+                    422, "wrong_latent_size",
+                    f"{at}.latent has {vector.size} values but the loaded model {model.version} expects "
+                    f"{model.latent_dim}: the device's encoder does not match this classifier",
+                )
+            if clip.clip_id in unique:  # the same clip twice in one request: classified and stored once
+                continue
+            unique[clip.clip_id] = clip
+            vectors.append(vector)
+        return np.stack(vectors), list(unique.values())  # [U, D]
+
+    async def process_clips(self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips") -> tuple[list[ClipResult], int]:
+        """Validate, classify and store ``clips`` of ``device``: (one result per clip in order, newly stored)."""
+        latents, unique = self.decode_clips(clips, where)
+        try:
+            probabilities, model = await self.batcher.classify(latents)
+        except NoModelError:
+            raise APIError(503, "no_model", "no classifier is loaded", headers={"Retry-After": "5"}) from None
+        except ClassifierMismatchError as error:  # swapped to a model of another latent size mid-request
+            raise APIError(409, "model_changed", f"the model changed while classifying: {error}; retry") from None
+        labels = model.label_names
+        k = min(5, probabilities.shape[1])
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # [U, k] label indices, best first
+        rows = []
+        for clip, order, scores in zip(unique, top, probabilities, strict=True):
+            top5 = [{"label": labels[j], "score": round(float(scores[j]), 6)} for j in order]
+            rows.append(NewPrediction(clip.clip_id, clip.camera_id, clip.captured_at, top5[0]["label"],
+                                      top5[0]["score"], top5, model.version))
+        stored, new_ids = await anyio.to_thread.run_sync(
+            store_predictions, self.engine, device.id, device.name, rows, self.camera_ids
+        )
+        self.metrics.clips.labels(model.version).inc(len(new_ids))
+        if len(rows) > len(new_ids):
+            self.metrics.duplicates.inc(len(rows) - len(new_ids))
+        results = [stored_to_result(stored[clip.clip_id]) for clip in clips]
+        if self.mqtt is not None and new_ids:
+            self._publish_results([stored_to_result(stored[c]) for c in sorted(new_ids, key=lambda c: stored[c].id)])
+        return results, len(new_ids)
+
+    def _publish_results(self, results: list[ClipResult]) -> None:
+        assert self.mqtt is not None
+        for result in results:
+            ok = self.mqtt.publish(
+                mqtt_result_topic(result.device_id, result.camera_id), result.model_dump_json(), retain=True
+            )
+            self.metrics.mqtt.labels("out", "published" if ok else "failed").inc()
+
+    # ---- MQTT ingest ------------------------------------------------------------------------------------
+    def _on_mqtt_clip(self, device: str, camera: str, payload: bytes) -> None:
+        """Called in paho's thread: hand the message to the event loop."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.ingest_mqtt(device, camera, payload), self.loop)
+
+    async def ingest_mqtt(self, device_name: str, camera: str, payload: bytes) -> ClipResult | None:
+        """Classify one MQTT clip message; reasons for refusing it go to ``…/error``."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._mqtt_tasks.add(task)
+        try:
+            device = await anyio.to_thread.run_sync(find_device_by_name, self.engine, device_name)
+            if device is None or device.revoked_at is not None:
+                # No error reply: the sender may not even be a device of ours.
+                self.metrics.rejects.labels("mqtt_unknown_device").inc()
+                self.metrics.mqtt.labels("in", "unknown_device").inc()
+                logger.warning("MQTT clip from unknown or revoked device %r dropped", device_name)
+                return None
+            try:
+                clip = ClipIn.model_validate_json(payload)
+                if clip.camera_id != camera:
+                    raise APIError(422, "camera_mismatch",
+                                   f"camera_id {clip.camera_id!r} differs from the topic's camera {camera!r}")
+                allowed, _ = self.rate_limiter.allow(device.name)
+                if not allowed:
+                    raise APIError(429, "rate_limited", f"device {device.name!r} is over its rate limit; retry later")
+                results, _ = await self.process_clips(device, [clip], where="")
+            except ValidationError as error:
+                self._mqtt_reject(device.name, camera, None, describe_validation_error(error, root="message"))
+                return None
+            except APIError as error:
+                self._mqtt_reject(device.name, camera, _clip_id_of(payload), error)
+                return None
+            self.metrics.mqtt.labels("in", "classified").inc()
+            return results[0]
+        except Exception:
+            logger.exception("MQTT clip from %s/%s failed", device_name, camera)
+            self.metrics.mqtt.labels("in", "error").inc()
+            return None
+        finally:
+            if task is not None:
+                self._mqtt_tasks.discard(task)
+
+    def _mqtt_reject(self, device: str, camera: str, clip_id: str | None, error: APIError) -> None:
+        self.metrics.rejects.labels(error.code).inc()
+        self.metrics.mqtt.labels("in", "rejected").inc()
+        if self.mqtt is not None:
+            body = {"clip_id": clip_id, **error.body()}
+            self.mqtt.publish(f"tinyact/{device}/{camera}/error", json.dumps(body))
+
+    # ---- health -----------------------------------------------------------------------------------------
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+
+def _clip_id_of(payload: bytes) -> str | None:
+    """The clip id of a message that failed later checks (for the error reply), if it has one."""
+    try:
+        value = json.loads(payload).get("clip_id")
+        return str(value) if isinstance(value, str) else None
+    except Exception:
+        return None

@@ -1,0 +1,105 @@
+"""Helpers to exercise the cloud service without a trained encoder: a classifier fitted on generated latents,
+latents it recognises, and ready-made clip messages. Used by the tests, the load benchmark and the edge's
+tests; real deployments load folders written by ``tinyact classify fit`` (same format).
+
+Generated latents: class ``k`` is a Gaussian blob around a fixed random centre (``seed``), so a latent drawn
+near centre ``k`` is classified as label ``k`` by every kind of classifier here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyact.classifiers.saved import SavedClassifier, save_classifier
+from tinyact.wire import ClipIn, WireDtype, encode_latent
+
+DEFAULT_LABELS = ("walking", "running", "waving", "jumping", "sitting", "clapping")
+KINDS = ("logreg", "svm", "rf", "xgboost", "dt")
+
+
+def class_centres(n_classes: int, latent_dim: int, seed: int = 0) -> np.ndarray:
+    """float32 ``[n_classes, latent_dim]`` blob centres."""
+    return (np.random.default_rng(seed).normal(size=(n_classes, latent_dim)) * 2.0).astype(np.float32)
+
+
+def toy_latents(
+    labels: np.ndarray | list[int], latent_dim: int = 1024, n_classes: int = len(DEFAULT_LABELS), seed: int = 0,
+    noise: float = 1.0, rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """float32 ``[len(labels), latent_dim]``: a latent near the centre of each given label index."""
+    centres = class_centres(n_classes, latent_dim, seed)
+    rng = rng or np.random.default_rng(seed + 1)
+    labels = np.asarray(labels, dtype=np.int64)
+    return (centres[labels] + rng.normal(size=(len(labels), latent_dim)) * noise).astype(np.float32)
+
+
+def make_estimator(kind: str, seed: int = 0) -> Any:
+    """A fresh scikit-learn-compatible estimator of ``kind`` (one of :data:`KINDS`)."""
+    if kind == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=500)
+    if kind == "svm":
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        return make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed))
+    if kind == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+    if kind == "xgboost":
+        from xgboost import XGBClassifier
+
+        return XGBClassifier(n_estimators=50, max_depth=4, learning_rate=0.3, n_jobs=1, random_state=seed, verbosity=0)
+    if kind == "dt":
+        from sklearn.tree import DecisionTreeClassifier
+
+        return DecisionTreeClassifier(random_state=seed)
+    raise ValueError(f"unknown classifier kind {kind!r}: use one of {KINDS}")
+
+
+def fit_toy_classifier(
+    out: str | Path,
+    *,
+    kind: str = "logreg",
+    labels: tuple[str, ...] | list[str] = DEFAULT_LABELS,
+    latent_dim: int = 1024,
+    per_class: int = 40,
+    encoder_hash: str = "toy-encoder",
+    seed: int = 0,
+) -> SavedClassifier:
+    """Fit ``kind`` on generated latents (``per_class`` per label) and save it to ``out`` in the
+    ``tinyact classify fit`` folder format."""
+    y = np.repeat(np.arange(len(labels)), per_class)
+    x = toy_latents(y, latent_dim, len(labels), seed)
+    estimator = make_estimator(kind, seed).fit(x, y)
+    accuracy = float((estimator.predict(x) == y).mean())
+    return save_classifier(
+        out, estimator, label_names=list(labels), latent_dim=latent_dim, encoder_hash=encoder_hash, kind=kind,
+        metrics={"train_accuracy": accuracy, "note": "fitted on generated latents (tinyact.cloud.testing)"},
+    )
+
+
+def clip_message(
+    latent: np.ndarray,
+    *,
+    camera_id: str = "cam-1",
+    clip_id: uuid.UUID | None = None,
+    captured_at: datetime | None = None,
+    dtype: WireDtype | None = "float16",
+) -> dict:
+    """One clip as the JSON dict of :class:`tinyact.wire.ClipIn`; ``dtype=None`` sends a plain JSON array."""
+    clip = ClipIn(
+        clip_id=clip_id or uuid.uuid4(),
+        camera_id=camera_id,
+        captured_at=captured_at or datetime.now(UTC) - timedelta(seconds=1),
+        latent=encode_latent(latent, dtype) if dtype else [float(v) for v in np.asarray(latent, np.float32)],
+    )
+    return clip.model_dump(mode="json", exclude_none=True)
