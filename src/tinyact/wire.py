@@ -69,7 +69,8 @@ def decode_latent(latent: EncodedLatent | list[float]) -> np.ndarray:
     """Decode to float32 ``[D]``; raises :class:`WireFormatError` for bad base64, a partial element, a
     missing int8 scale, or NaN/Inf values."""
     if isinstance(latent, list):
-        vector = np.asarray(latent, dtype=np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused below
+            vector = np.asarray(latent, dtype=np.float32)
     else:
         try:
             raw = base64.b64decode(latent.data, validate=True)

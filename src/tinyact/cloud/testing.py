@@ -9,6 +9,8 @@ near centre ``k`` is classified as label ``k`` by every kind of classifier here.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,3 +105,65 @@ def clip_message(
         latent=encode_latent(latent, dtype) if dtype else [float(v) for v in np.asarray(latent, np.float32)],
     )
     return clip.model_dump(mode="json", exclude_none=True)
+
+
+POSTGRES_URLS = (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+)
+
+
+def postgres_base_url() -> tuple[str | None, str]:
+    """The first PostgreSQL test server URL that answers (``$TINYACT_TEST_POSTGRES`` first), or
+    ``(None, why not)``."""
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    candidates = [os.environ["TINYACT_TEST_POSTGRES"]] if os.environ.get("TINYACT_TEST_POSTGRES") else list(POSTGRES_URLS)
+    reasons = []
+    for url in candidates:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return None, "psycopg is not installed (pip install 'psycopg[binary]')"
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return url, ""
+        except Exception as error:
+            reasons.append(f"{url.split('@')[-1]}: {str(error).splitlines()[0][:120]}")
+        finally:
+            engine.dispose()
+    return None, "PostgreSQL does not answer (" + "; ".join(reasons) + ")"
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema on ``base_url`` for one test run; yields a URL whose connections use only that schema,
+    and drops it afterwards (so concurrent runs never see each other's tables)."""
+    from sqlalchemy import create_engine, text
+
+    name = f"tinyact_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{name}"'))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def mqtt_available(host: str = "127.0.0.1", port: int = 1883) -> bool:
+    """Whether an MQTT broker accepts TCP connections at ``host:port``."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
