@@ -50,6 +50,7 @@ class Metrics:
         self.model_info = Gauge(
             "tinyact_model_info", "The active model (value 1)", ["version", "kind"], registry=r, multiprocess_mode="liveall"
         )
+        self._model_labels: set[tuple[str, str]] = set()
 
     def on_batch(self, requests: int, clips: int, seconds: float) -> None:
         self.batch_requests.observe(requests)
@@ -57,7 +58,12 @@ class Metrics:
         self.classify_seconds.observe(seconds)
 
     def set_model(self, version: str, kind: str) -> None:
-        self.model_info.clear()
+        if not multiprocess_dir():  # (multiprocess gauges cannot be cleared: the old version is set to 0)
+            self.model_info.clear()
+        else:
+            for labels in list(self._model_labels):
+                self.model_info.labels(*labels).set(0)
+        self._model_labels.add((version, kind))
         self.model_info.labels(version=version, kind=kind).set(1)
 
     def exposition(self) -> tuple[bytes, str]:
