@@ -31,7 +31,7 @@ class Listener:
         self.messages: queue.Queue = queue.Queue()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
         subscribed = queue.Queue()
-        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, json.loads(m.payload), m.retain))
+        self.client.on_message = lambda c, u, m: m.payload and self.messages.put((m.topic, json.loads(m.payload), m.retain))
         self.client.on_subscribe = lambda *args: subscribed.put(True)
         self.client.connect("127.0.0.1", 1883)
         self.client.loop_start()
@@ -63,8 +63,12 @@ def latent(label: int) -> np.ndarray:
     return toy_latents([label], DIM, len(LABELS), noise=0.3, rng=np.random.default_rng())[0]
 
 
-def test_results_are_published_and_clips_ingested_over_mqtt(tmp_path):
-    model = fit_toy_classifier(tmp_path / "m", labels=LABELS, latent_dim=DIM, per_class=15).path
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return fit_toy_classifier(tmp_path_factory.mktemp("m") / "logreg", labels=LABELS, latent_dim=DIM, per_class=15).path
+
+
+def test_results_are_published_and_clips_ingested_over_mqtt(tmp_path, model):
     device = f"edge-{uuid.uuid4().hex[:8]}"  # unique topics: other runs may share the broker
     with serve_in_background(model, tmp_path / "c.db", mqtt=BROKER, mqtt_share_group="") as cloud:
         key = cloud.add_device(device)
