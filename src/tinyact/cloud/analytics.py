@@ -65,11 +65,17 @@ def count_predictions(engine: Engine, row_filter: RowFilter) -> int:
         return int(connection.execute(statement).scalar_one())
 
 
-def latest(engine: Engine, since_id: int = 0, limit: int = 50) -> list[StoredPrediction]:
-    """The newest predictions (all devices), newest first; with ``since_id`` only those stored after it."""
-    statement = _stored_select().where(predictions.c.id > since_id).order_by(predictions.c.id.desc()).limit(limit)
+def latest(engine: Engine, since_id: int = 0, limit: int = 50) -> tuple[list[StoredPrediction], int]:
+    """``(rows, cursor)``: without ``since_id`` the ``limit`` most recently captured predictions (all devices),
+    newest first; with it, those stored after that id, last stored first. ``cursor`` is the newest id."""
     with engine.connect() as connection:
-        return [StoredPrediction(*row) for row in connection.execute(statement).all()]
+        if since_id:
+            statement = _stored_select().where(predictions.c.id > since_id).order_by(predictions.c.id.desc())
+        else:
+            statement = _stored_select().order_by(predictions.c.captured_at.desc(), predictions.c.id.desc())
+        rows = [StoredPrediction(*row) for row in connection.execute(statement.limit(limit)).all()]
+        newest = connection.execute(select(func.max(predictions.c.id))).scalar()
+    return rows, max(since_id, int(newest or 0))
 
 
 def camera_summary(engine: Engine, since: datetime) -> list[dict]:

@@ -474,8 +474,8 @@ async def dashboard_latest(
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict:
-    rows = await anyio.to_thread.run_sync(analytics.latest, service_of(request).engine, since, limit)
-    return {"rows": [_row_json(r) for r in rows], "cursor": max([since] + [r.id for r in rows])}
+    rows, cursor = await anyio.to_thread.run_sync(analytics.latest, service_of(request).engine, since, limit)
+    return {"rows": [_row_json(r) for r in rows], "cursor": cursor}
 
 
 @router.get("/v1/dashboard/unusual", tags=["dashboard"], responses=ERRORS, summary="Rare actions and spikes per camera")
