@@ -22,7 +22,13 @@ from tinyact.cloud.db.engine import current_revision, head_revision, make_engine
 from tinyact.cloud.db.schema import Base, predictions
 from tinyact.cloud.devices import add_device
 from tinyact.cloud.export import export_to_file
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, postgres_base_url, postgres_schema, toy_latents
+from tinyact.cloud.testing import (
+    clip_message,
+    fit_toy_classifier,
+    postgres_base_url,
+    postgres_schema,
+    toy_latents,
+)
 
 DIM = 32
 LABELS = ("walking", "running", "waving", "jumping")
