@@ -200,3 +200,40 @@ def test_timeline_buckets_and_camera_summary(tmp_path):
     assert [(c["camera"], c["count"], c["last_label"]) for c in cams] == [("cam-a", 4, "walking"), ("cam-b", 0, "waving")]
     assert analytics.nice_bucket(3600, 60) == 60 and analytics.nice_bucket(7 * 86400, 60) == 10800
     engine.dispose()
+
+
+def test_group_writer_commits_concurrent_requests_together(tmp_path):
+    from tinyact.cloud.store import GroupWriter
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade_database(engine)
+    add_device(engine, "edge-1")
+    add_device(engine, "edge-2")
+    writer = GroupWriter(engine, CameraIds())
+    now = datetime.now(UTC)
+
+    def row(clip_id, label="walking"):
+        return NewPrediction(clip_id, "cam-1", now, label, 0.9, [{"label": label, "score": 0.9}], "m-1")
+
+    shared = uuid.uuid4()
+    jobs = [(1, "edge-1", [row(uuid.uuid4()) for _ in range(3)]) for _ in range(20)]
+    jobs += [(1, "edge-1", [row(shared, "running")]), (1, "edge-1", [row(shared, "waving")]),  # same clip twice
+             (2, "edge-2", [row(shared, "jumping")])]  # the same id from another device is another clip
+
+    async def run():
+        writer.start()
+        try:
+            return await asyncio.gather(*(writer.store(*job) for job in jobs))
+        finally:
+            await writer.stop()
+
+    results = asyncio.run(run())
+    assert writer.groups < len(jobs)  # grouped into fewer transactions
+    assert count_rows(f"sqlite:///{tmp_path / 'c.db'}") == 62
+    first, second, other = (r[0][shared] for r in results[-3:])
+    assert first == second and first.label == "running"  # the repeat gets the stored row, not its own label
+    assert results[-3][1] == {shared} and results[-2][1] == set()
+    assert other.label == "jumping" and other.id != first.id
+    ids = [s.id for r in results[:20] for s in r[0].values()]
+    assert len(set(ids)) == 60
+    engine.dispose()

@@ -3,8 +3,13 @@
 One worker coroutine per process takes the first waiting request, keeps collecting for up to ``window_s``
 (or until ``max_rows`` clips), then classifies the stack in a single background thread and hands every
 request its rows back. While a batch is being classified, new requests queue up and form the next batch,
-so under load the batches grow by themselves; with an idle server a request waits at most ``window_s``.
-``window_s = 0`` turns batching off: each request is classified on its own (the baseline of the benchmark).
+so under load the batches grow by themselves.
+
+The window is not waited out for nothing: requests announce themselves when they start (:meth:`ticket`,
+before their latents are decoded), and the batch goes as soon as every announced request has joined it. A
+lone request on an idle server is therefore classified at once; the window only holds a batch while other
+requests are known to be on their way. ``window_s = 0`` turns batching off: each request is classified on
+its own (the baseline of the benchmark).
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ from tinyact.cloud.registry import LoadedModel, ModelRegistry
 
 class NoModelError(RuntimeError):
     """No classifier is loaded yet."""
+
+
+class Ticket:
+    """A request's announcement that it will call :meth:`MicroBatcher.classify` soon."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = False
 
 
 class MicroBatcher:
@@ -43,6 +57,18 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinyact-classify")
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
+        self._coming = 0  # requests announced but not queued yet
+
+    @contextlib.contextmanager
+    def ticket(self):
+        """Announce a request for the duration of the block; pass the ticket to :meth:`classify`."""
+        ticket = Ticket()
+        self._coming += 1
+        try:
+            yield ticket
+        finally:
+            if not ticket.used:
+                self._coming -= 1
 
     def start(self) -> None:
         if self.window_s > 0 and self._worker is None:
@@ -57,8 +83,11 @@ class MicroBatcher:
             self._worker = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def classify(self, latents: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
+    async def classify(self, latents: np.ndarray, ticket: Ticket | None = None) -> tuple[np.ndarray, LoadedModel]:
         """float32 ``[N, D]`` -> (float64 probabilities ``[N, classes]``, the model that produced them)."""
+        if ticket is not None and not ticket.used:
+            ticket.used = True
+            self._coming -= 1
         if self._queue is None:  # batching off
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, [latents])
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -85,6 +114,8 @@ class MicroBatcher:
             rows = len(first[0])
             deadline = loop.time() + self.window_s
             while rows < self.max_rows:
+                if self._coming <= 0 and self._queue.empty():
+                    break  # nobody else is on the way: don't wait out the window
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
