@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
             gains.append([row["db"], row["classifier"], row["clips_per_request"], f"{row['clips_per_s']:.0f}",
                           f"{off['clips_per_s']:.0f}", f"{row['clips_per_s'] / max(off['clips_per_s'], 1e-9):.2f}"])
     print_table("closed loop: devices posting back-to-back", throughput_cols, throughput)
-    print_table(f"open loop: single-clip requests at a fixed rate, latency from the scheduled send time", rate_cols, rated)
+    print_table("open loop: single-clip requests at a fixed rate, latency from the scheduled send time", rate_cols, rated)
     print_table("micro-batching gain (clips/s, window 2 ms vs off)", gain_cols, gains)
     for note in notes:
         print(note)
