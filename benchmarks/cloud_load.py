@@ -155,6 +155,7 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
     for c in connections:
         idle.put_nowait(c)
     latencies: list[float] = []
+    done_at: list[float] = []
     errors = 0
     n = int(rate * seconds)
     start = time.perf_counter() + 0.2
@@ -169,14 +170,25 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
             status, _ = await connection.post("/v1/clips", body)
         finally:
             idle.put_nowait(connection)
-        latencies.append(time.perf_counter() - due)
+        done_at.append(time.perf_counter())
+        latencies.append(done_at[-1] - due)
         errors += status != 200
 
-    await asyncio.gather(*(one(i) for i in range(n)))
-    elapsed = time.perf_counter() - start
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    # A server that cannot keep up would make the run last as long as its backlog: stop after 3× the
+    # planned time and count what is still open as failed, with its wait so far as a lower bound.
+    done, pending = await asyncio.wait(tasks, timeout=3 * seconds + 5)
+    now = time.perf_counter()
+    for task in pending:
+        task.cancel()
+    latencies += [now - (start + i / rate) for i, task in enumerate(tasks) if task in pending]
+    elapsed = (max(done_at) if done_at and not pending else now) - start
     for c in connections:
         c.close()
-    return summarise(latencies, elapsed, n, n - errors, errors)
+    failed = errors + len(pending)
+    result = summarise(latencies, max(elapsed, 1e-9), len(done), len(done) - errors, failed)
+    result["unfinished"] = len(pending)
+    return result
 
 
 # ---- the benchmark ----------------------------------------------------------------------------------------

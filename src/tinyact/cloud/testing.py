@@ -51,7 +51,9 @@ def make_estimator(kind: str, seed: int = 0) -> Any:
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
-        return make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed))
+        # No probability=True (deprecated in scikit-learn 1.9): SavedClassifier turns decision values into
+        # probabilities with a softmax.
+        return make_pipeline(StandardScaler(), SVC(kernel="rbf", random_state=seed))
     if kind == "rf":
         from sklearn.ensemble import RandomForestClassifier
 
