@@ -36,6 +36,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import to_json
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -46,13 +47,7 @@ from tinyact.cloud.db.engine import make_engine
 from tinyact.cloud.db.schema import model_versions
 from tinyact.cloud.devices import DeviceError, add_device, list_devices, revoke_device
 from tinyact.cloud.export import MEDIA_TYPES, export_stream
-from tinyact.cloud.service import (
-    APIError,
-    CloudService,
-    Principal,
-    describe_validation_error,
-    stored_to_result,
-)
+from tinyact.cloud.service import APIError, CloudService, Principal, describe_validation_error, stored_to_dict
 from tinyact.cloud.store import find_idempotent_response, results_since, save_idempotent_response
 from tinyact.errors import TinyActError
 from tinyact.wire import ClipsIn, ClipsOut, ErrorOut, ModelInfo, ResultsPage
@@ -87,6 +82,7 @@ class _Guard:
                 except ValueError:
                     too_big = False
                 if too_big:
+                    self.service.metrics.rejects.labels("body_too_large").inc()
                     await _send_error(send, _too_large(limit))
                     self._observe(scope, 413, 0.0)
                     return
@@ -249,7 +245,7 @@ async def post_clips(request: Request, who: Annotated[Principal, Depends(device_
         raise APIError(415, "unsupported_media_type", "send the clips as JSON (Content-Type: application/json)")
     raw = await request.body()
     key = request.headers.get("idempotency-key")
-    request_hash = hashlib.sha256(raw).hexdigest()
+    request_hash = hashlib.sha256(raw).hexdigest() if key is not None else ""
     if key is not None:
         if not 1 <= len(key) <= 200 or not key.isprintable():
             raise APIError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
@@ -264,7 +260,7 @@ async def post_clips(request: Request, who: Annotated[Principal, Depends(device_
         raise APIError(422, "too_many_clips",
                        f"{len(body.clips)} clips in one request; the limit is {service.config.max_clips_per_request}: split the batch")
     results, _ = await service.process_clips(device, body.clips)
-    payload = ClipsOut.model_construct(results=results).model_dump_json()
+    payload = to_json({"results": results}).decode()  # the ClipsOut JSON, without building models
     if key is not None:
         stored = await anyio.to_thread.run_sync(
             save_idempotent_response, service.engine, device.id, key, request_hash, {"body": payload}
@@ -307,8 +303,8 @@ async def get_results(
         raise APIError(403, "forbidden", "results are read with a device key or the admin token")
     limit = min(limit, service.config.results_page_max)
     rows = await anyio.to_thread.run_sync(results_since, service.engine, target.id, since, limit)
-    page = ResultsPage.model_construct(results=[stored_to_result(r) for r in rows], next_cursor=rows[-1].id if rows else since)
-    return Response(page.model_dump_json(), media_type="application/json")
+    page = {"results": [stored_to_dict(r) for r in rows], "next_cursor": rows[-1].id if rows else since}
+    return Response(to_json(page), media_type="application/json")  # a ResultsPage
 
 
 def _model_info(service: CloudService) -> ModelInfo:

@@ -12,6 +12,7 @@ One clip's path through :meth:`CloudService.process_clips`::
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import hmac
 import json
@@ -24,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import numpy as np
 from pydantic import ValidationError
+from pydantic_core import to_json
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,7 +43,7 @@ from tinyact.cloud.store import (
     StoredPrediction,
     purge_idempotency_keys,
 )
-from tinyact.wire import ClipIn, ClipResult, LabelScore, WireFormatError, decode_latent, mqtt_result_topic
+from tinyact.wire import ClipIn, ClipResult, EncodedLatent, WireFormatError, decode_latent, mqtt_result_topic
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +94,38 @@ class Principal:
     device: DeviceInfo | None = None
 
 
+def stored_to_dict(stored: StoredPrediction) -> dict:
+    """A stored prediction as the JSON-ready dict of a :class:`ClipResult` (serialise with
+    ``pydantic_core.to_json``: the same bytes as ``ClipResult.model_dump_json``, without building models)."""
+    return {
+        "clip_id": stored.clip_id,
+        "camera_id": stored.camera,
+        "captured_at": stored.captured_at,
+        "label": stored.label,
+        "score": stored.score,
+        "top5": stored.top5,
+        "model_version": stored.model_version,
+        "device_id": stored.device,
+        "cursor": stored.id,
+    }
+
+
 def stored_to_result(stored: StoredPrediction) -> ClipResult:
-    """A stored prediction in the wire format (without re-validating what we validated on the way in)."""
-    return ClipResult.model_construct(
-        clip_id=stored.clip_id,
-        camera_id=stored.camera,
-        captured_at=stored.captured_at,
-        label=stored.label,
-        score=stored.score,
-        top5=[LabelScore.model_construct(label=item["label"], score=item["score"]) for item in stored.top5],
-        model_version=stored.model_version,
-        device_id=stored.device,
-        cursor=stored.id,
-    )
+    """A stored prediction in the wire format."""
+    return ClipResult.model_validate(stored_to_dict(stored))
+
+
+def top_k(probabilities: np.ndarray, k: int = 5) -> tuple[list[list[int]], list[list[float]]]:
+    """float ``[N, C]`` -> (label indices ``[N, min(k, C)]`` best first, their scores rounded to 6 digits)."""
+    k = min(k, probabilities.shape[1])
+    if probabilities.shape[1] > 4 * k:  # partial sort of the top k, then order those k
+        part = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(probabilities, part, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+    else:
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    scores = np.round(np.take_along_axis(probabilities, top, axis=1), 6)
+    return top.tolist(), scores.tolist()
 
 
 class CloudService:
@@ -273,36 +294,54 @@ class CloudService:
             raise APIError(503, "no_model", "no classifier is loaded yet: an admin must POST /v1/admin/model",
                            headers={"Retry-After": "5"})
         latest = datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
-        vectors: list[np.ndarray] = []
+        dim = model.latent_dim
         unique: dict[uuid.UUID, ClipIn] = {}
+        for clip in clips:
+            unique.setdefault(clip.clip_id, clip)  # a clip twice in one request: classified and stored once
+        rows = {clip_id: row for row, clip_id in enumerate(unique)}
+        out = np.empty((len(unique), dim), np.float32)  # [U, D]
         for index, clip in enumerate(clips):
-            at = f"{where}[{index}]" if where else "clip"
             if clip.captured_at.tzinfo is None or clip.captured_at.utcoffset() is None:
-                raise APIError(422, "naive_timestamp", f"{at}.captured_at has no time zone: send ISO 8601 with Z or ±HH:MM")
+                raise APIError(422, "naive_timestamp",
+                               f"{_at(where, index)}.captured_at has no time zone: send ISO 8601 with Z or ±HH:MM")
             if clip.captured_at > latest:
                 raise APIError(
                     422, "future_timestamp",
-                    f"{at}.captured_at {clip.captured_at.isoformat()} is more than {self.config.max_future_s:g} s "
-                    "ahead of the server's clock: check the device's clock (NTP)",
+                    f"{_at(where, index)}.captured_at {clip.captured_at.isoformat()} is more than "
+                    f"{self.config.max_future_s:g} s ahead of the server's clock: check the device's clock (NTP)",
                 )
+            latent = clip.latent
+            if isinstance(latent, EncodedLatent) and latent.dtype != "int8":
+                # Fast path for the edge's default encodings: base64 -> bytes -> one cast into the batch row;
+                # NaN/Inf are checked once for the whole batch below.
+                try:
+                    raw = binascii.a2b_base64(latent.data, strict_mode=True)
+                except (binascii.Error, ValueError):
+                    raw = None
+                itemsize = 2 if latent.dtype == "float16" else 4
+                if raw is not None and len(raw) == dim * itemsize:
+                    out[rows[clip.clip_id]] = np.frombuffer(raw, "<f2" if itemsize == 2 else "<f4")
+                    continue
             try:
-                vector = decode_latent(clip.latent)
+                vector = decode_latent(latent)  # the general path, with its precise error messages
             except WireFormatError as error:
-                raise APIError(422, "bad_latent", f"{at}.latent: {error}") from None
-            if vector.size != model.latent_dim:
+                raise APIError(422, "bad_latent", f"{_at(where, index)}.latent: {error}") from None
+            if vector.size != dim:
                 raise APIError(
                     422, "wrong_latent_size",
-                    f"{at}.latent has {vector.size} values but the loaded model {model.version} expects "
-                    f"{model.latent_dim}: the device's encoder does not match this classifier",
+                    f"{_at(where, index)}.latent has {vector.size} values but the loaded model {model.version} "
+                    f"expects {dim}: the device's encoder does not match this classifier",
                 )
-            if clip.clip_id in unique:  # the same clip twice in one request: classified and stored once
-                continue
-            unique[clip.clip_id] = clip
-            vectors.append(vector)
-        return np.stack(vectors), list(unique.values())  # [U, D]
+            out[rows[clip.clip_id]] = vector
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            bad = next(i for i, clip in enumerate(clips) if not finite[rows[clip.clip_id]])
+            raise APIError(422, "bad_latent", f"{_at(where, bad)}.latent: latent contains NaN or Inf")
+        return out, list(unique.values())
 
-    async def process_clips(self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips") -> tuple[list[ClipResult], int]:
-        """Validate, classify and store ``clips`` of ``device``: (one result per clip in order, newly stored)."""
+    async def process_clips(self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips") -> tuple[list[dict], int]:
+        """Validate, classify and store ``clips`` of ``device``: (one result per clip in order, as
+        :func:`stored_to_dict` dicts; how many were stored now)."""
         with self.batcher.ticket() as ticket:
             latents, unique = self.decode_clips(clips, where)
             try:
@@ -312,11 +351,9 @@ class CloudService:
             except ClassifierMismatchError as error:  # swapped to a model of another latent size mid-request
                 raise APIError(409, "model_changed", f"the model changed while classifying: {error}; retry") from None
         labels = model.label_names
-        k = min(5, probabilities.shape[1])
-        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # [U, k] label indices, best first
         rows = []
-        for clip, order, scores in zip(unique, top, probabilities, strict=True):
-            top5 = [{"label": labels[j], "score": round(float(scores[j]), 6)} for j in order]
+        for clip, indices, scores in zip(unique, *top_k(probabilities), strict=True):  # best first
+            top5 = [{"label": labels[j], "score": score} for j, score in zip(indices, scores, strict=True)]
             rows.append(NewPrediction(clip.clip_id, clip.camera_id, clip.captured_at, top5[0]["label"],
                                       top5[0]["score"], top5, model.version))
         try:
@@ -328,16 +365,16 @@ class CloudService:
         self.metrics.clips.labels(model.version).inc(len(new_ids))
         if len(rows) > len(new_ids):
             self.metrics.duplicates.inc(len(rows) - len(new_ids))
-        results = [stored_to_result(stored[clip.clip_id]) for clip in clips]
+        results = [stored_to_dict(stored[clip.clip_id]) for clip in clips]
         if self.mqtt is not None and new_ids:
-            self._publish_results([stored_to_result(stored[c]) for c in sorted(new_ids, key=lambda c: stored[c].id)])
+            self._publish_results([stored[c] for c in sorted(new_ids, key=lambda c: stored[c].id)])
         return results, len(new_ids)
 
-    def _publish_results(self, results: list[ClipResult]) -> None:
+    def _publish_results(self, results: list[StoredPrediction]) -> None:
         assert self.mqtt is not None
         for result in results:
             ok = self.mqtt.publish(
-                mqtt_result_topic(result.device_id, result.camera_id), result.model_dump_json(), retain=True
+                mqtt_result_topic(result.device, result.camera), to_json(stored_to_dict(result)), retain=True
             )
             self.metrics.mqtt.labels("out", "published" if ok else "failed").inc()
 
@@ -377,7 +414,7 @@ class CloudService:
                 self._mqtt_reject(device.name, camera, _clip_id_of(payload), error)
                 return None
             self.metrics.mqtt.labels("in", "classified").inc()
-            return results[0]
+            return ClipResult.model_validate(results[0])
         except Exception:
             logger.exception("MQTT clip from %s/%s failed", device_name, camera)
             self.metrics.mqtt.labels("in", "error").inc()
@@ -401,6 +438,10 @@ class CloudService:
             return True
         except Exception:
             return False
+
+
+def _at(where: str, index: int) -> str:
+    return f"{where}[{index}]" if where else "clip"
 
 
 def _clip_id_of(payload: bytes) -> str | None:
