@@ -21,7 +21,7 @@ from tinyact.classifiers.saved import SavedClassifier, save_classifier
 from tinyact.wire import ClipIn, WireDtype, encode_latent
 
 DEFAULT_LABELS = ("walking", "running", "waving", "jumping", "sitting", "clapping")
-KINDS = ("logreg", "svm", "rf", "xgboost", "dt")
+KINDS = ("logreg", "svm", "rf", "xgboost", "dt", "mlp")  # mlp: only where tinyact.classifiers has it
 
 
 def class_centres(n_classes: int, latent_dim: int, seed: int = 0) -> np.ndarray:
@@ -41,7 +41,16 @@ def toy_latents(
 
 
 def make_estimator(kind: str, seed: int = 0) -> Any:
-    """A fresh scikit-learn-compatible estimator of ``kind`` (one of :data:`KINDS`)."""
+    """A fresh scikit-learn-compatible estimator of ``kind``: the pipeline ``tinyact classify fit`` uses
+    (``tinyact.classifiers.estimators.FACTORIES``, with its default parameters) where that module exists,
+    else a stand-in of the same kind and size (SVC-RBF, 300-tree forest, 200-round XGBoost, tree), or a
+    logistic regression for ``logreg``."""
+    try:
+        from tinyact.classifiers.estimators import FACTORIES
+    except ImportError:
+        FACTORIES = {}
+    if kind in FACTORIES:
+        return FACTORIES[kind]()
     if kind == "logreg":
         from sklearn.linear_model import LogisticRegression
 
@@ -57,11 +66,12 @@ def make_estimator(kind: str, seed: int = 0) -> Any:
     if kind == "rf":
         from sklearn.ensemble import RandomForestClassifier
 
-        return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+        return RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
     if kind == "xgboost":
         from xgboost import XGBClassifier
 
-        return XGBClassifier(n_estimators=50, max_depth=4, learning_rate=0.3, n_jobs=1, random_state=seed, verbosity=0)
+        return XGBClassifier(tree_method="hist", n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
+                             colsample_bytree=0.5, n_jobs=1, random_state=seed, verbosity=0)
     if kind == "dt":
         from sklearn.tree import DecisionTreeClassifier
 
