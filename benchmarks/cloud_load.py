@@ -12,7 +12,10 @@ and this process drives it with many simulated devices, each with its own key an
   measured from each request's scheduled send time (so a stalled server cannot hide its queueing).
 
 Both with micro-batching on (2 ms window) and off, for every classifier (swapped in through the admin API)
-and database. Latents are 1024-d float16 (the edge's default encoding); classifiers are fitted on generated
+and database. Each row also reports the service's own CPU use (user + system seconds of its process tree,
+from /proc): ``clips/CPU-s`` is clips stored per second of service CPU, and ``server cores`` the cores it kept
+busy, a figure that holds when other programs share the machine and the wall-clock rates do not; ``load``
+is the machine's 1-minute load average when the row started. Latents are 1024-d float16 (the edge's default encoding); classifiers are fitted on generated
 latents of 10 classes (:mod:`tinyact.cloud.testing`), so their cost per clip is that of real ones of the same
 size, not their accuracy. The client is a minimal HTTP/1.1 client on asyncio streams, not httpx: on a 2-core
 machine every millisecond the load generator spends is taken from the server, and httpx costs several
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -192,6 +196,45 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
 
 
 # ---- the benchmark ----------------------------------------------------------------------------------------
+def _per_cpu(result: dict) -> str:
+    value = result["clips_per_server_cpu_s"]
+    return "-" if value != value else f"{value:.0f}"  # NaN: thread mode (no separate process to measure)
+
+
+def tree_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
+
+
+def measure(run, pid: int | None) -> dict:
+    """Run a load coroutine factory; add the service's CPU use and the machine's load average to its result."""
+    before, load = tree_cpu_seconds(pid), os.getloadavg()[0]
+    result = asyncio.run(run())
+    cpu = tree_cpu_seconds(pid) - before
+    good_clips = result["clips_per_s"] * result["seconds"]
+    result["server_cpu_s"] = cpu
+    result["clips_per_server_cpu_s"] = good_clips / cpu if cpu > 0 else float("nan")
+    result["load_avg"] = load
+    return result
+
+
 def swap(url: str, path: Path) -> str:
     response = httpx.post(f"{url}/v1/admin/model", json={"path": str(path), "allow_encoder_change": True},
                           headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300)
@@ -237,8 +280,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"fitted {kind} in {time.perf_counter() - start:.1f} s")
     bodies = Bodies(args.latent_dim, args.labels)
     throughput_cols = ["db", "classifier", "batching", "clips/req", "devices", "req/s", "clips/s", "p50 ms", "p95 ms",
-                       "p99 ms", "errors"]
-    rate_cols = ["db", "classifier", "batching", "target req/s", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"]
+                       "p99 ms", "errors", "clips/CPU-s", "load"]
+    rate_cols = ["db", "classifier", "batching", "target req/s", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+                 "server cores", "load"]
     throughput, rated, raw = [], [], []
     notes = []
     try:
@@ -266,22 +310,26 @@ def main(argv: list[str] | None = None) -> dict:
                         batch_window_ms=window, rate_limit_per_s=0, log_level="warning", **extra,
                     ) as cloud:
                         keys = [cloud.add_device(f"dev-{i}") for i in range(args.devices)]
+                        pid = cloud.process.pid if cloud.process is not None else None
                         for kind in kinds:
                             swap(cloud.url, models[kind])
                             for clips, concurrency in ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency)):
-                                result = asyncio.run(closed_loop(cloud.url, keys, bodies, clips, concurrency, args.seconds))
+                                result = measure(lambda c=clips, n=concurrency, url=cloud.url, k=keys: closed_loop(
+                                    url, k, bodies, c, n, args.seconds), pid)
                                 raw.append({"mode": "closed", "db": db, "classifier": kind, "batching": batching,
                                             "clips_per_request": clips, "devices": concurrency, **result})
                                 throughput.append([db, kind, batching, clips, concurrency, f"{result['req_per_s']:.0f}",
                                                    f"{result['clips_per_s']:.0f}", f"{result['p50_ms']:.1f}",
-                                                   f"{result['p95_ms']:.1f}", f"{result['p99_ms']:.1f}", result["errors"]])
+                                                   f"{result['p95_ms']:.1f}", f"{result['p99_ms']:.1f}", result["errors"],
+                                                   _per_cpu(result), f"{result['load_avg']:.1f}"])
                                 print(throughput[-1])
-                            result = asyncio.run(open_loop(cloud.url, keys, bodies, args.rate, args.rate_seconds))
+                            result = measure(lambda url=cloud.url, k=keys: open_loop(url, k, bodies, args.rate, args.rate_seconds), pid)
                             raw.append({"mode": "open", "db": db, "classifier": kind, "batching": batching,
                                         "target_req_per_s": args.rate, **result})
                             rated.append([db, kind, batching, f"{args.rate:.0f}", f"{result['req_per_s']:.0f}",
                                           f"{result['p50_ms']:.1f}", f"{result['p95_ms']:.1f}", f"{result['p99_ms']:.1f}",
-                                          result["errors"]])
+                                          result["errors"], f"{result['server_cpu_s'] / max(result['seconds'], 1e-9):.2f}",
+                                          f"{result['load_avg']:.1f}"])
                             print(rated[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)

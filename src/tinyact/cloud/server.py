@@ -187,7 +187,7 @@ def _serve_process(cfg: CloudConfig, admin_token, viewer_token, timeout: float):
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until the context exits
     process = subprocess.Popen(
         [sys.executable, "-m", "tinyact", "cloud", "serve", "--config", str(config_path)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
     )
     url = f"http://{cfg.host}:{cfg.port}"
     try:
@@ -207,6 +207,15 @@ def _serve_process(cfg: CloudConfig, admin_token, viewer_token, timeout: float):
                 process.kill()
                 process.wait()
         log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the parent dies (a crashed test or benchmark
+    must not leave servers behind). No-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def run_server(cfg: CloudConfig, *, admin_token: str | None = None) -> None:
