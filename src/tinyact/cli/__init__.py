@@ -52,10 +52,11 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo, extract
+    from tinyact.cli import cloud, data, demo, extract, train
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
+    app.add_typer(train.app, name="train")
     app.add_typer(cloud.app, name="cloud")
     app.command("demo")(demo.demo)
 
