@@ -52,9 +52,12 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo
+    from tinyact.cli import cloud, data, demo, extract, models, train
 
     app.add_typer(data.app, name="data")
+    app.command("extract")(extract.extract)
+    app.add_typer(train.app, name="train")
+    app.add_typer(models.app, name="models")
     app.add_typer(cloud.app, name="cloud")
     app.command("demo")(demo.demo)
 
