@@ -52,9 +52,10 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo
+    from tinyact.cli import classify, cloud, data, demo
 
     app.add_typer(data.app, name="data")
+    app.add_typer(classify.app, name="classify")
     app.add_typer(cloud.app, name="cloud")
     app.command("demo")(demo.demo)
 
