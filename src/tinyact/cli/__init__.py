@@ -52,8 +52,7 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo, extract
-    from tinyact.cli import classify
+    from tinyact.cli import classify, cloud, data, demo, extract
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
