@@ -84,3 +84,12 @@ def _build_autoencoder3d(config: dict[str, Any]) -> nn.Module:
 
 
 register_builder("VideoAutoEncoder3D", _build_autoencoder3d)
+
+
+def _build_mlp_resnet(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.mlp_resnet import MLPResNetClassifier, MLPResNetConfig
+
+    return MLPResNetClassifier.from_config(MLPResNetConfig.from_dict(config))
+
+
+register_builder("MLPResNetClassifier", _build_mlp_resnet)
