@@ -93,3 +93,12 @@ def _build_mlp_resnet(config: dict[str, Any]) -> nn.Module:
 
 
 register_builder("MLPResNetClassifier", _build_mlp_resnet)
+
+
+def _build_teacher3d(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.teacher3d import Teacher3D, Teacher3DConfig
+
+    return Teacher3D(Teacher3DConfig.from_dict(config))
+
+
+register_builder("Teacher3D", _build_teacher3d)
