@@ -60,6 +60,10 @@ def _register() -> None:
     app.add_typer(cloud.app, name="cloud")
     app.command("demo")(demo.demo)
 
+    from tinyact.cli import kd as kd_cli  # after the stages whose groups (train, experiment) it extends
+
+    kd_cli.register(app)
+
 
 _register()
 
