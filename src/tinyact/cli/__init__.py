@@ -52,10 +52,11 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo
+    from tinyact.cli import cloud, data, demo, teacher
 
     app.add_typer(data.app, name="data")
     app.add_typer(cloud.app, name="cloud")
+    app.add_typer(teacher.app, name="teacher")
     app.command("demo")(demo.demo)
 
 
