@@ -52,12 +52,13 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import classify, cloud, data, demo, extract
+    from tinyact.cli import classify, cloud, data, demo, extract, teacher
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
     app.add_typer(classify.app, name="classify")
     app.add_typer(cloud.app, name="cloud")
+    app.add_typer(teacher.app, name="teacher")
     app.command("demo")(demo.demo)
 
     from tinyact.cli import kd as kd_cli  # after the stages whose groups (train, experiment) it extends

@@ -275,7 +275,7 @@ def resample_clips(clips: torch.Tensor, frames: int, size: int) -> torch.Tensor:
     return clips
 
 
-def load_inproject_teacher(path: str) -> InProjectTeacher:
+def load_inproject_teacher(path: str, device: str | None = None) -> InProjectTeacher:
     """Loader of the ``inproject:PATH`` teacher spec (``PATH``: a ``model.pt`` from ``tinyact train teacher``,
     or its run folder)."""
     from tinyact.errors import TinyActError
@@ -287,4 +287,4 @@ def load_inproject_teacher(path: str) -> InProjectTeacher:
     model, _ = load_model(file)
     if not isinstance(model, Teacher3D):
         raise TinyActError(f"{file} holds a {type(model).__name__}, not an in-project teacher (Teacher3D)")
-    return InProjectTeacher(model, "cuda" if torch.cuda.is_available() else "cpu")
+    return InProjectTeacher(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
