@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -225,29 +224,24 @@ def set_train_mode(student: nn.Module, setup: Setup) -> None:
 
 
 # --------------------------------------------------------------------------------------------- teachers
-def _norm_name(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
-
-
-def label_columns(teacher_names: list[str], dataset_names: list[str]) -> np.ndarray | None:
-    """Column of each dataset class in the teacher's logits (matched by name, case/space/underscore-blind);
-    ``None`` when the names are identical. Raises :class:`KDError` naming dataset classes the teacher lacks."""
-    if list(teacher_names) == list(dataset_names):
-        return None
-    index = {_norm_name(n): i for i, n in enumerate(teacher_names)}
-    missing = [n for n in dataset_names if _norm_name(n) not in index]
-    if missing:
+def _check_mapping(label_map, source: str) -> None:
+    """KD needs a teacher probability for every dataset class: unmapped classes are an error naming them."""
+    if label_map.unmapped:
+        missing = label_map.unmapped
         raise KDError(
-            f"the teacher has no class for {len(missing)} dataset label(s): {', '.join(missing[:10])}"
-            f"{' …' if len(missing) > 10 else ''}; KD needs teacher logits over every dataset class"
+            f"{source} has no class for {len(missing)} dataset label(s): {', '.join(missing[:10])}"
+            f"{' …' if len(missing) > 10 else ''}; KD needs teacher logits over every dataset class "
+            "(give the teacher a label file or aliases)"
         )
-    return np.array([index[_norm_name(n)] for n in dataset_names], dtype=np.int64)
 
 
 class TeacherSource:
-    """Teacher logits (and embeddings) on the dataset's classes for a batch of clips."""
+    """Teacher logits on the dataset's classes (and embeddings) for a batch of clips."""
 
     embedding_dim: int | None = None
+
+    def has(self, clip_id: str) -> bool:
+        return True
 
     def __call__(self, clip_ids: list[str], clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
@@ -260,49 +254,38 @@ class CachedTeacher(TeacherSource):
         from tinyact.teachers import CachedLogits
 
         cached = CachedLogits.load(path)
-        self.row = {str(cid): i for i, cid in enumerate(np.asarray(cached.clip_ids).tolist())}
-        missing = [cid for cid in required_ids if cid not in self.row]
+        missing = [cid for cid in required_ids if cid not in cached]
         if missing:
             raise KDError(
-                f"{path} has no teacher logits for {len(missing)} of {len(required_ids)} clips, e.g. "
-                f"{', '.join(missing[:10])}; run `tinyact teacher cache` over this manifest"
+                f"{path} has no teacher logits for {len(missing)} of {len(required_ids)} clips: "
+                f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}; run `tinyact teacher cache` over this manifest"
             )
-        columns = label_columns(list(cached.label_names), dataset_names)
-        logits = torch.as_tensor(np.asarray(cached.logits), dtype=torch.float32)
-        self.logits = logits if columns is None else logits[:, torch.as_tensor(columns)]
-        embeddings = getattr(cached, "embeddings", None)
-        self.embeddings = None if embeddings is None else torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-        self.embedding_dim = None if self.embeddings is None else int(self.embeddings.shape[1])
+        _check_mapping(cached.label_map(dataset_names), str(path))
+        self.cached = cached.for_dataset(dataset_names)
+        self.embedding_dim = self.cached.embedding_dim
 
     def has(self, clip_id: str) -> bool:
-        return clip_id in self.row
+        return clip_id in self.cached
 
     def __call__(self, clip_ids: list[str], clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        rows = torch.as_tensor([self.row[c] for c in clip_ids], dtype=torch.long)
-        return self.logits[rows], None if self.embeddings is None else self.embeddings[rows]
+        return self.cached.lookup(clip_ids)
 
 
 class LiveTeacher(TeacherSource):
     """A teacher (``tinyact.teachers.load_teacher`` spec) run on every batch."""
 
     def __init__(self, spec: str, dataset_names: list[str], device: torch.device) -> None:
-        from tinyact.teachers import load_teacher
+        from tinyact.teachers import load_teacher, map_labels
 
-        self.teacher = load_teacher(spec)
-        if hasattr(self.teacher, "to"):
-            self.teacher.to(device)
-        self.columns = label_columns(list(self.teacher.label_names), dataset_names)
+        self.teacher = load_teacher(spec, device=str(device))
+        self.label_map = map_labels(list(self.teacher.label_names), dataset_names)
+        _check_mapping(self.label_map, spec)
         self.embedding_dim = self.teacher.embedding_dim
-
-    def has(self, clip_id: str) -> bool:
-        return True
 
     @torch.no_grad()
     def __call__(self, clip_ids: list[str], clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = self.teacher(clips)
-        logits = out.logits.float()
-        if self.columns is not None:
-            logits = logits[:, torch.as_tensor(self.columns, device=logits.device)]
+        logits = self.label_map.apply(out.logits.float())
         return logits, None if out.embedding is None else out.embedding.float()
 
 
@@ -335,7 +318,7 @@ def evaluate_student(
         mse += float(((out["recon"].float() - to_unit(clips)) ** 2).flatten(1).mean(1).sum())
         seen += len(labels)
         if teacher is not None:
-            keep = [i for i, c in enumerate(clip_ids) if getattr(teacher, "has", lambda _: True)(c)]
+            keep = [i for i, c in enumerate(clip_ids) if teacher.has(c)]
             if keep:
                 t_logits, _ = teacher([clip_ids[i] for i in keep], clips[keep])
                 t_correct += float((t_logits.to(info.device).argmax(1) == labels[keep]).sum())
