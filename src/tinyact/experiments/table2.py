@@ -242,17 +242,21 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
                   batch_size=cfg.batch_size, teacher_spec=spec)
     timings["teacher_logits_s"] = time.perf_counter() - started
 
-    needs_ae = any(s in ("pretrained", "frozen") for s in cfg.setups) or "no_kd" not in cfg.classifiers
-    ae_model = _autoencoder(cfg, manifest_path, cache_dir, timings) if needs_ae else None
-
     runs: dict[str, dict[str, Any]] = {}
     names = list(cfg.setups) + (["ce_only"] if cfg.ce_only else [])
+    # Students that start from scratch first; the unsupervised AE (also the no-KD baseline) when first needed.
+    names.sort(key=lambda n: n in ("pretrained", "frozen"))
+    ae_model: Path | None = None
     for name in names:
+        if name in ("pretrained", "frozen") and ae_model is None:
+            ae_model = _autoencoder(cfg, manifest_path, cache_dir, timings)
         result = _kd_run(cfg, name, manifest_path, cache_dir, logits_path, ae_model, timings)
         scores = _classify(cfg, name, out / "kd" / name / "model.pt", manifest, cache_dir, timings)
         runs[name] = {"kd_top1": result["test_top1"], **scores, "val_top1": result["val_top1"],
                       "encoder_hash": result["encoder_hash"], "val_psnr": result.get("val_psnr")}
-    no_kd = _classify(cfg, "no_kd", ae_model, manifest, cache_dir, timings) if ae_model else {}
+    if ae_model is None:
+        ae_model = _autoencoder(cfg, manifest_path, cache_dir, timings)
+    no_kd = _classify(cfg, "no_kd", ae_model, manifest, cache_dir, timings)
 
     metrics = {
         "setups": {name: runs[name] for name in cfg.setups},
