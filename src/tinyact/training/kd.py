@@ -32,7 +32,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -94,6 +94,9 @@ class KDConfig(TinyActConfig):
     setup: Setup = Field("scratch", title="Student set-up", description="scratch, pretrained (unfrozen) or frozen")
     pretrained: Path | None = Field(None, title="Autoencoder model file", description="for pretrained / frozen")
     preset: str = Field("fast", title="Autoencoder preset (scratch)")
+    ae_overrides: dict[str, Any] = Field(
+        default_factory=dict, title="Autoencoder config overrides (scratch)", description="e.g. {channels: [8, 16, 32, 64], latent_dim: 64}"
+    )
     size: int = Field(112, ge=16, title="Crop size (px)")
     frames: int = Field(16, ge=2, title="Frames per clip")
     head_dim: int = Field(512, ge=1, title="MLPResNet width")
@@ -188,7 +191,10 @@ def frozen_modules(student: KDStudent) -> list[nn.Module]:
 def build_student(cfg: KDConfig, num_classes: int, teacher_embedding_dim: int | None) -> KDStudent:
     """The student of a set-up: a fresh autoencoder (``scratch``) or the ``pretrained`` one, plus a new head."""
     if cfg.setup == "scratch":
-        autoencoder = VideoAutoEncoder3D.from_preset(cfg.preset, num_frames=cfg.frames, input_size=cfg.size)
+        overrides = {**cfg.ae_overrides, "num_frames": cfg.frames, "input_size": cfg.size}
+        if "channels" in overrides:
+            overrides["channels"] = tuple(overrides["channels"])
+        autoencoder = VideoAutoEncoder3D.from_preset(cfg.preset, **overrides)
     else:
         assert cfg.pretrained is not None
         autoencoder, _ = load_model(cfg.pretrained)
@@ -360,7 +366,9 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
     teacher = make_teacher(cfg, manifest, info)
 
     seed_everything(cfg.seed)
-    student = build_student(cfg, len(manifest.label_names), teacher.embedding_dim if teacher else None).to(info.device)
+    student = build_student(cfg, len(manifest.label_names), teacher.embedding_dim if teacher else None)
+    # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
+    student = convert_sync_batchnorm(student, info).to(info.device)
     params = [p for p in student.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -379,7 +387,7 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
         start_epoch, step = state["epoch"] + 1, state["step"]
         logger.info("kd: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
-    net: nn.Module = convert_sync_batchnorm(student, info)
+    net: nn.Module = student
     if info.distributed:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     loader, sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
@@ -414,9 +422,9 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
                 step += 1
                 n = len(labels)
                 for key in ("ce", "kd", "recon"):
-                    sums[key] += float(losses[key]) * n
-                sums["feature"] += float(out.get("feature", torch.zeros(()))) * n
-                sums["total"] += float(total) * n
+                    sums[key] += float(losses[key].detach()) * n
+                sums["feature"] += float(out["feature"].detach()) * n if "feature" in out else 0.0
+                sums["total"] += float(total.detach()) * n
                 sums["correct"] += float((out["logits"].argmax(1) == labels).sum())
                 if t_logits is not None:
                     sums["t_correct"] += float((t_logits.to(info.device).argmax(1) == labels).sum())

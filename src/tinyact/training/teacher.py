@@ -157,7 +157,8 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
     test_set = manifest.split("test")
 
     seed_everything(cfg.seed)
-    model = build_teacher(cfg, manifest.label_names).to(info.device)
+    # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
+    model = convert_sync_batchnorm(build_teacher(cfg, manifest.label_names), info).to(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -173,7 +174,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
         start_epoch, best_top1, best_state = state["epoch"] + 1, state["best_top1"], state["best_state"]
         logger.info("teacher: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
-    net = convert_sync_batchnorm(model, info)
+    net: torch.nn.Module = model
     if info.distributed:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     loader, sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
@@ -201,7 +202,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(loss) * len(labels)
+                loss_sum += float(loss.detach()) * len(labels)
                 correct += float((logits.argmax(1) == labels).sum())
                 seen += len(labels)
                 bar.advance()
