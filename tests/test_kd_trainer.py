@@ -106,7 +106,8 @@ def test_kd_with_cached_logits_writes_run_and_lowers_the_loss(tiny_set, teacher_
         assert (result.run_dir / name).is_file(), name
     import csv
 
-    rows = list(csv.DictReader(open(result.metrics_csv)))
+    with open(result.metrics_csv) as handle:
+        rows = list(csv.DictReader(handle))
     for key in ("train_ce", "train_kl", "train_mse", "train_feature", "train_total", "train_top1",
                 "train_teacher_top1", "val_top1", "val_teacher_top1", "val_psnr"):
         assert key in rows[0], key

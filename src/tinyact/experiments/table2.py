@@ -88,6 +88,7 @@ class Table2Config(TinyActConfig):
         description="the MLP default scales the paper's lr 1e-5 -> 1e-6 up for a dataset with few steps per epoch",
     )
     batch_size: int = Field(8, ge=1, title="Batch size (teacher, AE, KD)")
+    jobs: int = Field(1, ge=1, title="Training runs at once", description="KD set-ups and the AE in parallel processes")
     seed: int = Field(0, title="Seed")
     workers: int = Field(0, ge=0, title="Decoder processes for the clip cache (0 = one per core)")
     device: str = Field("auto", title="Device")
@@ -177,6 +178,49 @@ def _kd_run(cfg: Table2Config, name: str, manifest_path: Path, cache_dir: Path, 
     return json.loads(done.read_text())
 
 
+def _ae_job(cfg: Table2Config, manifest_path: Path, cache_dir: Path) -> tuple[Path, dict[str, float]]:
+    from tinyact.console import setup_logging
+
+    setup_logging()
+    timings: dict[str, float] = {}
+    return _autoencoder(cfg, manifest_path, cache_dir, timings), timings
+
+
+def _kd_job(cfg: Table2Config, name: str, manifest_path: Path, cache_dir: Path, logits: Path,
+            ae_model: Path | None) -> dict[str, float]:
+    from tinyact.console import setup_logging
+
+    setup_logging()
+    timings: dict[str, float] = {}
+    _kd_run(cfg, name, manifest_path, cache_dir, logits, ae_model, timings)
+    return timings
+
+
+def _train_parallel(cfg: Table2Config, names: list[str], manifest_path: Path, cache_dir: Path, logits: Path,
+                    timings: dict[str, float]) -> None:
+    """Train the AE and the KD students in ``cfg.jobs`` processes (pretrained/frozen once the AE is done)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # no forked OpenMP/torch state in the workers
+    with ProcessPoolExecutor(cfg.jobs, mp_context=context) as pool:
+        ae_future = pool.submit(_ae_job, cfg, manifest_path, cache_dir)
+        pending = {pool.submit(_kd_job, cfg, n, manifest_path, cache_dir, logits, None)
+                   for n in names if n not in ("pretrained", "frozen")}
+        pending.add(ae_future)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()  # re-raises a worker's error
+                if future is ae_future:
+                    ae_model, ae_timings = result
+                    timings.update(ae_timings)
+                    pending |= {pool.submit(_kd_job, cfg, n, manifest_path, cache_dir, logits, ae_model)
+                                for n in names if n in ("pretrained", "frozen")}
+                else:
+                    timings.update(result)
+
+
 def _classify(cfg: Table2Config, name: str, encoder: Path, manifest: Manifest, cache_dir: Path,
               timings: dict[str, float]) -> dict[str, float]:
     """Latents of ``encoder`` for every clip, then every classifier; ``{kind: test top-1}``."""
@@ -244,6 +288,8 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
 
     runs: dict[str, dict[str, Any]] = {}
     names = list(cfg.setups) + (["ce_only"] if cfg.ce_only else [])
+    if cfg.jobs > 1:
+        _train_parallel(cfg, names, manifest_path, cache_dir, logits_path, timings)
     # Students that start from scratch first; the unsupervised AE (also the no-KD baseline) when first needed.
     names.sort(key=lambda n: n in ("pretrained", "frozen"))
     ae_model: Path | None = None

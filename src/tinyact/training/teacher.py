@@ -80,7 +80,10 @@ class TeacherTrainConfig(TinyActConfig):
     schedule: Schedule = Field("cosine", title="Learning-rate schedule")
     weight_decay: float = Field(1e-4, ge=0, title="Weight decay")
     label_smoothing: float = Field(0.1, ge=0, lt=1, title="Label smoothing")
-    flip: bool = Field(True, title="Random horizontal flips")
+    flip: bool = Field(
+        False, title="Random horizontal flips",
+        description="off by default: mirroring turns 'walking left' into 'walking right' (direction-labelled classes)",
+    )
     seed: int = Field(0, title="Random seed")
     workers: int = Field(0, ge=0, title="DataLoader workers")
     precision: Precision = Field("fp32", title="Precision")
