@@ -279,3 +279,13 @@ def test_cli_teacher_cache(tmp_path, make_video):
     assert shown.exit_code == 0 and "3 clips" in shown.output
     bad = CliRunner().invoke(app, ["teacher", "cache", "--teacher", "nope:x", "--manifest", str(manifest), "--out", str(out)])
     assert bad.exit_code == 2 and "unknown teacher scheme" in bad.output
+
+
+def test_parse_spec_keeps_paths_intact():
+    from tinyact.teachers import parse_spec
+
+    assert parse_spec("python:a.b:make?repo=/x/Foo+Bar/r&k=a%26b%3Dc&empty=") == (
+        "python", "a.b:make", {"repo": "/x/Foo+Bar/r", "k": "a&b=c", "empty": ""}
+    )
+    with pytest.raises(TeacherError, match="key=value"):
+        parse_spec("hf:/m?oops")

@@ -1,6 +1,7 @@
 """``load_teacher(spec)``: build a :class:`~tinyact.teachers.base.Teacher` from a one-line spec.
 
-Specs (options after ``?`` as ``key=value`` pairs joined by ``&``)::
+Specs (options after ``?`` as ``key=value`` pairs joined by ``&``; write ``%26`` for a ``&`` and ``%3D`` for a
+``=`` inside a value)::
 
     hf:PATH                         a Hugging Face video classifier saved in a local folder
                                     (VideoMAE, TimeSformer, ViViT, …: AutoModelForVideoClassification);
@@ -27,7 +28,7 @@ then the default)::
     dtype=float32      float32 | float16 | bfloat16 (compute dtype; outputs are float32)
 
 ``hf:`` takes ``device`` and ``dtype``. Every other option of a ``python:`` spec is passed to the factory
-as a keyword argument (a string), e.g.
+as a keyword argument (a string), and so is any option above that the factory names as a parameter, e.g.
 ``python:my_ila.py:build?checkpoint=/w/k400_16_16.pth&arch=ViT-B/16&frames=16``.
 """
 
@@ -36,13 +37,14 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import torch
 from torch import nn
@@ -83,7 +85,13 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     if not sep or not scheme:
         raise TeacherError(f"teacher spec {spec!r} needs a scheme, one of {', '.join(s + ':' for s in teacher_schemes())}")
     target, _, query = rest.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
+    options: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise TeacherError(f"teacher spec option {pair!r} must be key=value (in {spec!r})")
+        # unquote, not parse_qsl: a '+' in a path stays a '+'; %26 and %3D escape '&' and '='.
+        options[unquote(key)] = unquote(value)
     return scheme, target, options
 
 
@@ -109,7 +117,7 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
 # --- options -------------------------------------------------------------------------------------------------
 
 
-def _dtype(name: str) -> torch.dtype:
+def parse_dtype(name: str) -> torch.dtype:
     if name not in _DTYPES:
         raise TeacherError(f"dtype must be one of {sorted(_DTYPES)}, got {name!r}")
     return _DTYPES[name]
@@ -184,7 +192,7 @@ def _wrap(module: nn.Module, options: dict[str, str], call: Callable[[nn.Module,
         label_names=label_names,
         preprocess=preprocess,
         device=options.get("device", "auto"),
-        dtype=_dtype(options.get("dtype", "float32")),
+        dtype=parse_dtype(options.get("dtype", "float32")),
         embedding_layer=options.get("embedding") or getattr(module, "embedding_layer", None),
         call=call,
         embedding_dim=getattr(module, "embedding_dim", None),
@@ -233,7 +241,16 @@ def _import_factory(target: str) -> Callable[..., Any]:
 
 def _load_python(target: str, options: dict[str, str]) -> Teacher:
     factory = _import_factory(target)
-    kwargs = {k: v for k, v in options.items() if k not in WRAPPER_OPTIONS}
+    # Wrapper options go to the factory too when it names them as parameters (a factory that builds a
+    # ready Teacher, like tinyact.teachers.ila:build, needs device/frames/labels itself).
+    try:
+        named = {
+            p.name for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        named = set()
+    kwargs = {k: v for k, v in options.items() if k not in WRAPPER_OPTIONS or k in named}
     try:
         built = factory(**kwargs)
     except TypeError as error:
@@ -241,7 +258,7 @@ def _load_python(target: str, options: dict[str, str]) -> Teacher:
     if isinstance(built, nn.Module):
         return _wrap(built, options)
     if isinstance(built, Teacher):
-        ignored = sorted(set(options) & set(WRAPPER_OPTIONS) - {"device"})
+        ignored = sorted(set(options) & set(WRAPPER_OPTIONS) - set(kwargs))
         if ignored:
             logger.warning("teacher %s is a ready Teacher; options %s are ignored", target, ignored)
         return built
@@ -314,7 +331,7 @@ def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float3
         label_names=label_names,
         preprocess=Preprocess(num_frames=num_frames, size=size, mean=tuple(mean), std=tuple(std), input_scale=255.0 * float(rescale)),
         device=resolve_device(device),
-        dtype=_dtype(dtype),
+        dtype=parse_dtype(dtype),
         embedding_layer="classifier",
         call=lambda module, x: module(pixel_values=x),
         embedding_dim=int(config.hidden_size),
