@@ -289,3 +289,16 @@ def test_parse_spec_keeps_paths_intact():
     )
     with pytest.raises(TeacherError, match="key=value"):
         parse_spec("hf:/m?oops")
+
+
+def test_teacher_outputs_work_as_loss_targets():
+    """Teacher outputs feed losses that are backpropagated (no inference-mode tensors)."""
+    from tinyact.training.distill import DistillationLoss, FeatureDistillation
+
+    teacher = ModuleTeacher(MeanTeacher(), preprocess=Preprocess(4, 16), device="cpu")
+    out = teacher(torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8))
+    student = torch.zeros(2, 3, requires_grad=True)
+    feature = FeatureDistillation(5, 4)
+    total = DistillationLoss()(student, out.logits, torch.tensor([0, 1]))["total"] + feature(torch.ones(2, 5), out.embedding)
+    total.backward()
+    assert student.grad is not None and feature.proj.weight.grad is not None

@@ -142,7 +142,7 @@ def build(
     for block in getattr(getattr(model.visual, "transformer", None), "resblocks", []):
         if hasattr(block, "message_attn"):
             block.message_attn.is_training = False
-    with torch.inference_mode():
+    with torch.no_grad():
         text_features = model.encode_text(text.to(run_device))
     model.cache_text_features = text_features
     model.cache_text = lambda _text: text_features  # the original flips the model to train mode every call
