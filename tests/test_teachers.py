@@ -192,6 +192,35 @@ def test_hf_videomae_and_timesformer(tmp_path):
             assert torch.allclose(out.logits, model(pixel_values=x).logits, atol=1e-4)
     with pytest.raises(TeacherError, match="no config.json"):
         load_teacher(f"hf:{tmp_path}")
+    with pytest.raises(TeacherError, match="labels= is for X-CLIP"):
+        load_teacher(f"hf:{tmp_path / 'videomae'}?labels=x.txt")
+
+
+@pytest.mark.slow
+def test_hf_xclip_zero_shot(tmp_path):
+    from transformers import CLIPTokenizer, XCLIPConfig, XCLIPModel
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())  # a byte-level vocabulary without merges: tiny but real BPE
+    vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = XCLIPConfig(
+        text_config={"vocab_size": len(vocab), "max_position_embeddings": 32, **small},
+        vision_config={"image_size": 16, "patch_size": 8, "num_frames": 2, "mit_hidden_size": 32, "mit_intermediate_size": 37,
+                       "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2, **small},
+        projection_dim=32, prompt_layers=1,
+    )
+    torch.manual_seed(0)
+    XCLIPModel(config).save_pretrained(tmp_path / "xclip")
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path / "xclip")
+    (tmp_path / "classes.txt").write_text("push up\nwaving\nclapping\n")
+    with pytest.raises(TeacherError, match="zero-shot"):
+        load_teacher(f"hf:{tmp_path / 'xclip'}")
+    teacher = load_teacher(f"hf:{tmp_path / 'xclip'}?labels={tmp_path / 'classes.txt'}&prompt=a video of {{}}&device=cpu")
+    assert teacher.num_frames == 2 and teacher.size == 16 and teacher.label_names == ["push up", "waving", "clapping"]
+    assert teacher.preprocess.mean == normalisation_stats("clip")[0]  # X-CLIP's default statistics
+    out = teacher(torch.randint(0, 256, (2, 6, 3, 20, 20), dtype=torch.uint8))
+    assert out.logits.shape == (2, 3) and out.embedding.shape == (2, 32) and torch.isfinite(out.logits).all()
 
 
 # --- cached logits -----------------------------------------------------------------------------------------------

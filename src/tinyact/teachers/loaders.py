@@ -27,7 +27,8 @@ then the default)::
     device=auto        auto | cpu | cuda | cuda:1
     dtype=float32      float32 | float16 | bfloat16 (compute dtype; outputs are float32)
 
-``hf:`` takes ``device`` and ``dtype``. Every other option of a ``python:`` spec is passed to the factory
+``hf:`` takes ``device`` and ``dtype``, and for an X-CLIP folder (zero-shot) ``labels=FILE`` and
+``prompt=TEMPLATE`` (default ``{}``, the bare class name). Every other option of a ``python:`` spec is passed to the factory
 as a keyword argument (a string), and so is any option above that the factory names as a parameter, e.g.
 ``python:my_ila.py:build?checkpoint=/w/k400_16_16.pth&arch=ViT-B/16&frames=16``.
 """
@@ -106,7 +107,16 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
     if scheme in _SCHEMES:
         return _SCHEMES[scheme](spec.partition(":")[2])
     if scheme == "hf":
-        return load_hf_teacher(target, device=options.get("device", "auto"), dtype=options.get("dtype", "float32"))
+        unknown = sorted(set(options) - {"device", "dtype", "labels", "prompt"})
+        if unknown:
+            raise TeacherError(f"hf: teachers take device, dtype (and labels, prompt for X-CLIP); not {unknown}")
+        return load_hf_teacher(
+            target,
+            device=options.get("device", "auto"),
+            dtype=options.get("dtype", "float32"),
+            labels=options.get("labels"),
+            prompt=options.get("prompt", "{}"),
+        )
     if scheme == "torchscript":
         return _load_torchscript(target, options)
     if scheme == "python":
@@ -291,13 +301,19 @@ def _square(value: Any, what: str) -> int:
     return int(value)
 
 
-def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float32") -> ModuleTeacher:
+def load_hf_teacher(
+    path: str | Path, device: str = "auto", dtype: str = "float32", labels: str | None = None, prompt: str = "{}"
+) -> ModuleTeacher:
     """A Hugging Face video classifier from a local folder (``save_pretrained`` output), offline.
 
     Frames: ``config.num_frames``; resolution: ``config.image_size`` (what the position embeddings were built
     for); mean/std and the 0–1 rescale from ``preprocessor_config.json`` (or ``video_preprocessor_config.json``),
     else transformers' defaults for that model type; label names from ``config.id2label``. The embedding is
     the input of the classification head (pooled features).
+
+    An X-CLIP folder (model type ``xclip``, with its tokenizer saved alongside) becomes a zero-shot teacher:
+    ``labels`` (a class-name file, required) are turned into prompts with ``prompt`` (``"{}"``: the bare name)
+    and the logits are X-CLIP's ``logits_per_video``; the embedding is its ``video_embeds``.
     """
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
@@ -305,6 +321,10 @@ def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float3
     from transformers import AutoConfig, AutoModelForVideoClassification  # slow import: only when used
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type == "xclip":
+        return _load_hf_xclip(folder, config, device, dtype, labels, prompt)
+    if labels is not None:
+        raise TeacherError("labels= is for X-CLIP folders; a video classifier names its classes in config.id2label")
     try:
         model = AutoModelForVideoClassification.from_pretrained(folder, local_files_only=True)
     except (ValueError, KeyError) as error:
@@ -335,4 +355,47 @@ def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float3
         embedding_layer="classifier",
         call=lambda module, x: module(pixel_values=x),
         embedding_dim=int(config.hidden_size),
+    )
+
+
+def _load_hf_xclip(folder: Path, config: Any, device: str, dtype: str, labels: str | None, prompt: str) -> ModuleTeacher:
+    from transformers import AutoTokenizer, XCLIPModel
+
+    if labels is None:
+        raise TeacherError("an X-CLIP teacher is zero-shot: give the class names, hf:FOLDER?labels=FILE")
+    if "{}" not in prompt:
+        raise TeacherError(f"prompt must contain {{}} where the class name goes, got {prompt!r}")
+    label_names = read_label_file(labels)
+    model = XCLIPModel.from_pretrained(folder, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise TeacherError(f"{folder}: X-CLIP needs its tokenizer saved in the folder ({error})") from None
+    run_device = resolve_device(device)
+    tokens = tokenizer([prompt.format(name) for name in label_names], padding=True, return_tensors="pt")
+    input_ids, attention_mask = tokens["input_ids"].to(run_device), tokens["attention_mask"].to(run_device)
+    vision = config.vision_config
+    processor = _processor_config(folder)
+    clip_mean, clip_std = normalisation_stats("clip")
+    size = _square(vision.image_size, "image_size")
+
+    def call(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The text side is conditioned on each video (X-CLIP's video-specific prompts), so it runs every batch.
+        out = module(input_ids=input_ids, attention_mask=attention_mask, pixel_values=x)
+        return {"logits": out.logits_per_video, "embedding": out.video_embeds}
+
+    return ModuleTeacher(
+        model,
+        label_names=label_names,
+        preprocess=Preprocess(
+            num_frames=int(vision.num_frames),
+            size=size,
+            mean=tuple(processor.get("image_mean", clip_mean)),
+            std=tuple(processor.get("image_std", clip_std)),
+            input_scale=255.0 * float(processor.get("rescale_factor", 1 / 255)),
+        ),
+        device=run_device,
+        dtype=parse_dtype(dtype),
+        call=call,
+        embedding_dim=int(config.projection_dim),
     )
