@@ -23,11 +23,14 @@ XCLIP_STANDIN = '''
 import torch
 from torch import nn
 
+import clip
+from clip.model import Identity  # ILA's import cycle: clip -> models.xclip -> clip.model
+
 
 class Block(nn.Module):
     def __init__(self):
         super().__init__()
-        self.message_attn = nn.Identity()
+        self.message_attn = Identity()
         self.message_attn.is_training = True
 
 
@@ -106,6 +109,8 @@ def build_model(state_dict, T=8, droppath=0.0, use_checkpoint=False, logger=None
 CLIP_STANDIN = '''
 import torch
 
+from models.xclip import build_model  # noqa: F401  (as ILA's clip/clip.py does)
+
 
 def tokenize(texts, context_length=77):
     texts = [texts] if isinstance(texts, str) else texts
@@ -126,6 +131,7 @@ def ila_checkout(tmp_path, monkeypatch):
     (repo / "models" / "__init__.py").write_text("")
     (repo / "models" / "xclip.py").write_text(textwrap.dedent(XCLIP_STANDIN))
     (repo / "clip" / "__init__.py").write_text(textwrap.dedent(CLIP_STANDIN))
+    (repo / "clip" / "model.py").write_text("from torch.nn import Identity  # noqa: F401\n")
     (repo / "labels" / "kinetics_400_labels.csv").write_text("id,name\n0,abseiling\n1,air drumming\n2,waving\n")
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield repo
@@ -135,6 +141,7 @@ def ila_checkout(tmp_path, monkeypatch):
 
 def _checkpoint(repo: Path, out: Path, mit_layers: int = 1) -> Path:
     sys.path.insert(0, str(repo))
+    import clip  # noqa: F401  (first, as ILA does)
     from models import xclip  # the stand-in
 
     torch.manual_seed(0)

@@ -306,6 +306,8 @@ def test_cli_teacher_cache(tmp_path, make_video):
     assert len(cached) == 3 and cached.label_names == MeanTeacher.label_names and cached.teacher == spec
     shown = CliRunner().invoke(app, ["teacher", "show", str(out)])
     assert shown.exit_code == 0 and "3 clips" in shown.output
+    other = CliRunner().invoke(app, ["teacher", "cache", "--teacher", spec + "&frames=2", "--manifest", str(manifest), "--out", str(out)])
+    assert other.exit_code == 2 and "another teacher" in other.output
     bad = CliRunner().invoke(app, ["teacher", "cache", "--teacher", "nope:x", "--manifest", str(manifest), "--out", str(out)])
     assert bad.exit_code == 2 and "unknown teacher scheme" in bad.output
 

@@ -67,8 +67,10 @@ def _import_ila(repo: Path) -> tuple[Any, Any]:
         del sys.modules[name]
     sys.path.insert(0, str(repo))
     try:
-        xclip = importlib.import_module("models.xclip")
+        # Order matters: ILA's clip/clip.py imports models.xclip, which imports clip.model; importing
+        # models.xclip first fails on that cycle (ILA's own main.py imports clip first, via utils.helper).
         clip = importlib.import_module("clip")
+        xclip = importlib.import_module("models.xclip")
     except ImportError as error:
         raise TeacherError(f"cannot import ILA from {repo}: {error} (install its requirements: timm, einops, ftfy, regex, mmcv)") from None
     return xclip, clip
