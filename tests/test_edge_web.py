@@ -216,6 +216,14 @@ def test_edge_page_in_chromium(edge, tmp_path):
                 expect(page.locator('#counters tr[data-key="pending"]')).to_contain_text("2")
                 expect(page.locator("#outbox")).to_contain_text("2 pending")
                 expect(page.locator("#cameras-count")).to_contain_text("4 of 5 up")
+                # Screenshot with one camera down (as in the docs).
+                shot = tmp_path / "edge.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 20_000
+                target = os.environ.get("TINYACT_EDGE_SCREENSHOT")
+                if target:
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=target, full_page=True)
 
                 # A new capture and its result show up without a reload; the camera comes back up.
                 clip_id = uuid.uuid4()
@@ -234,13 +242,6 @@ def test_edge_page_in_chromium(edge, tmp_path):
                 os.utime(snapshots / "door.jpg", (at.timestamp() + 5, at.timestamp() + 5))
                 expect(page.locator('.cam[data-camera="door"] img')).not_to_have_attribute("src", old)
 
-                shot = tmp_path / "edge.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 20_000
-                target = os.environ.get("TINYACT_EDGE_SCREENSHOT")
-                if target:
-                    Path(target).parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=target, full_page=True)
                 page.click("#logout")
                 expect(page.locator("#login-view")).to_be_visible()
             finally:
