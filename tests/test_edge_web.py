@@ -7,6 +7,7 @@ snapshots and MJPEG, and the page itself in a real headless Chromium (Debian ``c
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tinyact.data.synth.generator import SynthConfig, plan_dataset, render_clip
+from tinyact.edge.store import EdgeStore
 from tinyact.edge.web import create_edge_app, serve_edge_app
 from tinyact.wire import ClipResult, LabelScore
 
@@ -34,47 +36,9 @@ except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
 
-class _ContractStore:
-    """In-memory stand-in with the agreed ``EdgeStore`` methods, used only while ``tinyact.edge.store`` is not in
-    the tree (the real store is used as soon as it is)."""
-
-    def __init__(self) -> None:
-        self.rows: dict = {}
-
-    def record_capture(self, clip_id, camera_id, captured_at, encode_ms) -> None:
-        self.rows[clip_id] = {"clip_id": str(clip_id), "camera_id": camera_id, "captured_at": captured_at,
-                              "label": None, "score": None, "state": "pending"}
-
-    def mark_delivered(self, clip_ids) -> None:
-        for clip_id in clip_ids:
-            self.rows[clip_id]["state"] = "delivered"
-
-    def record_results(self, results) -> None:
-        for r in results:
-            self.rows[r.clip_id].update(label=r.label, score=r.score, state="classified")
-
-    def recent(self, limit=50):
-        return sorted(self.rows.values(), key=lambda r: r["captured_at"], reverse=True)[:limit]
-
-    def latest_per_camera(self):
-        out = {}
-        for row in sorted(self.rows.values(), key=lambda r: r["captured_at"]):
-            if row["label"]:
-                out[row["camera_id"]] = row
-        return out
-
-    def counts(self):
-        states = [r["state"] for r in self.rows.values()]
-        return {"captured": len(states), "delivered": sum(s != "pending" for s in states),
-                "pending": states.count("pending"), "dropped": 0, "results": states.count("classified")}
-
-
-def open_store(path: Path):
-    try:
-        from tinyact.edge.store import EdgeStore
-    except ImportError:
-        return _ContractStore()
-    return EdgeStore(path)
+def capture(store: EdgeStore, clip_id: uuid.UUID, camera: str, at: datetime, encode_ms: float) -> None:
+    """A clip as the agent records it: capture row + outbox message, before any send."""
+    store.enqueue([(str(clip_id), camera, at, encode_ms, json.dumps({"clip_id": str(clip_id)}))])
 
 
 def write_snapshots(folder: Path, cameras: list[str], size: int = 96) -> None:
@@ -94,7 +58,7 @@ def result(clip_id, camera, at, label, score=0.9) -> ClipResult:
 
 @pytest.fixture
 def edge(tmp_path):
-    store = open_store(tmp_path / "edge.db")
+    store = EdgeStore(tmp_path / "edge.db")
     snapshots = tmp_path / "snapshots"
     write_snapshots(snapshots, CAMERAS)
     now = datetime.now(UTC)
@@ -103,7 +67,7 @@ def edge(tmp_path):
         camera = CAMERAS[k % len(CAMERAS)]
         clip_id = uuid.uuid4()
         at = now - timedelta(seconds=10 * (12 - k))
-        store.record_capture(clip_id, camera, at, 40.0 + k)
+        capture(store, clip_id, camera, at, 40.0 + k)
         if k < 10:  # the newest two are still in the outbox
             store.mark_delivered([clip_id])
             store.record_results([result(clip_id, camera, at, labels[k % len(labels)])])
@@ -228,7 +192,7 @@ def test_edge_page_in_chromium(edge, tmp_path):
                 # A new capture and its result show up without a reload; the camera comes back up.
                 clip_id = uuid.uuid4()
                 at = datetime.now(UTC)
-                store.record_capture(clip_id, "gate", at, 50.0)
+                capture(store, clip_id, "gate", at, 50.0)
                 store.mark_delivered([clip_id])
                 store.record_results([result(clip_id, "gate", at, "clapping", 0.77)])
                 status["cameras"]["gate"] = {"up": True, "last_error": None}

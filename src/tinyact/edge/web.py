@@ -48,7 +48,7 @@ _PAGE_HEADERS = {
 class EdgeStoreLike(Protocol):
     """What the page reads from :class:`tinyact.edge.store.EdgeStore`."""
 
-    def recent(self, limit: int = 50) -> list[dict]: ...
+    def recent(self, limit: int = 50, camera_id: str | None = None) -> list[dict]: ...
 
     def latest_per_camera(self) -> dict[str, dict]: ...
 
@@ -212,9 +212,7 @@ def create_edge_app(
 
     @app.get("/api/history", dependencies=[Depends(require)])
     def api_history(limit: int = Query(50, ge=1, le=1000), camera: str | None = None) -> JSONResponse:
-        rows = store.recent(limit if camera is None else 1000)
-        if camera is not None:
-            rows = [r for r in rows if r.get("camera_id") == camera][:limit]
+        rows = store.recent(limit) if camera is None else store.recent(limit, camera_id=camera)
         items = [{k: _iso(v) for k, v in r.items()} for r in rows]
         return JSONResponse(jsonable_encoder({"items": items}))
 
