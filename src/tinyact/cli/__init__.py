@@ -52,9 +52,11 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo
+    from tinyact.cli import classify, cloud, data, demo, extract
 
     app.add_typer(data.app, name="data")
+    app.command("extract")(extract.extract)
+    app.add_typer(classify.app, name="classify")
     app.add_typer(cloud.app, name="cloud")
     app.command("demo")(demo.demo)
 
