@@ -74,7 +74,8 @@ def edge(tmp_path):
     status = {
         "device_id": "edge-demo",
         "transport": "http",
-        "encode_ms": 123.4,
+        "encode": {"backend": "torch", "mean_batch_ms": 123.4},
+        "counts": {"captured": -1},  # the page takes the counters from the database, not from here
         "cameras": {c: {"up": c != "gate", "last_error": "connection refused (retry in 8 s)" if c == "gate" else None}
                     for c in CAMERAS},
     }
@@ -113,7 +114,7 @@ def test_status_history_and_snapshots(edge):
     assert cams["gate"]["up"] is False and "refused" in cams["gate"]["error"]
     assert cams["door"]["up"] is True and cams["door"]["snapshot_at"] > 0
     assert body["counts"]["captured"] == 12 and body["counts"]["pending"] == 2
-    assert body["agent"]["device_id"] == "edge-demo" and body["agent"]["encode_ms"] == 123.4
+    assert body["agent"]["device_id"] == "edge-demo" and body["agent"]["encode.mean_batch_ms"] == 123.4
     assert cams["lobby"]["label"] == "jumping"  # the latest result of that camera
     history = client.get("/api/history?limit=5").json()["items"]
     assert len(history) == 5
@@ -195,11 +196,12 @@ def test_edge_page_in_chromium(edge, tmp_path):
                 capture(store, clip_id, "gate", at, 50.0)
                 store.mark_delivered([clip_id])
                 store.record_results([result(clip_id, "gate", at, "clapping", 0.77)])
-                status["cameras"]["gate"] = {"up": True, "last_error": None}
+                status["cameras"]["gate"] = {"up": True, "last_error": "connection refused (an old error)"}
                 row = page.locator(f'#history tbody tr[data-id="{clip_id}"]')
                 expect(row).to_contain_text("clapping", timeout=15_000)
                 expect(page.locator('.cam[data-camera="gate"] .action')).to_contain_text("clapping")
                 expect(page.locator("#cameras-count")).to_contain_text("5 of 5 up")
+                expect(page.locator('.cam[data-camera="gate"] .err')).to_be_hidden()  # healed: no stale error
                 # A new snapshot replaces the view (the page re-fetches it when its time changes).
                 old = page.locator('.cam[data-camera="door"] img').get_attribute("src")
                 shutil.copy(snapshots / "yard.jpg", snapshots / "door.jpg")

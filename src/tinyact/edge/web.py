@@ -81,6 +81,8 @@ def _agent_cameras(status: dict) -> dict[str, dict]:
 
 
 def _is_up(info: dict) -> bool | None:
+    if str(info.get("state", "")).lower() in ("starting", "unknown"):
+        return None  # not tried yet
     for key in ("up", "online", "connected"):
         if key in info:
             return bool(info[key])
@@ -99,10 +101,11 @@ def camera_rows(status: dict, latest: dict[str, dict], snapshot_dir: Path) -> li
     for cid in sorted(set(agent) | set(latest) | set(snapshots)):
         info = agent.get(cid, {})
         last = latest.get(cid) or {}
+        up = _is_up(info) if info else None
         rows.append({
             "camera_id": cid,
-            "up": _is_up(info) if info else None,
-            "error": info.get("last_error") or info.get("error"),
+            "up": up,
+            "error": (info.get("last_error") or info.get("error")) if up is False else None,  # not a healed one
             "source": info.get("source"),
             "label": last.get("label"),
             "score": last.get("score"),
@@ -114,11 +117,19 @@ def camera_rows(status: dict, latest: dict[str, dict], snapshot_dir: Path) -> li
 
 
 def _scalars(status: dict) -> dict[str, Any]:
-    """Top-level scalar fields of the agent status (device, transport, encode latency, cloud state, …)."""
-    out = {}
+    """Scalar fields of the agent status for the page's key/value table: top-level ones (device, rounds,
+    overruns, …) and those one level down (``encode.mean_batch_ms``, ``transport.last_error``, …). Cameras
+    and counters have their own sections."""
+    out: dict[str, Any] = {}
     for key, value in status.items():
+        if key in ("cameras", "counts"):
+            continue
         if value is None or isinstance(value, (str, int, float, bool, datetime)):
             out[key] = _iso(value)
+        elif isinstance(value, dict):
+            for sub, inner in value.items():
+                if inner is None or isinstance(inner, (str, int, float, bool, datetime)):
+                    out[f"{key}.{sub}"] = _iso(inner)
     return out
 
 
