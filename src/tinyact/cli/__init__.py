@@ -52,10 +52,11 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import cloud, data, demo
+    from tinyact.cli import cloud, data, demo, edge
 
     app.add_typer(data.app, name="data")
     app.add_typer(cloud.app, name="cloud")
+    app.add_typer(edge.app, name="edge")
     app.command("demo")(demo.demo)
 
 
