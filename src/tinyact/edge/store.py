@@ -5,6 +5,7 @@ Tables::
     captures  one row per clip captured: clip_id, camera_id, captured_at, encode_ms, state, and the cloud's
               result once it is back (label, score, top5, model_version, result_at)
               state: pending (in the outbox) -> delivered (the cloud acknowledged it) | dropped (outbox full)
+              | rejected (the cloud refused the clip itself, e.g. a malformed latent)
     outbox    the clips not yet acknowledged: the exact JSON message to send (a tinyact.wire.ClipIn), attempts,
               the time of the next attempt, the last error
     counters  named counters that survive restarts (dropped_outbox, send_failures, …)
@@ -231,6 +232,22 @@ class EdgeStore:
                            .values(state="delivered", delivered_at=now))
         return len(results)
 
+    def reject(self, reasons: dict[str, str]) -> int:
+        """The cloud refused these clips for good (a 422 about the clip itself): out of the outbox, capture
+        state ``rejected``, counted and logged (never silently)."""
+        if not reasons:
+            return 0
+        ids = list(reasons)
+        with self._write, self.engine.begin() as db:
+            n = 0
+            for chunk in _chunks(ids, 500):
+                n += db.execute(delete(outbox).where(outbox.c.clip_id.in_(chunk))).rowcount
+                db.execute(update(captures).where(captures.c.clip_id.in_(chunk)).values(state="rejected"))
+            self._bump(db, "rejected", n)
+        first = ids[0]
+        logger.error("the cloud rejected %d clip(s); they will not be retried (first %s: %s)", n, first, reasons[first])
+        return n
+
     # ---- outbox --------------------------------------------------------------------------------------------
     def due(self, limit: int = 64, now: float | None = None) -> list[OutboxItem]:
         """Oldest outbox clips whose next attempt time has come."""
@@ -268,6 +285,11 @@ class EdgeStore:
             for chunk in _chunks(ids, 500):
                 db.execute(update(outbox).where(outbox.c.clip_id.in_(chunk)).values(
                     attempts=outbox.c.attempts + 1, next_attempt_at=time.time() + seconds))
+
+    def make_due(self) -> None:
+        """Make every outbox clip due now (an explicit flush)."""
+        with self._write, self.engine.begin() as db:
+            db.execute(update(outbox).values(next_attempt_at=0.0))
 
     def next_attempt_in(self, now: float | None = None) -> float | None:
         """Seconds until the earliest outbox clip is due (0 if one is due now); ``None`` if the outbox is empty."""
@@ -343,7 +365,7 @@ class EdgeStore:
 
     def counts(self) -> dict[str, int]:
         """``captured`` (rows ever recorded, incl. pruned), ``delivered``, ``pending`` (in the outbox),
-        ``dropped`` (outbox bound), ``results`` (captures with a result)."""
+        ``dropped`` (outbox bound), ``rejected`` (refused by the cloud), ``results`` (captures with a result)."""
         with self.engine.connect() as db:
             states = dict(db.execute(select(captures.c.state, func.count()).group_by(captures.c.state)).all())
             results = db.execute(select(func.count()).select_from(captures).where(captures.c.label.is_not(None))).scalar_one()
@@ -355,6 +377,7 @@ class EdgeStore:
             "delivered": int(states.get("delivered", 0)) + pruned,
             "pending": int(pending),
             "dropped": int(named.get("dropped", 0)),
+            "rejected": int(named.get("rejected", 0)),
             "results": int(results),
             "send_failures": int(named.get("send_failures", 0)),
         }
