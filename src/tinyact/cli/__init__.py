@@ -52,10 +52,12 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import classify, cloud, data, demo, edge, extract
+    from tinyact.cli import classify, cloud, data, demo, edge, extract, models, train
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
+    app.add_typer(train.app, name="train")
+    app.add_typer(models.app, name="models")
     app.add_typer(classify.app, name="classify")
     app.add_typer(cloud.app, name="cloud")
     app.add_typer(edge.app, name="edge")

@@ -1,5 +1,14 @@
 """Stage 2: encoders (3-D video autoencoder, 2-D frame autoencoder) and classifier heads."""
 
+from tinyact.models.autoencoder2d import AutoEncoder2DConfig, FrameAutoEncoder2D
 from tinyact.models.autoencoder3d import PRESETS, AutoEncoder3DConfig, VideoAutoEncoder3D
+from tinyact.models.factory import build_autoencoder
 
-__all__ = ["PRESETS", "AutoEncoder3DConfig", "VideoAutoEncoder3D"]
+__all__ = [
+    "PRESETS",
+    "AutoEncoder2DConfig",
+    "AutoEncoder3DConfig",
+    "FrameAutoEncoder2D",
+    "VideoAutoEncoder3D",
+    "build_autoencoder",
+]

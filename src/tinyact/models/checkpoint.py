@@ -84,3 +84,12 @@ def _build_autoencoder3d(config: dict[str, Any]) -> nn.Module:
 
 
 register_builder("VideoAutoEncoder3D", _build_autoencoder3d)
+
+
+def _build_autoencoder2d(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.autoencoder2d import AutoEncoder2DConfig, FrameAutoEncoder2D
+
+    return FrameAutoEncoder2D(AutoEncoder2DConfig.from_dict(config))
+
+
+register_builder("FrameAutoEncoder2D", _build_autoencoder2d)

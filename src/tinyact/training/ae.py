@@ -1,0 +1,306 @@
+"""Unsupervised autoencoder training (``tinyact train ae``): Adam on the reconstruction MSE.
+
+::
+
+    manifest ─► clip cache (built once if missing) ─► uint8 clips [B, T, 3, S, S]
+       ├─ normalise (ImageNet)  ─► model ─► (z, x̂ in [0, 1])
+       └─ /255 (target in [0, 1]) ──────────┴─► MSE ─► Adam
+
+The encoder sees ImageNet-normalised input; the loss compares the sigmoid reconstruction with the clip in
+``[0, 1]``, so MSE and PSNR are on the usual 0–1 pixel scale.
+
+Run folder ``cfg.out``::
+
+    config.yaml          the resolved config
+    checkpoint.pt        model, optimiser, grad scaler, RNG states and epoch (rewritten after every epoch)
+    model.pt             the model file (tinyact.models.checkpoint format) after the latest epoch
+    metrics.csv          per epoch: train/val MSE and PSNR, clips/s, seconds, learning rate
+    loss_curve.png       MSE and PSNR against epoch (redrawn after each epoch longer than 10 s, and the last)
+    recon/epoch_NNN.png  input (top) vs reconstruction (below) for a few validation clips
+
+Exact resume: the training order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and the
+checkpoint holds every RNG state, so ``train_autoencoder(cfg, resume=True)`` after a kill ends with the same
+weights as an uninterrupted run (tested). bf16 autocast works on CPU and GPU; ``amp`` (float16 with a grad
+scaler) needs a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from tinyact.config import TinyActConfig
+from tinyact.console import progress_bar
+from tinyact.data.cache import ClipCache, build_cache
+from tinyact.data.datasets import ClipDataset, collate_clips
+from tinyact.data.manifest import SPLITS, Manifest
+from tinyact.data.transforms import normalize, to_unit
+from tinyact.data.video import ClipSampling
+from tinyact.errors import ConfigError
+from tinyact.models.checkpoint import save_model
+from tinyact.models.factory import build_autoencoder
+from tinyact.training.runtime import (
+    MetricsLog,
+    autocast,
+    epoch_generator,
+    load_checkpoint,
+    pick_device,
+    psnr,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Fields that change the model or the data it sees; a resumed run must keep them.
+_SHAPE_FIELDS = ("kind", "preset", "size", "frames", "model_overrides", "seed", "train_splits")
+
+
+class AETrainConfig(TinyActConfig):
+    """What ``tinyact train ae`` trains (YAML keys = field names)."""
+
+    manifest: Path = Field(..., title="Manifest CSV", description="from `tinyact data manifest`")
+    out: Path = Field(..., title="Run folder", description="checkpoints, metrics, curves and the model file go here")
+    kind: Literal["ae3d", "ae2d"] = Field("ae3d", title="Autoencoder kind", description="ae3d (3-D conv) or ae2d (per-frame 2-D conv)")
+    preset: str = Field("fast", title="Preset", description="`tinyact models summary` lists them with params and FLOPs")
+    size: int = Field(112, ge=8, le=1024, title="Crop size (px)")
+    frames: int = Field(16, ge=1, le=128, title="Frames per clip (T)")
+    model_overrides: dict[str, Any] = Field(
+        {}, title="Model config overrides", description="fields of the model config, e.g. {channels: [32, 64, 128, 256]}"
+    )
+    batch_size: int = Field(8, ge=1, title="Clips per step")
+    lr: float = Field(1e-3, gt=0, title="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, title="Adam weight decay")
+    epochs: int = Field(10, ge=1, title="Epochs")
+    seed: int = Field(0, title="Random seed")
+    workers: int = Field(0, ge=0, title="Decoder processes for the cache", description="0 = one per CPU core")
+    precision: Literal["fp32", "bf16", "amp"] = Field("fp32", title="Precision", description="bf16 autocast (CPU/GPU) or amp (float16, GPU)")
+    device: str = Field("auto", title="Device", description="auto (CUDA when present), cpu, cuda, cuda:1 …")
+    cache_dir: Path | None = Field(None, title="Clip cache folder", description="built if missing; default OUT/cache")
+    train_splits: list[str] = Field(["train"], min_length=1, title="Splits trained on")
+    val_split: str = Field("val", title="Split for validation MSE/PSNR and the reconstruction grid")
+    grid_clips: int = Field(4, ge=0, le=16, title="Clips in the reconstruction grid")
+    threads: int | None = Field(None, ge=1, title="torch CPU threads", description="default: torch's choice")
+
+    def sampling(self) -> ClipSampling:
+        """How clips are read: ``frames`` frames spread uniformly over each video, ``size``² centre crop."""
+        return ClipSampling(num_frames=self.frames, size=self.size)
+
+
+@dataclass
+class AETrainResult:
+    """Where a finished run left its outputs."""
+
+    checkpoint: Path  # the model file, loadable with tinyact.models.checkpoint.load_model
+    run_dir: Path
+    metrics_csv: Path
+    encoder_hash: str
+    metrics: dict[str, float] = field(default_factory=dict)  # last epoch's row
+
+
+def _recon_grid(inputs: torch.Tensor, recon: torch.Tensor, out: Path, frames_shown: int = 8) -> Path:
+    """PNG: for each clip, a row of input frames and below it the reconstructed frames.
+
+    ``inputs`` and ``recon`` are float ``[N, T, 3, H, W]`` in ``[0, 1]``.
+    """
+    from PIL import Image
+
+    n, t, _, h, w = inputs.shape
+    picks = np.linspace(0, t - 1, min(frames_shown, t)).round().astype(int)
+    pad = 2
+    rows = []
+    for i in range(n):
+        for clip in (inputs[i], recon[i]):
+            frames = [clip[j].clamp(0, 1).permute(1, 2, 0).numpy() for j in picks]  # [H, W, 3] each
+            spaced = [np.pad(f, ((pad, pad), (pad, pad), (0, 0)), constant_values=1.0) for f in frames]
+            rows.append(np.concatenate(spaced, axis=1))
+        rows.append(np.ones((pad * 2, rows[-1].shape[1], 3)))  # gap between clips
+    grid = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
+    scale = max(1, 96 // h)  # tiny test clips are blown up so the PNG is readable
+    image = Image.fromarray(grid)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    return out
+
+
+def _check_resumable(saved: dict[str, Any], cfg: AETrainConfig) -> None:
+    changed = [k for k in _SHAPE_FIELDS if saved.get(k) != cfg.model_dump(mode="json").get(k)]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {cfg.out}: {', '.join(changed)} differ from the checkpoint "
+            f"({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); use another --out"
+        )
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: AETrainConfig) -> float:
+    """Mean per-pixel MSE over a loader (model in eval mode)."""
+    model.eval()
+    total, count = 0.0, 0
+    stats = model.config.normalization  # type: ignore[attr-defined]
+    for clips, _, _ in loader:
+        if not len(clips):
+            continue
+        clips = clips.to(device)
+        with autocast(device, cfg.precision):
+            _, recon = model(normalize(clips, stats))
+        total += F.mse_loss(recon.float(), to_unit(clips), reduction="sum").item()
+        count += clips.numel()
+    return total / count if count else float("nan")
+
+
+def train_autoencoder(
+    cfg: AETrainConfig,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> AETrainResult:
+    """Train an autoencoder as ``cfg`` says; returns where the model file and metrics are.
+
+    Args:
+        cfg: the run's config (echoed into ``cfg.out/config.yaml``).
+        resume: continue from ``cfg.out/checkpoint.pt`` (exactly, at the last finished epoch). Without it, a
+            run folder that already holds a checkpoint is refused rather than overwritten.
+        on_epoch_end: called with ``(epoch, metrics row)`` after each epoch's checkpoint is written.
+    """
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if cfg.precision == "amp" and device.type != "cuda":
+        raise ConfigError("precision 'amp' needs a GPU; use 'bf16' (or 'fp32') on CPU")
+    unknown = [s for s in [*cfg.train_splits, cfg.val_split] if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
+
+    state = load_checkpoint(ckpt_path, map_location=device) if resume and ckpt_path.exists() else None
+    if state is not None:
+        _check_resumable(state["config"], cfg)
+
+    manifest = Manifest.read(cfg.manifest)
+    train_manifest = manifest.split(*cfg.train_splits)
+    val_manifest = manifest.split(cfg.val_split)
+    if not len(train_manifest):
+        raise ConfigError(f"{cfg.manifest} has no clips in split(s) {cfg.train_splits}")
+    cfg.save(run_dir)
+
+    # Decode once: every later epoch (and `tinyact extract` with the same cache) reads memory-mapped uint8.
+    sampling = cfg.sampling()
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
+    build_cache(manifest, cache_dir, sampling, workers=cfg.workers)
+    cache = ClipCache(cache_dir)
+    train_set = ClipDataset(train_manifest, sampling, cache=cache, skip_report=run_dir / "skipped.csv")
+    val_set = ClipDataset(val_manifest, sampling, cache=cache, skip_report=run_dir / "skipped.csv")
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_clips)
+
+    seed_everything(cfg.seed)
+    model = build_autoencoder(
+        cfg.kind, cfg.preset, **{**cfg.model_overrides, "num_frames": cfg.frames, "input_size": cfg.size}
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "amp")
+    stats = model.config.normalization  # type: ignore[attr-defined]
+
+    log = MetricsLog(run_dir / "metrics.csv")
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        logger.info("train ae: resuming %s after epoch %d of %d", run_dir, start_epoch, cfg.epochs)
+    log.truncate(start_epoch + 1)  # rows are numbered from 1; drop any of an epoch that did not finish
+
+    grid_source = val_set if len(val_set) else train_set
+    grid_clips = [grid_source[i] for i in range(min(cfg.grid_clips, len(grid_source)))]
+    grid_batch = collate_clips(grid_clips)[0]
+
+    weights_hash = ""
+    row: dict[str, float] = log.rows[-1] if log.rows else {}
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampler = RandomSampler(train_set, generator=epoch_generator(cfg.seed, epoch))
+        # A last batch of one clip breaks BatchNorm when the encoder's grid is 1 voxel (tiny inputs): drop it.
+        drop_last = len(train_set) % cfg.batch_size == 1
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_clips, drop_last=drop_last)
+        total, count, clips_seen = 0.0, 0, 0
+        started = time.perf_counter()
+        with progress_bar(f"ae epoch {epoch + 1}/{cfg.epochs}", total=len(train_set), unit="clip") as bar:
+            for clips, _, _ in loader:
+                if len(clips) < 2 and cfg.batch_size > 1:  # every clip of the batch but one failed to decode
+                    bar.advance(len(clips))
+                    continue
+                clips = clips.to(device, non_blocking=True)
+                target = to_unit(clips)  # uint8 -> [0, 1], the reconstruction target
+                with autocast(device, cfg.precision):
+                    _, recon = model(normalize(clips, stats))
+                loss = F.mse_loss(recon.float(), target)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.item() * target.numel()
+                count += target.numel()
+                clips_seen += len(clips)
+                bar.set_postfix(f"mse {total / count:.4f}")
+                bar.advance(len(clips))
+        seconds = time.perf_counter() - started
+        train_mse = total / max(count, 1)
+        val_mse = _evaluate(model, val_loader, device, cfg)
+        row = {
+            "epoch": epoch + 1,
+            "train_mse": train_mse,
+            "train_psnr": psnr(train_mse),
+            "val_mse": val_mse,
+            "val_psnr": psnr(val_mse) if np.isfinite(val_mse) else float("nan"),
+            "clips_per_s": clips_seen / seconds if seconds > 0 else float("nan"),
+            "epoch_s": seconds,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        # Outputs first, the resume checkpoint last: a kill in between only repeats this epoch's writes.
+        weights_hash = save_model(run_dir / "model.pt", model, extra={"epoch": epoch + 1, "metrics": row, "trained_with": cfg.model_dump(mode="json")})
+        log.append(row)
+        if seconds > 10 or epoch + 1 == cfg.epochs:  # drawing takes ~1 s: not worth it after each tiny epoch
+            log.plot(run_dir / "loss_curve.png", {"MSE": ["train_mse", "val_mse"], "PSNR (dB)": ["train_psnr", "val_psnr"]},
+                     title=f"{cfg.kind}/{cfg.preset} {cfg.size}px T={cfg.frames}")
+        if len(grid_batch):
+            model.eval()
+            with torch.no_grad(), autocast(device, cfg.precision):
+                _, recon = model(normalize(grid_batch.to(device), stats))
+            _recon_grid(to_unit(grid_batch), recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "rng": rng_state(), "epoch": epoch + 1, "config": cfg.model_dump(mode="json"),
+        })
+        logger.info(
+            "train ae: epoch %d/%d  train mse %.5f (%.2f dB)  val mse %.5f (%.2f dB)  %.1f clips/s",
+            epoch + 1, cfg.epochs, train_mse, row["train_psnr"], val_mse, row["val_psnr"], row["clips_per_s"],
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+
+    if not weights_hash:  # resumed a run that had already finished
+        from tinyact.models.checkpoint import state_dict_hash
+
+        weights_hash = state_dict_hash(model.state_dict())
+    return AETrainResult(
+        checkpoint=run_dir / "model.pt", run_dir=run_dir, metrics_csv=log.path, encoder_hash=weights_hash, metrics=row
+    )

@@ -1,0 +1,121 @@
+"""Autoencoder models: shapes and value range for every kind and preset, odd sizes, model files, FLOPs table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tinyact.cli import app
+from tinyact.errors import ConfigError
+from tinyact.models import FrameAutoEncoder2D, VideoAutoEncoder3D, build_autoencoder
+from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
+from tinyact.models.factory import presets
+from tinyact.models.summary import summarize, to_markdown
+
+CASES = [(kind, preset) for kind in ("ae3d", "ae2d") for preset in presets(kind)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small(kind: str, preset: str, frames: int, size):
+    # Narrow channels keep the test fast; the shape logic (strides, pooling, decoder targets) is the preset's.
+    torch.manual_seed(0)
+    return build_autoencoder(kind, preset, num_frames=frames, input_size=size, channels=(4, 8, 8, 16)[: 4]).eval()
+
+
+@pytest.mark.parametrize(("kind", "preset"), CASES)
+@pytest.mark.parametrize(("frames", "size"), [(16, 32), (8, (48, 64)), (8, (40, 24)), (4, 8), (16, 112)])
+def test_shapes_and_range(kind, preset, frames, size):
+    model = _small(kind, preset, frames, size)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(2, frames, 3, h, w)
+    with torch.no_grad():
+        z, recon = model(x)
+        assert torch.equal(model.encode(x), z)
+        again = model.decode(z)
+    assert z.shape == (2, 1024) and z.dtype == torch.float32
+    assert recon.shape == x.shape == again.shape  # round trip restores [B, T, C, H, W] exactly
+    assert recon.min() >= 0 and recon.max() <= 1 and torch.isfinite(recon).all()
+    assert model.input_shape == (frames, 3, h, w)
+    # uint8 convenience path normalises first
+    clips = torch.randint(0, 256, (1, frames, 3, h, w), dtype=torch.uint8)
+    assert model.encode_uint8(clips).shape == (1, 1024)
+
+
+@pytest.mark.parametrize(("kind", "preset"), CASES)
+def test_full_width_presets_train_a_step(kind, preset):
+    model = build_autoencoder(kind, preset, num_frames=4, input_size=16)
+    x = torch.rand(2, 4, 3, 16, 16)
+    z, recon = model(x)
+    torch.nn.functional.mse_loss(recon, x).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert z.shape == (2, model.config.latent_dim)
+
+
+def test_ae2d_concat_keeps_frame_order_and_mean_does_not():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 3, 16, 16)
+    reversed_x = x.flip(1)
+    concat = FrameAutoEncoder2D(num_frames=4, input_size=16, channels=(4, 8)).eval()
+    mean = FrameAutoEncoder2D(num_frames=4, input_size=16, channels=(4, 8), temporal="mean").eval()
+    with torch.no_grad():
+        assert not torch.allclose(concat.encode(x), concat.encode(reversed_x))
+        torch.testing.assert_close(mean.encode(x), mean.encode(reversed_x))
+    with pytest.raises(ValueError, match="T=4"):
+        concat.encode(torch.randn(1, 3, 3, 16, 16))
+    with pytest.raises(ValueError, match="B, T, C, H, W"):
+        concat.encode(torch.randn(4, 3, 16, 16))
+
+
+@pytest.mark.parametrize(("kind", "cls"), [("ae3d", VideoAutoEncoder3D), ("ae2d", FrameAutoEncoder2D)])
+def test_model_files_rebuild_either_kind(tmp_path, kind, cls):
+    model = _small(kind, "fast", 8, (24, 32))
+    weights = save_model(tmp_path / "m.pt", model)
+    loaded, info = load_model(tmp_path / "m.pt")
+    assert isinstance(loaded, cls) and info["kind"] == cls.__name__
+    assert state_dict_hash(loaded.state_dict()) == weights
+    x = torch.randn(1, 8, 3, 24, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x), model.encode(x))
+    assert loaded.config == model.config
+
+
+def test_factory_rejects_unknown_kinds_presets_and_fields():
+    with pytest.raises(ConfigError, match="kind"):
+        build_autoencoder("ae4d")
+    with pytest.raises(ConfigError, match="preset"):
+        build_autoencoder("ae2d", "tiny")
+    with pytest.raises(ConfigError, match="override"):
+        build_autoencoder("ae3d", "fast", colour=True)
+
+
+def test_flops_match_the_hand_count_of_the_paper_text():
+    row = summarize("ae3d", "paper", 224)
+    # Issue 4: the literal text measures 5.18 M params and 5.38 GMACs at 16×224².
+    assert row["encoder_params_m"] == pytest.approx(5.18, abs=0.01)
+    assert row["encoder_gmacs"] == pytest.approx(5.38, abs=0.01)
+    # Stem conv alone: 3→64, k 3×3×3, output 8×112×112 positions -> 2 * 27*3*64 * 8*112*112 FLOPs.
+    first_conv = 2 * 27 * 3 * 64 * 8 * 112 * 112
+    assert row["encoder_gflops"] * 1e9 > first_conv
+    fast = summarize("ae3d", "fast", 224)
+    assert fast["encoder_gflops"] < row["encoder_gflops"] / 3 and fast["encoder_params_m"] == row["encoder_params_m"]
+    assert summarize("ae2d", "paper", (48, 64), frames=8)["size"] == "48x64"
+    assert "| ae3d | paper | 16 | 224 |" in to_markdown([row])
+
+
+def test_models_summary_cli():
+    result = CliRunner().invoke(app, ["models", "summary", "--sizes", "112", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {(r["kind"], r["preset"]) for r in rows} == set(CASES) and all(r["size"] == 112 for r in rows)
+    bad = CliRunner().invoke(app, ["models", "summary", "--sizes", "big"])
+    assert bad.exit_code == 2
