@@ -302,3 +302,37 @@ def test_mqtt_transport_delivers_and_gets_results(world, tmp_path):
 def test_camera_error_is_a_tinyact_error(world):
     with pytest.raises(CameraError, match="file not found"):
         FileCamera("x", world / "nope.mp4").grab(16, 8, (32, 32))
+
+
+def test_stream_camera_over_http_decodes_only_windows_and_reports_down(tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from tinyact.edge.sources import StreamCamera
+
+    # 4 s of 25 fps video (grey = 3·frame index), a keyframe every 0.5 s, served over HTTP.
+    encode_video(tmp_path / "s.mkv", [np.full((48, 64, 3), j * 2 % 256, np.uint8) for j in range(100)], FPS, crf=5,
+                 gop_seconds=0.5)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    camera = StreamCamera("s", f"http://127.0.0.1:{server.server_address[1]}/s.mkv")
+    try:
+        grabs = [camera.grab(8, 8, (32, 32), timeout=10) for _ in range(2)]
+        for grab in grabs:
+            grey = grab.frames[:, 0, 16, 16].astype(int)
+            assert grab.frames.shape == (8, 3, 32, 32)
+            assert np.all(np.diff(grey) > 0) and abs(np.diff(grey).mean() - 2 * 25 / 8) < 2  # 8 fps sampling
+        assert grabs[1].frames[0, 0, 16, 16] > grabs[0].frames[-1, 0, 16, 16]  # the stream moved on
+        status = camera.status()
+        assert status["state"] == "up" and status["decoded_frames"] < status["packets"]  # packets between windows dropped
+    finally:
+        camera.close()
+        server.shutdown()
+    dead = StreamCamera("d", f"http://127.0.0.1:{free_port()}/x.mkv", read_timeout_s=2)
+    with pytest.raises(CameraError):
+        dead.grab(8, 8, (32, 32), timeout=5)
+    assert dead.status()["state"] == "down" and dead.status()["last_error"]
+    dead.close()

@@ -372,7 +372,10 @@ class StreamCamera(Camera):
                 if window.next_t is None or ft + 1e-6 >= window.next_t:
                     window.frames.append(to_rgb(frame, window.size))
                     window.last_frame = frame
-                    window.next_t = ft + window.step
+                    # Next target one step after this one (not after this frame), so the mean spacing is
+                    # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
+                    target = window.next_t if window.next_t is not None and ft - window.next_t < window.step else ft
+                    window.next_t = target + window.step
                     if len(window.frames) >= window.num_frames:
                         with self._lock:
                             self._window = None
