@@ -56,3 +56,39 @@ def test_init_run_status(tmp_path, monkeypatch):
     assert table.exit_code == 0 and "not running" in table.output and "cam-1" in table.output
     missing = runner.invoke(app, ["edge", "status", "--data-dir", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no edge database" in missing.output
+
+
+def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
+    import torch
+
+    from tinyact.edge.agent import EdgeAgent
+    from tinyact.edge.config import EdgeConfig
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 8), latent_dim=16,
+                                                      seed_channels=2))
+    videos = tmp_path / "videos"
+    rng = np.random.default_rng(0)
+    for i in range(6):  # moving bright squares on noise: real, varied clips to calibrate on
+        frames = []
+        for j in range(30):
+            image = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+            image[10:30, (j * 2 + i * 7) % 44 : (j * 2 + i * 7) % 44 + 20] = 200 - 20 * i
+            frames.append(image)
+        encode_video(videos / f"v{i}.mp4", frames, 25)
+    result = runner.invoke(app, ["edge", "export-onnx", "--checkpoint", str(tmp_path / "ae.pt")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ae.onnx").is_file()
+    result = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
+                                 "--clips", "6"])
+    assert result.exit_code == 0, result.output
+    drift = json.loads((tmp_path / "ae.int8.drift.json").read_text())
+    assert drift["held_out_clips"] == 3 and drift["cosine_mean"] > 0.95, drift  # int8 stays close to fp32
+    cfg = EdgeConfig.from_dict({"device_id": "e", "encoder": {"checkpoint": str(tmp_path / "ae.pt"), "backend": "onnx-int8"},
+                                "cameras": [{"id": "c", "source": str(videos / "v0.mp4")}], "data_dir": str(tmp_path / "edge")})
+    agent = EdgeAgent(cfg)
+    assert agent.run_round()["clips"] == 1 and agent.encoder.backend == "onnx-int8"
+    agent.stop()
+    missing = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on",
+                                  str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no such manifest or folder" in missing.output
