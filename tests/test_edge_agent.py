@@ -189,6 +189,19 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         assert agent.poll_results() == 3 and agent.store.results_cursor > 0
         assert cloud_rows(cloud.db_url) == (3, 3)
         agent.stop()
+        # The cloud takes gzip-compressed bodies, refuses broken gzip, and bounds what a body inflates to.
+        compressed = HttpTransport(cloud.url, key, gzip_mode="always")
+        agent = EdgeAgent(cfg, transport=compressed)
+        agent.run_round()
+        assert agent.flush(timeout=20) and not compressed.gzip_refused
+        assert cloud_rows(cloud.db_url) == (6, 6)
+        headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "gzip", "Content-Type": "application/json"}
+        broken = httpx.post(f"{cloud.url}/v1/clips", content=b"not gzip", headers=headers)
+        assert broken.status_code == 422 and "gzip" in broken.json()["detail"]
+        bomb = httpx.post(f"{cloud.url}/v1/clips", content=gzip.compress(b" " * (9 << 20)), headers=headers)
+        assert bomb.status_code == 413
+        agent.stop()
+        compressed.close()
 
 
 def test_payload_holds_only_wire_fields_and_gzip(world, tmp_path):
