@@ -349,3 +349,7 @@ def test_stream_camera_over_http_decodes_only_windows_and_reports_down(tmp_path)
         dead.grab(8, 8, (32, 32), timeout=5)
     assert dead.status()["state"] == "down" and dead.status()["last_error"]
     dead.close()
+    from tinyact.edge.sources import redact
+
+    assert redact("rtsp://admin:s3cret@10.0.0.7:554/live") == "rtsp://***@10.0.0.7:554/live"  # status never shows passwords
+    assert redact("/videos/a.mp4") == "/videos/a.mp4"
