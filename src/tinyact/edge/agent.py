@@ -101,7 +101,8 @@ class EdgeAgent:
         self.encoder = encoder
         self.transport = transport
         self._owned: list[Any] = []  # transports this agent created (and closes); injected ones stay open
-        self.cameras = cameras if cameras is not None else [open_camera(c) for c in cfg.cameras if c.enabled]
+        self.cameras = cameras if cameras is not None else [
+            open_camera(c, cfg.schedule.capture_timeout_s) for c in cfg.cameras if c.enabled]
         self.snapshot_dir = cfg.snapshot_dir
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(self.cameras), 8)), thread_name_prefix="grab")
@@ -241,7 +242,7 @@ class EdgeAgent:
             start = time.perf_counter()
             ready = [c for c in self.cameras if c.health.ready()]
             futures = {self._pool.submit(c.grab, encoder.num_frames, sched.capture_fps, encoder.input_size): c for c in ready}
-            done, _ = wait_futures(futures, timeout=sched.capture_timeout_s)
+            done, _ = wait_futures(futures, timeout=sched.capture_timeout_s + 1.0)  # stream grabs time out first
             grabs: list[Grab] = []
             failed: dict[str, str] = {}
             for future, camera in futures.items():

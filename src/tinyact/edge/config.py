@@ -31,7 +31,7 @@ from tinyact.wire import CAMERA_ID_PATTERN, DEVICE_ID_PATTERN, WireDtype
 
 DEVICE_KEY_ENV = "TINYACT_DEVICE_KEY"
 WEB_TOKEN_ENV = "TINYACT_EDGE_TOKEN"
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "onnx", "onnx-int8"]
 _SECRET_KEYS = {"device_key", "key", "api_key", "token", "password"}
 
 
@@ -73,7 +73,7 @@ class EncoderConfig(TinyActConfig):
     """The clip encoder that runs on the device."""
 
     checkpoint: Path = Field(description="model file from `tinyact train ae` (`model.pt`)")
-    backend: Backend = Field("torch", description="torch (fp32), torch-bf16, onnx, onnx-int8")
+    backend: Backend = Field("torch", description="torch (fp32), torch-bf16, torch-channels-last, torch-compile, onnx, onnx-int8")
     onnx_path: Path | None = Field(None, description="onnx backends: the exported model (default: next to the checkpoint)")
     input_size: int | None = Field(None, ge=16, le=1024, description="frame side in pixels (default: the checkpoint's)")
     threads: int | None = Field(None, ge=1, le=256, description="torch / onnxruntime threads (default: library default)")

@@ -116,8 +116,19 @@ class Health:
         }
 
 
+def redact(source: str) -> str:
+    """``source`` without credentials (``rtsp://user:pass@host/...`` -> ``rtsp://***@host/...``), for status
+    pages and logs."""
+    scheme, sep, rest = source.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return source
+
+
 class Camera:
     """Base of the sources: an id, a :class:`Health`, ``grab`` and ``close``."""
+
+    source = ""
 
     def __init__(self, camera_id: str) -> None:
         self.camera_id = camera_id
@@ -132,7 +143,7 @@ class Camera:
         pass
 
     def status(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "kind": type(self).__name__, "clips": self.clips,
+        return {"camera_id": self.camera_id, "kind": type(self).__name__, "source": redact(self.source), "clips": self.clips,
                 "decoded_frames": self.decoded_frames, **self.health.as_dict()}
 
 
@@ -145,7 +156,7 @@ class FileCamera(Camera):
 
     def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic) -> None:
         super().__init__(camera_id)
-        self.path = str(path)
+        self.path = self.source = str(path)
         self.fps = fps
         self.clock = clock
         self.t0 = clock()
@@ -280,9 +291,11 @@ class StreamCamera(Camera):
     """
 
     def __init__(self, camera_id: str, url: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None,
-                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None) -> None:
+                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None,
+                 grab_timeout_s: float = 15.0) -> None:
         super().__init__(camera_id)
-        self.url = url
+        self.url = self.source = url
+        self.grab_timeout_s = grab_timeout_s
         self.fps = fps
         self.resolution = resolution
         self.read_timeout_s = read_timeout_s
@@ -327,6 +340,7 @@ class StreamCamera(Camera):
                 if self._stop.is_set():
                     break
                 message = str(error) if isinstance(error, CameraError) else f"{type(error).__name__}: {error}"
+                message = message.replace(self.url, redact(self.url))  # FFmpeg errors quote the URL
                 delay = self.health.failed(message)
                 self._fail_window(message)
                 logger.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, message, delay)
@@ -372,7 +386,10 @@ class StreamCamera(Camera):
                 if window.next_t is None or ft + 1e-6 >= window.next_t:
                     window.frames.append(to_rgb(frame, window.size))
                     window.last_frame = frame
-                    window.next_t = ft + window.step
+                    # Next target one step after this one (not after this frame), so the mean spacing is
+                    # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
+                    target = window.next_t if window.next_t is not None and ft - window.next_t < window.step else ft
+                    window.next_t = target + window.step
                     if len(window.frames) >= window.num_frames:
                         with self._lock:
                             self._window = None
@@ -387,7 +404,9 @@ class StreamCamera(Camera):
             window.error = message
             window.done.set()
 
-    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float = 15.0) -> Grab:
+    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float | None = None) -> Grab:
+        """The next window: from the next keyframe on, ``num_frames`` frames ``1/capture_fps`` apart."""
+        timeout = self.grab_timeout_s if timeout is None else timeout
         self.start()
         window = _Window(num_frames, 1.0 / capture_fps, size, [], threading.Event())
         with self._lock:
@@ -413,9 +432,9 @@ class StreamCamera(Camera):
         return {**super().status(), "reconnects": self.reconnects, "packets": self.packets}
 
 
-def open_camera(cfg: CameraConfig) -> Camera:
+def open_camera(cfg: CameraConfig, grab_timeout_s: float = 15.0) -> Camera:
     """The source for a camera entry of the config (nothing is opened yet: failures show up on grab)."""
     if cfg.kind == "file":
         return FileCamera(cfg.id, cfg.source.removeprefix("file:"), fps=cfg.fps)
-    camera = StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True)
-    return camera
+    return StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True,
+                        grab_timeout_s=grab_timeout_s)
