@@ -74,6 +74,13 @@ def test_teacher3d_shapes_and_presets():
     model = Teacher3D.from_preset("small", num_classes=5, widths=(8, 8, 16, 16), num_frames=8, input_size=32).eval()
     logits, embedding = model(torch.randn(2, 8, 3, 32, 32), return_embedding=True)
     assert logits.shape == (2, 5) and embedding.shape == (2, 16)
+    motion = Teacher3D.from_preset("small", num_classes=5, widths=(8, 8, 16, 16), motion=True).eval()
+    assert motion.stem[0].in_channels == 6
+    still = torch.randn(1, 1, 3, 32, 32).expand(1, 8, 3, 32, 32)  # a static clip: its differences are zero
+    with torch.no_grad():
+        base = motion(still)
+        motion.stem[0].weight[:, 3:] += 1.0  # weights on the difference channels do not matter for it
+        assert torch.allclose(motion(still), base, atol=1e-5)
     full = Teacher3D.from_preset("r2plus1d_18", num_classes=400)
     params = sum(p.numel() for p in full.parameters())
     assert 30e6 < params < 34e6  # R(2+1)D-18 has 31.5 M weights with a 400-way head
