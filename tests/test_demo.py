@@ -1,24 +1,44 @@
-"""`tinyact demo` end to end on a tiny configuration (the full demo is README command 1)."""
+"""`tinyact demo` end to end on a tiny configuration (the full demo is README command 1): generated videos,
+a briefly trained encoder and classifier, the cloud on SQLite, an edge agent with 5 simulated cameras for 20 s,
+and summary.json checked against both databases."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from tinyact.cli import app
 
 
-def test_demo_runs_and_writes_summary(tmp_path):
+@pytest.mark.slow
+def test_demo_whole_system(tmp_path):
     config = tmp_path / "demo.yaml"
-    config.write_text(f"data: {tmp_path / 'synth'}\nout: {tmp_path / 'run'}\nclasses: 2\nclips_per_class: 3\n"
-                      "video_size: 32\nclip_size: 16\n")
-    result = CliRunner().invoke(app, ["demo", "--config", str(config)])
+    config.write_text(f"data: {tmp_path / 'synth'}\nout: {tmp_path / 'run'}\nclasses: 3\nclips_per_class: 3\n"
+                      "video_size: 32\nclip_size: 32\nencoder_epochs: 1\nclassifier_folds: 2\nplaylist_clips: 3\n"
+                      "min_segment_s: 3\n")
+    result = CliRunner().invoke(app, ["demo", "--config", str(config), "--duration", "20"])
     assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["clips_per_split"] == {"train": 2, "val": 2, "test": 2}
-    assert summary["clip_shape"] == [[16, 3, 16, 16]] and summary["skipped"] == 0
-    assert (tmp_path / "run" / "config.yaml").is_file()
-    # A second run reuses the generated data and the cache.
-    result = CliRunner().invoke(app, ["demo", "--config", str(config)])
-    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["cameras"] and len(summary["cameras"]) == 5
+    assert all(c["clips"] > 0 for c in summary["cameras"])  # every camera was read
+    assert summary["clips_captured"] >= 5 and summary["clips_delivered"] > 0
+    assert summary["clips_delivered"] == summary["clips_captured"] == summary["cloud_rows"]  # flushed, all there
+    assert summary["duplicates"] == 0 and summary["lost"] == 0
+    assert summary["results_received"] == summary["clips_delivered"]
+    assert "accuracy" in summary and (summary["accuracy"] is None or 0 <= summary["accuracy"] <= 1)
+    # A latent, not video: 1024 float16 values as base64 in JSON are ~2.8 KB; 16 frames of 32x32 RGB are 49 KB.
+    assert 2000 < summary["bytes_per_clip"] < 6000
+    assert summary["urls"]["edge"].startswith("http://127.0.0.1:") and "token=" in summary["urls"]["edge"]
+    # The numbers agree with the databases the run left behind.
+    with sqlite3.connect(run / "cloud.db") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT clip_id) FROM predictions").fetchone() == (
+            summary["cloud_rows"], summary["cloud_rows"])
+    with sqlite3.connect(run / "edge" / "edge.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM captures WHERE label IS NOT NULL").fetchone()[0] == summary["results_received"]
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    assert (run / "edge" / "snapshots" / "cam-1.jpg").stat().st_size > 0
+    assert (run / "config.yaml").is_file() and "accuracy" in result.output

@@ -192,6 +192,35 @@ def test_hf_videomae_and_timesformer(tmp_path):
             assert torch.allclose(out.logits, model(pixel_values=x).logits, atol=1e-4)
     with pytest.raises(TeacherError, match="no config.json"):
         load_teacher(f"hf:{tmp_path}")
+    with pytest.raises(TeacherError, match="labels= is for X-CLIP"):
+        load_teacher(f"hf:{tmp_path / 'videomae'}?labels=x.txt")
+
+
+@pytest.mark.slow
+def test_hf_xclip_zero_shot(tmp_path):
+    from transformers import CLIPTokenizer, XCLIPConfig, XCLIPModel
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())  # a byte-level vocabulary without merges: tiny but real BPE
+    vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = XCLIPConfig(
+        text_config={"vocab_size": len(vocab), "max_position_embeddings": 32, **small},
+        vision_config={"image_size": 16, "patch_size": 8, "num_frames": 2, "mit_hidden_size": 32, "mit_intermediate_size": 37,
+                       "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2, **small},
+        projection_dim=32, prompt_layers=1,
+    )
+    torch.manual_seed(0)
+    XCLIPModel(config).save_pretrained(tmp_path / "xclip")
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path / "xclip")
+    (tmp_path / "classes.txt").write_text("push up\nwaving\nclapping\n")
+    with pytest.raises(TeacherError, match="zero-shot"):
+        load_teacher(f"hf:{tmp_path / 'xclip'}")
+    teacher = load_teacher(f"hf:{tmp_path / 'xclip'}?labels={tmp_path / 'classes.txt'}&prompt=a video of {{}}&device=cpu")
+    assert teacher.num_frames == 2 and teacher.size == 16 and teacher.label_names == ["push up", "waving", "clapping"]
+    assert teacher.preprocess.mean == normalisation_stats("clip")[0]  # X-CLIP's default statistics
+    out = teacher(torch.randint(0, 256, (2, 6, 3, 20, 20), dtype=torch.uint8))
+    assert out.logits.shape == (2, 3) and out.embedding.shape == (2, 32) and torch.isfinite(out.logits).all()
 
 
 # --- cached logits -----------------------------------------------------------------------------------------------
@@ -277,5 +306,30 @@ def test_cli_teacher_cache(tmp_path, make_video):
     assert len(cached) == 3 and cached.label_names == MeanTeacher.label_names and cached.teacher == spec
     shown = CliRunner().invoke(app, ["teacher", "show", str(out)])
     assert shown.exit_code == 0 and "3 clips" in shown.output
+    other = CliRunner().invoke(app, ["teacher", "cache", "--teacher", spec + "&frames=2", "--manifest", str(manifest), "--out", str(out)])
+    assert other.exit_code == 2 and "another teacher" in other.output
     bad = CliRunner().invoke(app, ["teacher", "cache", "--teacher", "nope:x", "--manifest", str(manifest), "--out", str(out)])
     assert bad.exit_code == 2 and "unknown teacher scheme" in bad.output
+
+
+def test_parse_spec_keeps_paths_intact():
+    from tinyact.teachers import parse_spec
+
+    assert parse_spec("python:a.b:make?repo=/x/Foo+Bar/r&k=a%26b%3Dc&empty=") == (
+        "python", "a.b:make", {"repo": "/x/Foo+Bar/r", "k": "a&b=c", "empty": ""}
+    )
+    with pytest.raises(TeacherError, match="key=value"):
+        parse_spec("hf:/m?oops")
+
+
+def test_teacher_outputs_work_as_loss_targets():
+    """Teacher outputs feed losses that are backpropagated (no inference-mode tensors)."""
+    from tinyact.training.distill import DistillationLoss, FeatureDistillation
+
+    teacher = ModuleTeacher(MeanTeacher(), preprocess=Preprocess(4, 16), device="cpu")
+    out = teacher(torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8))
+    student = torch.zeros(2, 3, requires_grad=True)
+    feature = FeatureDistillation(5, 4)
+    total = DistillationLoss()(student, out.logits, torch.tensor([0, 1]))["total"] + feature(torch.ones(2, 5), out.embedding)
+    total.backward()
+    assert student.grad is not None and feature.proj.weight.grad is not None

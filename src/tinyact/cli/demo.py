@@ -11,28 +11,52 @@ from tinyact.console import console
 
 
 def demo(
-    out: Path = typer.Option(None, help="Run folder for summary.json [default: $TINYACT_HOME/demo]."),
+    duration: float = typer.Option(None, "--duration", help="Seconds the edge agent runs [default: 60]."),
+    out: Path = typer.Option(None, help="Run folder for summary.json and the databases [default: $TINYACT_HOME/demo]."),
+    serve: bool = typer.Option(False, "--serve", help="Keep the edge agent, the cloud and both web pages running afterwards (Ctrl-C stops)."),
+    cameras: int = typer.Option(None, help="Simulated cameras [default: 5]."),
+    interval: float = typer.Option(None, help="Seconds between two clips of one camera [default: 2; the paper: 10]."),
     data: Path = typer.Option(None, help="Synthetic dataset folder, generated if missing [default: $TINYACT_HOME/synth]."),
     classes: int = typer.Option(None, help="Action classes to generate [default: 10]."),
     clips_per_class: int = typer.Option(None, help="Clips per class [default: 20]."),
     config: Path = typer.Option(None, help="YAML file with DemoConfig fields (options override it)."),
 ) -> None:
-    """Run TinyAct end to end on generated videos with embedded defaults (SQLite, local files, no servers)."""
+    """Run TinyAct end to end on this machine: synthetic videos, a briefly trained encoder and classifier, the
+    cloud service (SQLite), and an edge agent reading 5 simulated cameras whose true actions are known."""
     from tinyact.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class)
-    summary = run_demo(cfg)
-    table = Table(title="TinyAct demo")
+    cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class,
+                               duration_s=duration, cameras=cameras, interval_s=interval)
+
+    def ready(urls: dict) -> None:
+        console.print(f"edge page:        {urls['edge']}")
+        console.print(f"cloud dashboard:  {urls['cloud_dashboard']}  (viewer token {urls['cloud_viewer_token']})")
+
+    run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out))
+
+
+def print_summary(s: dict, out: Path) -> None:
+    """The end-of-run table, the URLs and where summary.json is."""
+    table = Table(title="TinyAct demo: summary")
     table.add_column("what")
     table.add_column("value", justify="right")
-    for split, n in summary["clips_per_split"].items():
-        table.add_row(f"clips in {split}", str(n))
-    table.add_row("classes", str(len(summary["classes"])))
-    table.add_row("clip shape [T, C, H, W]", str(summary["clip_shape"]))
-    table.add_row("skipped (bad files)", str(summary["skipped"]))
-    if summary["decode_clips_per_s"]:
-        table.add_row("decode + sample + resize (clips/s)", str(summary["decode_clips_per_s"]))
-    table.add_row("read from cache (clips/s)", str(summary["cache_read_clips_per_s"]))
-    table.add_row("elapsed (s)", str(summary["elapsed_s"]))
+    acc = s["accuracy"]
+    rows = [
+        ("cameras", str(len(s["cameras"]))),
+        ("clips captured", str(s["clips_captured"])),
+        ("clips delivered to the cloud", str(s["clips_delivered"])),
+        ("rows in the cloud database", str(s["cloud_rows"])),
+        ("duplicates / lost", f"{s['duplicates']} / {s['lost']}"),
+        ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"),
+        ("bytes sent", f"{s['bytes_sent']:,}"),
+        ("bytes per clip (JSON, latent as " + s["wire_dtype"] + ")", str(s["bytes_per_clip"])),
+        ("latency p50 / p95 (ms)", f"{s['latency_ms']['p50']} / {s['latency_ms']['p95']}"),
+        ("encode per clip (ms)", str(s["encode_ms_per_clip"])),
+        ("elapsed (s)", str(s["elapsed_s"])),
+    ]
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    console.print(f"summary: {cfg.out / 'summary.json'}")
+    console.print(f"edge page:        {s['urls']['edge']}")
+    console.print(f"cloud dashboard:  {s['urls']['cloud_dashboard']}  (viewer token {s['urls']['cloud_viewer_token']})")
+    console.print(f"summary: {out / 'summary.json'}")

@@ -196,6 +196,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         latents["random_encoder"] = random_encoder_latents(
             manifest, sampling, out / "latents" / "random_encoder.npz", kind=cfg.kind, preset=cfg.preset,
             seed=cfg.seed, cache_dir=cache_dir, batch_size=cfg.extract_batch,
+            **cfg.ae.get("model_overrides", {}),  # the same architecture as the trained encoder
         )
         stage("extract_random_encoder", t)
     if "raw_pixels" in cfg.baselines:

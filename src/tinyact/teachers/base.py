@@ -215,7 +215,7 @@ class ModuleTeacher:
     def size(self) -> int:
         return self.preprocess.size
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the outputs become loss targets in autograd graphs
     def __call__(self, clips: torch.Tensor) -> TeacherOutput:
         x = self.preprocess(clips, self.device, self.dtype)  # type: ignore[arg-type]
         self._hooked = None

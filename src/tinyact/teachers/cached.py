@@ -198,6 +198,10 @@ def cache_teacher(
     done: set[str] = set()
     if out.exists() and not parts_dir.exists():
         existing = CachedLogits.load(out)
+        if teacher_spec and existing.teacher and existing.teacher != teacher_spec:
+            raise TinyActError(
+                f"{out} holds logits of another teacher ({existing.teacher}); choose another --out or delete it"
+            )
         missing = [e.clip_id for e in manifest.entries if e.clip_id not in existing]
         if not missing:
             logger.info("teacher cache: %s already covers all %d clips", out, len(manifest))

@@ -1,6 +1,7 @@
 """``load_teacher(spec)``: build a :class:`~tinyact.teachers.base.Teacher` from a one-line spec.
 
-Specs (options after ``?`` as ``key=value`` pairs joined by ``&``)::
+Specs (options after ``?`` as ``key=value`` pairs joined by ``&``; write ``%26`` for a ``&`` and ``%3D`` for a
+``=`` inside a value)::
 
     hf:PATH                         a Hugging Face video classifier saved in a local folder
                                     (VideoMAE, TimeSformer, ViViT, …: AutoModelForVideoClassification);
@@ -26,8 +27,9 @@ then the default)::
     device=auto        auto | cpu | cuda | cuda:1
     dtype=float32      float32 | float16 | bfloat16 (compute dtype; outputs are float32)
 
-``hf:`` takes ``device`` and ``dtype``. Every other option of a ``python:`` spec is passed to the factory
-as a keyword argument (a string), e.g.
+``hf:`` takes ``device`` and ``dtype``, and for an X-CLIP folder (zero-shot) ``labels=FILE`` and
+``prompt=TEMPLATE`` (default ``{}``, the bare class name). Every other option of a ``python:`` spec is passed to the factory
+as a keyword argument (a string), and so is any option above that the factory names as a parameter, e.g.
 ``python:my_ila.py:build?checkpoint=/w/k400_16_16.pth&arch=ViT-B/16&frames=16``.
 """
 
@@ -36,13 +38,14 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import torch
 from torch import nn
@@ -83,7 +86,13 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     if not sep or not scheme:
         raise TeacherError(f"teacher spec {spec!r} needs a scheme, one of {', '.join(s + ':' for s in teacher_schemes())}")
     target, _, query = rest.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
+    options: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise TeacherError(f"teacher spec option {pair!r} must be key=value (in {spec!r})")
+        # unquote, not parse_qsl: a '+' in a path stays a '+'; %26 and %3D escape '&' and '='.
+        options[unquote(key)] = unquote(value)
     return scheme, target, options
 
 
@@ -98,7 +107,16 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
     if scheme in _SCHEMES:
         return _SCHEMES[scheme](spec.partition(":")[2])
     if scheme == "hf":
-        return load_hf_teacher(target, device=options.get("device", "auto"), dtype=options.get("dtype", "float32"))
+        unknown = sorted(set(options) - {"device", "dtype", "labels", "prompt"})
+        if unknown:
+            raise TeacherError(f"hf: teachers take device, dtype (and labels, prompt for X-CLIP); not {unknown}")
+        return load_hf_teacher(
+            target,
+            device=options.get("device", "auto"),
+            dtype=options.get("dtype", "float32"),
+            labels=options.get("labels"),
+            prompt=options.get("prompt", "{}"),
+        )
     if scheme == "torchscript":
         return _load_torchscript(target, options)
     if scheme == "python":
@@ -109,7 +127,7 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
 # --- options -------------------------------------------------------------------------------------------------
 
 
-def _dtype(name: str) -> torch.dtype:
+def parse_dtype(name: str) -> torch.dtype:
     if name not in _DTYPES:
         raise TeacherError(f"dtype must be one of {sorted(_DTYPES)}, got {name!r}")
     return _DTYPES[name]
@@ -184,7 +202,7 @@ def _wrap(module: nn.Module, options: dict[str, str], call: Callable[[nn.Module,
         label_names=label_names,
         preprocess=preprocess,
         device=options.get("device", "auto"),
-        dtype=_dtype(options.get("dtype", "float32")),
+        dtype=parse_dtype(options.get("dtype", "float32")),
         embedding_layer=options.get("embedding") or getattr(module, "embedding_layer", None),
         call=call,
         embedding_dim=getattr(module, "embedding_dim", None),
@@ -233,7 +251,16 @@ def _import_factory(target: str) -> Callable[..., Any]:
 
 def _load_python(target: str, options: dict[str, str]) -> Teacher:
     factory = _import_factory(target)
-    kwargs = {k: v for k, v in options.items() if k not in WRAPPER_OPTIONS}
+    # Wrapper options go to the factory too when it names them as parameters (a factory that builds a
+    # ready Teacher, like tinyact.teachers.ila:build, needs device/frames/labels itself).
+    try:
+        named = {
+            p.name for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        named = set()
+    kwargs = {k: v for k, v in options.items() if k not in WRAPPER_OPTIONS or k in named}
     try:
         built = factory(**kwargs)
     except TypeError as error:
@@ -241,7 +268,7 @@ def _load_python(target: str, options: dict[str, str]) -> Teacher:
     if isinstance(built, nn.Module):
         return _wrap(built, options)
     if isinstance(built, Teacher):
-        ignored = sorted(set(options) & set(WRAPPER_OPTIONS) - {"device"})
+        ignored = sorted(set(options) & set(WRAPPER_OPTIONS) - set(kwargs))
         if ignored:
             logger.warning("teacher %s is a ready Teacher; options %s are ignored", target, ignored)
         return built
@@ -274,13 +301,19 @@ def _square(value: Any, what: str) -> int:
     return int(value)
 
 
-def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float32") -> ModuleTeacher:
+def load_hf_teacher(
+    path: str | Path, device: str = "auto", dtype: str = "float32", labels: str | None = None, prompt: str = "{}"
+) -> ModuleTeacher:
     """A Hugging Face video classifier from a local folder (``save_pretrained`` output), offline.
 
     Frames: ``config.num_frames``; resolution: ``config.image_size`` (what the position embeddings were built
     for); mean/std and the 0–1 rescale from ``preprocessor_config.json`` (or ``video_preprocessor_config.json``),
     else transformers' defaults for that model type; label names from ``config.id2label``. The embedding is
     the input of the classification head (pooled features).
+
+    An X-CLIP folder (model type ``xclip``, with its tokenizer saved alongside) becomes a zero-shot teacher:
+    ``labels`` (a class-name file, required) are turned into prompts with ``prompt`` (``"{}"``: the bare name)
+    and the logits are X-CLIP's ``logits_per_video``; the embedding is its ``video_embeds``.
     """
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
@@ -288,6 +321,10 @@ def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float3
     from transformers import AutoConfig, AutoModelForVideoClassification  # slow import: only when used
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type == "xclip":
+        return _load_hf_xclip(folder, config, device, dtype, labels, prompt)
+    if labels is not None:
+        raise TeacherError("labels= is for X-CLIP folders; a video classifier names its classes in config.id2label")
     try:
         model = AutoModelForVideoClassification.from_pretrained(folder, local_files_only=True)
     except (ValueError, KeyError) as error:
@@ -314,8 +351,51 @@ def load_hf_teacher(path: str | Path, device: str = "auto", dtype: str = "float3
         label_names=label_names,
         preprocess=Preprocess(num_frames=num_frames, size=size, mean=tuple(mean), std=tuple(std), input_scale=255.0 * float(rescale)),
         device=resolve_device(device),
-        dtype=_dtype(dtype),
+        dtype=parse_dtype(dtype),
         embedding_layer="classifier",
         call=lambda module, x: module(pixel_values=x),
         embedding_dim=int(config.hidden_size),
+    )
+
+
+def _load_hf_xclip(folder: Path, config: Any, device: str, dtype: str, labels: str | None, prompt: str) -> ModuleTeacher:
+    from transformers import AutoTokenizer, XCLIPModel
+
+    if labels is None:
+        raise TeacherError("an X-CLIP teacher is zero-shot: give the class names, hf:FOLDER?labels=FILE")
+    if "{}" not in prompt:
+        raise TeacherError(f"prompt must contain {{}} where the class name goes, got {prompt!r}")
+    label_names = read_label_file(labels)
+    model = XCLIPModel.from_pretrained(folder, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise TeacherError(f"{folder}: X-CLIP needs its tokenizer saved in the folder ({error})") from None
+    run_device = resolve_device(device)
+    tokens = tokenizer([prompt.format(name) for name in label_names], padding=True, return_tensors="pt")
+    input_ids, attention_mask = tokens["input_ids"].to(run_device), tokens["attention_mask"].to(run_device)
+    vision = config.vision_config
+    processor = _processor_config(folder)
+    clip_mean, clip_std = normalisation_stats("clip")
+    size = _square(vision.image_size, "image_size")
+
+    def call(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The text side is conditioned on each video (X-CLIP's video-specific prompts), so it runs every batch.
+        out = module(input_ids=input_ids, attention_mask=attention_mask, pixel_values=x)
+        return {"logits": out.logits_per_video, "embedding": out.video_embeds}
+
+    return ModuleTeacher(
+        model,
+        label_names=label_names,
+        preprocess=Preprocess(
+            num_frames=int(vision.num_frames),
+            size=size,
+            mean=tuple(processor.get("image_mean", clip_mean)),
+            std=tuple(processor.get("image_std", clip_std)),
+            input_scale=255.0 * float(processor.get("rescale_factor", 1 / 255)),
+        ),
+        device=run_device,
+        dtype=parse_dtype(dtype),
+        call=call,
+        embedding_dim=int(config.projection_dim),
     )

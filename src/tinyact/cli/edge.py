@@ -1,0 +1,260 @@
+"""``tinyact edge …``: write an example config, run the agent, show its status, export / quantise the encoder."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from tinyact.console import console
+from tinyact.errors import ConfigError, TinyActError
+
+app = typer.Typer(
+    help="Edge device: cameras round-robin -> encoder (one batch per round) -> latents to the cloud.",
+    no_args_is_help=True,
+)
+
+CONFIG_HELP = "Edge config YAML (`tinyact edge init` writes an example)."
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
+
+
+@app.command()
+def init(
+    out: Path = typer.Option(Path("edge.yaml"), help="Where to write the example config."),
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example edge config (secrets stay in environment variables)."""
+    from tinyact.edge.config import EXAMPLE_CONFIG
+
+    if out.exists() and not force:
+        raise TinyActError(f"{out} exists; pass --force to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(EXAMPLE_CONFIG)
+    console.print(f"wrote {out}: edit the cameras and the encoder checkpoint, then `tinyact edge run --config {out}`")
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(..., help=CONFIG_HELP),
+    rounds: int = typer.Option(0, help="Stop after this many rounds and flush the outbox (0: run until Ctrl-C)."),
+    web: bool = typer.Option(True, help="Serve the local web page at web.address (when the web module is installed)."),
+) -> None:
+    """Run the agent: capture every interval, encode, send, keep results; Ctrl-C stops (the outbox is kept)."""
+    from tinyact.edge.agent import EdgeAgent
+    from tinyact.edge.config import EdgeConfig
+
+    cfg = EdgeConfig.from_yaml(config)
+    if cfg.transport.kind == "http":
+        cfg.device_key()  # fail now, with the fix in the message, rather than in the sender thread
+    agent = EdgeAgent(cfg)
+    server = _start_web(cfg, agent) if web and cfg.web.enabled else None
+    console.print(f"edge agent [bold]{cfg.device_id}[/]: {len(agent.cameras)} camera(s) every {cfg.schedule.interval_s:g} s "
+                  f"-> {cfg.cloud_url if cfg.transport.kind == 'http' else cfg.transport.mqtt_url} ({cfg.transport.kind}); "
+                  f"data in {cfg.data_dir}")
+    try:
+        if rounds:
+            for i in range(rounds):
+                started = time.monotonic()
+                report = agent.run_round()
+                agent.flush(timeout=cfg.transport.timeout_s)
+                console.print(f"round {i + 1}: {report['clips']} clip(s), encode {report['encode_ms']} ms, "
+                              f"failed cameras: {sorted(report['cameras_failed']) or 'none'}")
+                if i + 1 < rounds:
+                    time.sleep(max(0.0, cfg.schedule.interval_s - (time.monotonic() - started)))
+            agent.stop()
+            _print_status(agent.status(), stale=False)
+        else:
+            agent.run_forever()
+    finally:
+        if server is not None:
+            server.should_exit = True
+
+
+def _start_web(cfg, agent):
+    """Serve h7's edge page (``tinyact.edge.web``) in a thread, if that module is present."""
+    try:
+        from tinyact.edge.web import create_edge_app
+    except ImportError:
+        console.print("[yellow]the local web page is not part of this build (tinyact.edge.web missing)[/]")
+        return None
+    import threading
+
+    import uvicorn
+
+    app = create_edge_app(agent.status, agent.store, cfg.snapshot_dir, cfg.web_token())
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning"))
+    threading.Thread(target=server.run, name="edge-web", daemon=True).start()
+    console.print(f"local page: http://{cfg.web.address}/ (token from ${cfg.web.token_env})")
+    return server
+
+
+@app.command()
+def status(
+    config: Path = typer.Option(None, help=CONFIG_HELP),
+    data_dir: Path = typer.Option(None, help="The agent's data directory (instead of --config)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Cameras up/down, clips captured / delivered / pending / dropped, last result per camera, encode latency."""
+    from tinyact.edge.config import EdgeConfig
+    from tinyact.edge.store import EdgeStore
+
+    if config is not None:
+        data_dir = EdgeConfig.from_yaml(config).data_dir
+    if data_dir is None:
+        raise ConfigError("give --config edge.yaml or --data-dir DIR")
+    status_path, db_path = data_dir / "status.json", data_dir / "edge.db"
+    if not db_path.is_file():
+        raise TinyActError(f"no edge database at {db_path}: has the agent run with this data directory?")
+    status: dict = json.loads(status_path.read_text()) if status_path.is_file() else {"cameras": []}
+    store = EdgeStore(db_path)
+    status["counts"] = {**status.get("counts", {}), **store.counts()}  # the database is the live truth
+    latest = store.latest_per_camera()
+    store.close()
+    for camera in status.get("cameras", []):
+        camera["last_result"] = latest.get(camera["camera_id"], camera.get("last_result"))
+    stale = _is_stale(status)
+    status["agent_running"] = bool(status.get("running")) and not stale
+    if as_json:
+        typer.echo(json.dumps(status, indent=1, default=str))
+        return
+    _print_status(status, stale)
+
+
+def _is_stale(status: dict) -> bool:
+    updated = status.get("updated_at")
+    if not updated:
+        return True
+    age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+    return age > max(30.0, 3 * float(status.get("interval_s") or 10))
+
+
+def _print_status(status: dict, stale: bool) -> None:
+    running = status.get("running") and not stale
+    console.print(f"device [bold]{status.get('device_id', '?')}[/]: agent "
+                  + ("[green]running[/]" if running else f"[yellow]not running[/] (last update {status.get('updated_at')})"))
+    table = Table(title="cameras")
+    for column in ("camera", "state", "clips", "last result", "score", "captured", "last error"):
+        table.add_column(column)
+    for camera in status.get("cameras", []):
+        result = camera.get("last_result") or {}
+        state = camera.get("state", "?")
+        colour = {"up": "green", "down": "red"}.get(state, "yellow")
+        table.add_row(camera["camera_id"], f"[{colour}]{state}[/]", str(camera.get("clips", 0)), str(result.get("label") or "-"),
+                      f"{result['score']:.2f}" if result.get("score") is not None else "-",
+                      str(result.get("captured_at") or "-"), str(camera.get("last_error") or "") if state != "up" else "")
+    console.print(table)
+    counts = status.get("counts", {})
+    console.print("clips: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in
+                                         ("captured", "delivered", "pending", "dropped", "rejected", "results")))
+    encode = status.get("encode", {})
+    console.print(f"encoder {encode.get('backend', '?')}: last batch {encode.get('last_batch_ms')} ms "
+                  f"({encode.get('last_per_clip_ms')} ms per clip), mean {encode.get('mean_batch_ms')} ms")
+    transport = status.get("transport", {})
+    if transport:
+        console.print(f"transport {transport.get('kind')} ({transport.get('wire_dtype')}): "
+                      f"{transport.get('bytes_per_clip')} bytes per clip; last error: {transport.get('last_error') or 'none'}")
+
+
+# ---- ONNX export and int8 quantisation (tinyact.models.export / runtime) ------------------------------------
+def _export_module():
+    try:
+        from tinyact.models import export
+    except ImportError:
+        raise TinyActError("ONNX export is not part of this build (tinyact.models.export missing)") from None
+    return export
+
+
+@app.command("export-onnx")
+def export_onnx(
+    checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt)."),
+    out: Path = typer.Option(None, help="ONNX file to write [default: next to the checkpoint, .onnx]."),
+) -> None:
+    """Export the encoder to ONNX (fp32) for the `onnx` backend."""
+    from tinyact.edge.encoder import default_onnx_path
+    from tinyact.models.checkpoint import load_model
+
+    export = _export_module()
+    model, info = load_model(checkpoint)
+    config = info["config"]
+    out = out or default_onnx_path(checkpoint)
+    path = export.export_onnx(model, out, frames=int(config.get("num_frames", 16)), size=int(config["input_size"][0]))
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); use encoder.backend: onnx")
+
+
+def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` real clips uint8 ``[N, T, 3, S, S]`` from a manifest CSV or a folder of videos."""
+    from tinyact.data.video import ClipSampling, VideoDecodeError, read_clip
+
+    if source.is_file():
+        from tinyact.data.manifest import Manifest
+
+        manifest = Manifest.read(source)
+        videos = [manifest.resolve(e) for e in manifest.entries]
+    elif source.is_dir():
+        videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    else:
+        raise TinyActError(f"--calibrate-on {source}: no such manifest or folder")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(videos))
+    sampling = ClipSampling(num_frames=num_frames, size=size, strategy="uniform")
+    clips = []
+    for i in order:
+        if len(clips) >= limit:
+            break
+        try:
+            clips.append(read_clip(videos[i], sampling).numpy())
+        except VideoDecodeError as error:
+            console.print(f"[yellow]skipped {error.path}: {error.reason}[/]")
+    if not clips:
+        raise TinyActError(f"no readable video clips in {source}")
+    return np.stack(clips)
+
+
+@app.command()
+def quantize(
+    checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt)."),
+    calibrate_on: Path = typer.Option(..., help="Manifest CSV or folder of videos: real clips to calibrate on."),
+    onnx_in: Path = typer.Option(None, help="fp32 ONNX file [default: next to the checkpoint; exported if missing]."),
+    out: Path = typer.Option(None, help="int8 ONNX file [default: next to the checkpoint, .int8.onnx]."),
+    clips: int = typer.Option(32, help="Calibration clips."),
+) -> None:
+    """Static int8 quantisation (QDQ, per channel) calibrated on real clips; prints the latent drift vs fp32."""
+    from tinyact.edge.encoder import default_onnx_path
+    from tinyact.models.checkpoint import load_model
+
+    export = _export_module()
+    from tinyact.models.runtime import load_runtime
+
+    model, info = load_model(checkpoint)
+    config = info["config"]
+    frames, size = int(config.get("num_frames", 16)), int(config["input_size"][0])
+    onnx_in = onnx_in or default_onnx_path(checkpoint)
+    if not onnx_in.is_file():
+        export.export_onnx(model, onnx_in, frames=frames, size=size)
+    out = out or default_onnx_path(checkpoint, int8=True)
+    data = calibration_clips(calibrate_on, frames, size, clips)
+    half = max(1, len(data) // 2) if len(data) > 1 else 1
+    calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
+    export.quantize_static(onnx_in, out, calibration, stats=getattr(model.config, "normalization", "imagenet"))
+    fp32 = load_runtime("onnx", checkpoint, onnx_path=onnx_in).encode(held_out)
+    int8 = load_runtime("onnx-int8", checkpoint, onnx_path=out).encode(held_out)
+    drift = latent_drift(fp32, int8)
+    console.print(f"wrote {out} (calibrated on {len(calibration)} clip(s)); drift on {len(held_out)} held-out clip(s): "
+                  f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
+    (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
+                                                            "held_out_clips": len(held_out), **drift}, indent=1))
+    console.print("use encoder.backend: onnx-int8")
+
+
+def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Cosine similarity and relative L2 error of ``other`` vs ``reference`` latents, row by row."""
+    a, b = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    rel = np.linalg.norm(a - b, axis=1) / (np.linalg.norm(a, axis=1) + 1e-12)
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "rel_l2_mean": float(rel.mean()),
+            "rel_l2_max": float(rel.max())}

@@ -1,0 +1,467 @@
+"""The edge agent: round-robin capture, one encoder batch per round, durable delivery, results back.
+
+Data path of one round (every ``schedule.interval_s``)::
+
+    cameras (FileCamera / StreamCamera, grabbed in parallel threads, each with a timeout)
+       │ one clip per camera that is up: uint8 [T, 3, H, W], its snapshot JPEG -> snapshots/<camera>.jpg
+       ▼
+    encoder.encode([K, T, 3, H, W])          ONE call for the K clips of the round
+       │ latents [K, D] -> wire encoding (float16 default, int8 + scale, float32), a fresh uuid4 clip_id each
+       ▼
+    EdgeStore.enqueue(...)                   captures + outbox rows in one SQLite transaction, BEFORE any send
+       ▼
+    sender thread: outbox (due, oldest first) -> transport (HTTP POST /v1/clips | MQTT QoS 1)
+       │ 200 -> results stored, clips delivered;  failure -> retry with exponential backoff + jitter
+       ▼                                        (the cloud is idempotent by clip_id: a retry is never a duplicate)
+    results: POST response, MQTT result topic, and GET /v1/results?since=cursor after an outage
+
+Frames never leave this process: only the wire fields of :class:`tinyact.wire.ClipIn` are stored and sent.
+Every loss path has a counter and a log line: a camera that fails (``cameras[].failures``), a round whose
+encoding failed (``encode_failures``, ``lost_encode``), the outbox bound (``dropped``), a clip the cloud
+refused for good (``rejected``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyact.edge.config import EdgeConfig
+from tinyact.edge.encoder import EdgeEncoder, load_encoder
+from tinyact.edge.sources import Camera, CameraError, Grab, StreamCamera, open_camera
+from tinyact.edge.store import EdgeStore
+from tinyact.wire import ClipIn, encode_latent
+
+logger = logging.getLogger(__name__)
+
+RESULTS_PAGE = 1000
+
+
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 80) -> int:
+    """Write an RGB ``[h, w, 3]`` image atomically (readers never see half a file); returns its size."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(rgb).save(tmp, format="JPEG", quality=quality)
+    tmp.replace(path)
+    return path.stat().st_size
+
+
+def enforce_retention(folder: Path, max_age_s: float, max_bytes: float, now: float | None = None) -> tuple[int, int]:
+    """Delete files under ``folder`` older than ``max_age_s``, then the oldest until the rest take at most
+    ``max_bytes``. Returns ``(files deleted, bytes kept)``."""
+    now = time.time() if now is None else now
+    files = []
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(root) / name
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            files.append((st.st_mtime, st.st_size, path))
+    files.sort()
+    deleted = 0
+    total = sum(size for _, size, _ in files)
+    for mtime, size, path in files:
+        if now - mtime <= max_age_s and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted += 1
+    return deleted, total
+
+
+class EdgeAgent:
+    """Runs one edge device. ``start()`` starts the capture schedule and the sender in background threads;
+    ``run_round()`` does one round now (tests, benchmarks); ``status()`` says how things stand.
+
+    ``encoder``, ``transport``, ``store`` and ``cameras`` can be passed in (tests, the demo, benchmarks);
+    by default they are built from ``cfg``.
+    """
+
+    def __init__(self, cfg: EdgeConfig, *, encoder: EdgeEncoder | None = None, transport: Any = None,
+                 store: EdgeStore | None = None, cameras: list[Camera] | None = None) -> None:
+        self.cfg = cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or EdgeStore(cfg.db_path)
+        self.encoder = encoder
+        self.transport = transport
+        self._owned: list[Any] = []  # transports this agent created (and closes); injected ones stay open
+        self.cameras = cameras if cameras is not None else [
+            open_camera(c, cfg.schedule.capture_timeout_s) for c in cfg.cameras if c.enabled]
+        self.snapshot_dir = cfg.snapshot_dir
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(self.cameras), 8)), thread_name_prefix="grab")
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._poller: Any = None
+        self._round_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self.started_at: float | None = None
+        self.rounds = 0
+        self.overruns = 0
+        self.encode_failures = 0
+        self.lost_encode = 0
+        self.last_round: dict[str, Any] = {}
+        self.last_send_error: str | None = None
+        self.last_send_ok_at: float | None = None
+        self.bytes_sent = 0
+        self.clips_sent = 0
+        self._last_retention = 0.0
+        self._last_poll = 0.0
+        self._last_status_write = 0.0
+
+    # ---- life cycle ----------------------------------------------------------------------------------------
+    def _ensure_encoder(self) -> EdgeEncoder:
+        if self.encoder is None:
+            self.encoder = load_encoder(self.cfg.encoder)
+        return self.encoder
+
+    def _ensure_transport(self) -> Any:
+        if self.transport is None:
+            from tinyact.edge.transports import HttpTransport, MqttTransport
+
+            t = self.cfg.transport
+            if t.kind == "mqtt":
+                self.transport = MqttTransport(t.mqtt_url, self.cfg.device_id, self.store.record_results)
+            else:
+                self.transport = HttpTransport(self.cfg.cloud_url, self.cfg.device_key(), gzip_mode=t.gzip,
+                                               timeout_s=t.timeout_s)
+            self._owned.append(self.transport)
+        if self._poller is None:
+            from tinyact.edge.transports import HttpTransport
+
+            if isinstance(self.transport, HttpTransport) or hasattr(self.transport, "fetch_results"):
+                self._poller = self.transport
+            else:  # MQTT: read missed results over HTTP when the device has a key
+                try:
+                    self._poller = HttpTransport(self.cfg.cloud_url, self.cfg.device_key(), timeout_s=self.cfg.transport.timeout_s)
+                    self._owned.append(self._poller)
+                except Exception:  # no key: MQTT's retained results and republishing cover it
+                    self._poller = None
+        return self.transport
+
+    def start(self) -> None:
+        """Load the encoder, connect the transport, start the schedule and the sender threads."""
+        self._ensure_encoder()
+        self._ensure_transport()
+        self.started_at = time.time()
+        self._stop.clear()
+        for camera in self.cameras:
+            if isinstance(camera, StreamCamera):
+                camera.start()  # its reader thread connects now, so the first round finds it up
+        for target, name in ((self._schedule_loop, "edge-schedule"), (self._send_loop, "edge-sender")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        pending = self.store.counts()["pending"]
+        logger.info("edge agent %s started: %d camera(s), every %g s, %s transport, %d clip(s) pending from before",
+                    self.cfg.device_id, len(self.cameras), self.cfg.schedule.interval_s, self.cfg.transport.kind, pending)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the threads (a round in progress finishes), close cameras and the transport; pending clips stay
+        in the outbox for the next start."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._threads.clear()
+        for camera in self.cameras:
+            camera.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.write_status(running=False)
+        for t in self._owned:
+            with contextlib.suppress(Exception):
+                t.close()
+            if t is self.transport:
+                self.transport = None
+        self._owned.clear()
+        self._poller = None
+
+    def __enter__(self) -> EdgeAgent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def run_forever(self) -> None:
+        """``start()``, then wait until SIGINT/SIGTERM (``tinyact edge run``)."""
+        import signal
+
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        try:
+            while not done.wait(1.0):
+                pass
+        finally:
+            logger.info("stopping the edge agent")
+            self.stop()
+
+    # ---- capture rounds ------------------------------------------------------------------------------------
+    def _schedule_loop(self) -> None:
+        interval = self.cfg.schedule.interval_s
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.run_round()
+            except Exception:  # a bug in one round must not end the schedule
+                logger.exception("round failed")
+            next_at += interval
+            late = time.monotonic() - next_at
+            if late > 0:
+                self.overruns += 1
+                logger.warning("round took %.1f s longer than the %g s interval; starting the next one now", late, interval)
+                next_at = time.monotonic()
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def run_round(self) -> dict[str, Any]:
+        """Capture one clip per camera that is up, encode them as one batch, put them in the outbox.
+
+        Returns ``{"clips", "cameras_failed", "capture_ms", "encode_ms", "dropped"}``."""
+        with self._round_lock:
+            encoder = self._ensure_encoder()
+            sched = self.cfg.schedule
+            start = time.perf_counter()
+            ready = [c for c in self.cameras if c.health.ready()]
+            futures = {self._pool.submit(c.grab, encoder.num_frames, sched.capture_fps, encoder.input_size): c for c in ready}
+            done, _ = wait_futures(futures, timeout=sched.capture_timeout_s + 1.0)  # stream grabs time out first
+            grabs: list[Grab] = []
+            failed: dict[str, str] = {}
+            for future, camera in futures.items():
+                if future not in done:
+                    reason = f"stalled: no clip within {sched.capture_timeout_s:g} s"
+                else:
+                    error = future.exception()
+                    if error is None:
+                        camera.health.ok()
+                        grabs.append(future.result())
+                        continue
+                    reason = str(error) if isinstance(error, CameraError) else f"{type(error).__name__}: {error}"
+                delay = camera.health.failed(reason)
+                failed[camera.camera_id] = reason
+                logger.warning("camera %s is down (%s); next try in %.1f s", camera.camera_id, reason, delay)
+            capture_ms = (time.perf_counter() - start) * 1000
+            report: dict[str, Any] = {"clips": 0, "cameras_failed": failed, "capture_ms": round(capture_ms, 1),
+                                      "encode_ms": None, "dropped": 0, "at": datetime.now(UTC).isoformat()}
+            if grabs:
+                report.update(self._encode_and_queue(grabs))
+            self.rounds += 1
+            self.last_round = report
+            if time.time() - self._last_retention > 60:
+                self.apply_retention()
+            self.write_status()
+            return report
+
+    def _encode_and_queue(self, grabs: list[Grab]) -> dict[str, Any]:
+        encoder = self._ensure_encoder()
+        batch = np.stack([g.frames for g in grabs])  # [K, T, 3, H, W] uint8
+        try:
+            latents = encoder.encode(batch)  # the round's ONE encoder call
+        except Exception as error:
+            self.encode_failures += 1
+            self.lost_encode += len(grabs)
+            self.store.increment("lost_encode", len(grabs))
+            logger.error("encoding %d clip(s) failed (%s: %s); these clips are lost (counted in lost_encode)",
+                         len(grabs), type(error).__name__, error)
+            return {"clips": 0, "lost": len(grabs)}
+        encode_ms = encoder.last_ms or 0.0
+        per_clip = encode_ms / len(grabs)
+        items = []
+        for grab, latent in zip(grabs, latents, strict=True):
+            clip_id = str(uuid.uuid4())
+            message = ClipIn(clip_id=clip_id, camera_id=grab.camera_id, captured_at=grab.captured_at,
+                             latent=encode_latent(latent, self.cfg.transport.wire_dtype))
+            items.append((clip_id, grab.camera_id, grab.captured_at, per_clip,
+                          message.model_dump_json(exclude_none=True)))
+        # Written before any send: from here on the clip survives a crash, a restart and a cloud outage.
+        dropped = self.store.enqueue(items, max_pending=self.cfg.outbox.max_pending)
+        self._wake.set()
+        for grab, (clip_id, *_rest) in zip(grabs, items, strict=True):
+            self._save_snapshot(grab, clip_id)
+        return {"clips": len(grabs), "encode_ms": round(encode_ms, 1), "dropped": dropped,
+                "clip_ids": [item[0] for item in items]}
+
+    def _save_snapshot(self, grab: Grab, clip_id: str) -> None:
+        try:
+            write_jpeg(self.snapshot_dir / f"{grab.camera_id}.jpg", grab.snapshot)
+            if self.cfg.retention.keep_history:
+                stamp = grab.captured_at.strftime("%Y%m%dT%H%M%S")
+                write_jpeg(self.snapshot_dir / "history" / grab.camera_id / f"{stamp}_{clip_id}.jpg", grab.snapshot, quality=70)
+        except OSError as error:  # a full disk must not stop capture; the page just shows an older picture
+            logger.warning("could not write the snapshot of %s: %s", grab.camera_id, error)
+
+    def apply_retention(self) -> None:
+        """Delete snapshot history beyond the age and size limits, and capture rows beyond the age limit."""
+        r = self.cfg.retention
+        self._last_retention = time.time()
+        deleted, _ = enforce_retention(self.snapshot_dir / "history", r.max_age_h * 3600, r.max_mb * 1e6)
+        pruned = self.store.prune(time.time() - r.max_age_h * 3600)
+        if deleted or pruned:
+            logger.info("retention: deleted %d snapshot(s) and %d capture row(s)", deleted, pruned)
+
+    # ---- delivery ------------------------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.drain_once()
+            except Exception:  # keep the sender alive whatever happens; the clips stay in the outbox
+                logger.exception("sender failed")
+                sent = 0
+            if time.time() - self._last_poll > self.cfg.transport.results_poll_s:
+                self.poll_results()
+            if sent:
+                continue
+            wait = self.store.next_attempt_in()
+            wait = self.cfg.transport.results_poll_s if wait is None else min(wait, self.cfg.transport.results_poll_s)
+            self._wake.wait(timeout=max(0.05, wait))
+            self._wake.clear()
+
+    def drain_once(self) -> int:
+        """Send one batch of due outbox clips and apply the outcome; returns the number of clips sent."""
+        transport = self._ensure_transport()
+        t = self.cfg.transport
+        items = self.store.due(t.max_clips_per_request)
+        if not items:
+            return 0
+        outcome = transport.send([item.message for item in items])
+        self.bytes_sent += outcome.bytes_sent
+        if outcome.results:
+            self.store.record_results(outcome.results)
+        if outcome.delivered:
+            self.store.mark_delivered(outcome.delivered)
+            self.clips_sent += len(outcome.delivered)
+        if outcome.rejected:
+            self.store.reject(outcome.rejected)
+        if outcome.retry:
+            if outcome.error:
+                delay = self.store.mark_failed(outcome.retry, outcome.error, t.retry_base_s, t.retry_max_s, outcome.retry_after_s)
+                if self.last_send_error != outcome.error:
+                    logger.warning("sending %d clip(s) failed (%s); retrying in %.1f s (backoff)", len(outcome.retry),
+                                   outcome.error, delay)
+                self.last_send_error = outcome.error
+            else:  # MQTT: published; delivered when the result comes back, republished after ack_timeout_s
+                self.store.defer(outcome.retry, t.ack_timeout_s)
+                self.clips_sent += len(outcome.retry)
+        if outcome.delivered or (outcome.retry and not outcome.error):
+            if self.last_send_error:
+                logger.info("the cloud is reachable again; sending the backlog")
+                self.last_send_error = None
+                self._last_poll = 0.0  # read the results feed now: responses may have been lost in the outage
+            self.last_send_ok_at = time.time()
+        if time.time() - self._last_status_write > 1.0:
+            self.write_status()
+        return len(items)
+
+    def poll_results(self) -> int:
+        """Read ``GET /v1/results`` from the stored cursor to the end; returns the number of results."""
+        self._last_poll = time.time()
+        poller = self._poller
+        if poller is None:
+            return 0
+        import httpx
+
+        total = 0
+        cursor = self.store.results_cursor
+        try:
+            while True:
+                results, next_cursor = poller.fetch_results(cursor, RESULTS_PAGE)
+                if results:
+                    self.store.record_results(results)
+                    total += len(results)
+                if next_cursor == cursor or not results:
+                    break
+                cursor = next_cursor
+                self.store.results_cursor = cursor
+        except (httpx.HTTPError, ValueError) as error:
+            logger.debug("results feed not readable now: %s", error)
+        return total
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Send until the outbox is empty, ignoring backoff (shutdown, tests, the demo), or until ``timeout``;
+        ``True`` if it emptied."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.store.due(1, now=float("inf")):
+                return True
+            self.store.make_due()
+            self.drain_once()
+            if self.last_send_error:
+                time.sleep(0.2)
+        return not self.store.due(1, now=float("inf"))
+
+    # ---- status --------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Cameras (up/down, last error, last result), counters, encode latency, transport state."""
+        counts = self.store.counts()
+        counts["lost_encode"] = self.store.counter("lost_encode")
+        latest = self.store.latest_per_camera()
+        cameras = []
+        for camera in self.cameras:
+            entry = camera.status()
+            entry["last_result"] = latest.get(camera.camera_id)
+            entry["snapshot"] = f"{camera.camera_id}.jpg" if (self.snapshot_dir / f"{camera.camera_id}.jpg").exists() else None
+            cameras.append(entry)
+        encoder = self.encoder
+        history = encoder.history_ms if encoder else []
+        clips = self.last_round.get("clips") or 0
+        return {
+            "device_id": self.cfg.device_id,
+            "running": bool(self._threads) and not self._stop.is_set(),
+            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat() if self.started_at else None,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "interval_s": self.cfg.schedule.interval_s,
+            "rounds": self.rounds,
+            "overruns": self.overruns,
+            "cameras": cameras,
+            "cameras_up": sum(1 for c in cameras if c["up"]),
+            "counts": counts,
+            "encode": {
+                "backend": encoder.backend if encoder else self.cfg.encoder.backend,
+                "calls": encoder.calls if encoder else 0,
+                "last_batch_ms": round(encoder.last_ms, 1) if encoder and encoder.last_ms else None,
+                "mean_batch_ms": round(float(np.mean(history)), 1) if history else None,
+                "last_per_clip_ms": round(encoder.last_ms / clips, 1) if encoder and encoder.last_ms and clips else None,
+                "failures": self.encode_failures,
+            },
+            "transport": {
+                "kind": self.cfg.transport.kind,
+                "wire_dtype": self.cfg.transport.wire_dtype,
+                "last_error": self.last_send_error,
+                "last_ok_at": datetime.fromtimestamp(self.last_send_ok_at, UTC).isoformat() if self.last_send_ok_at else None,
+                "bytes_sent": self.bytes_sent,
+                "bytes_per_clip": round(self.bytes_sent / self.clips_sent) if self.clips_sent else None,
+            },
+            "last_round": {k: v for k, v in self.last_round.items() if k != "clip_ids"},
+        }
+
+    def write_status(self, running: bool | None = None) -> None:
+        """Write :meth:`status` to ``<data_dir>/status.json`` (atomically) for ``tinyact edge status``."""
+        with self._status_lock:
+            self._last_status_write = time.time()
+            try:
+                status = self.status()
+                if running is not None:
+                    status["running"] = running
+                tmp = self.cfg.status_path.with_name("status.json.tmp")
+                tmp.write_text(json.dumps(status, indent=1, default=str))
+                tmp.replace(self.cfg.status_path)
+            except OSError as error:
+                logger.warning("could not write %s: %s", self.cfg.status_path, error)

@@ -1,0 +1,95 @@
+"""The clip encoder on the device: uint8 clips ``[B, T, 3, H, W]`` -> float32 latents ``[B, D]``.
+
+``load_encoder(cfg.encoder)`` returns an :class:`EdgeEncoder` whose ``encode`` takes one round's clips as one
+batch. The backends come from :mod:`tinyact.models.runtime`: ``torch`` (eager fp32), ``torch-bf16``
+(autocast), ``torch-channels-last``, ``torch-compile``, ``onnx`` (ONNX Runtime fp32) and ``onnx-int8`` (static
+QDQ int8); ``tinyact edge export-onnx`` / ``tinyact edge quantize --calibrate-on …`` write the ONNX files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinyact.edge.config import EncoderConfig
+from tinyact.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeEncoder:
+    """An encoder runtime plus what the agent needs to know about it."""
+
+    runtime: Any  # has .encode(uint8 [B,T,3,H,W]) -> float32 [B, D]
+    backend: str
+    num_frames: int
+    input_size: tuple[int, int]  # (H, W)
+    latent_dim: int
+    encoder_hash: str
+    calls: int = 0
+    last_ms: float | None = None
+    history_ms: list[float] = field(default_factory=list)
+
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        """One batch ``[B, T, 3, H, W]`` uint8 -> ``[B, D]`` float32 (one runtime call)."""
+        start = time.perf_counter()
+        latents = np.asarray(self.runtime.encode(clips), dtype=np.float32)
+        self.last_ms = (time.perf_counter() - start) * 1000
+        self.history_ms = (self.history_ms + [self.last_ms])[-100:]
+        self.calls += 1
+        return latents
+
+
+def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
+    """Load the encoder the config names; a missing or unusable file raises a :class:`ConfigError`."""
+    from tinyact.models.checkpoint import load_model
+
+    checkpoint = Path(cfg.checkpoint)
+    if not checkpoint.is_file():
+        raise ConfigError(f"encoder.checkpoint {checkpoint} does not exist (train one with `tinyact train ae`)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model, info = load_model(checkpoint)
+    config = info.get("config", {})
+    num_frames = int(config.get("num_frames", 16))
+    size = tuple(int(v) for v in config.get("input_size", (112, 112)))
+    if cfg.input_size is not None and tuple(size) != (cfg.input_size, cfg.input_size):
+        raise ConfigError(f"encoder.input_size {cfg.input_size} does not match the checkpoint's {size[0]}x{size[1]}; "
+                          "leave it unset to use the checkpoint's")
+    latent_dim = int(config.get("latent_dim", 1024))
+    runtime = _runtime(cfg, checkpoint, model)
+    return EdgeEncoder(runtime, cfg.backend, num_frames, (size[0], size[1]), latent_dim, str(info.get("hash", "")))
+
+
+def _runtime(cfg: EncoderConfig, checkpoint: Path, model: torch.nn.Module) -> Any:
+    from tinyact.models.runtime import load_runtime
+
+    if cfg.backend.startswith("torch"):
+        return load_runtime(cfg.backend, model)
+    onnx_path = cfg.onnx_path
+    if onnx_path is None:
+        default = default_onnx_path(checkpoint, int8=cfg.backend == "onnx-int8")
+        if default.is_file():
+            onnx_path = default
+        elif cfg.backend == "onnx-int8":
+            # Static int8 needs real calibration clips: refuse to fall back to a silent dynamic quantisation.
+            raise ConfigError(f"no int8 encoder at {default}: write it with `tinyact edge quantize --checkpoint "
+                              f"{checkpoint} --calibrate-on MANIFEST_OR_FOLDER` (or set encoder.onnx_path)")
+    elif not Path(onnx_path).is_file():
+        raise ConfigError(f"encoder.onnx_path {onnx_path} does not exist: write it with `tinyact edge export-onnx` "
+                          "or `tinyact edge quantize`")
+    # onnx without a file: the runtime exports the checkpoint next to it once and reuses the graph.
+    return load_runtime(cfg.backend, checkpoint, onnx_path=onnx_path, threads=cfg.threads)
+
+
+def default_onnx_path(checkpoint: Path, int8: bool = False) -> Path:
+    """Where ``export-onnx`` / ``quantize`` write by default: next to the checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + (".int8.onnx" if int8 else ".onnx"))

@@ -1,0 +1,440 @@
+"""Camera sources: where a round's clips come from.
+
+Every camera answers ``grab(num_frames, capture_fps, size) -> Grab``: ``num_frames`` frames ``1/capture_fps``
+apart, the *latest* window the camera has (like a camera's ring buffer: the clip ends "now"), resized to the
+encoder's input size, plus a snapshot for the local page.
+
+* :class:`FileCamera`: a video file played at real-time pace and looped, a simulated CCTV camera. Its
+  position is ``(now - start) · speed`` modulo the file's length, so two grabs 10 s apart see frames 10 s
+  apart. A grab seeks to the keyframe before the window and decodes only up to the window's last frame; only
+  the frames kept are converted to RGB (and scaled by swscale while converting). Frames between windows are
+  never decoded: this is what decides how many cameras one box can serve.
+* :class:`StreamCamera`: RTSP / HTTP streams and V4L2 webcams through PyAV. A reader thread demuxes packets
+  all the time (cheap) but *decodes* only while a grab is waiting: it starts at the next keyframe and stops
+  after the last frame of the window, dropping the packets in between windows. A stream that fails or stalls
+  (no packet within the read timeout) is reopened with exponential backoff; meanwhile the camera is down.
+
+A camera's failure is its own: ``grab`` raises :class:`CameraError` and records the error in ``health()``;
+the agent skips it for this round and retries it later (backoff), and the other cameras go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from tinyact.data.video import VideoDecodeError, frames_at, probe_video
+from tinyact.edge.config import CameraConfig
+from tinyact.errors import TinyActError
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_WIDTH = 640
+
+
+class CameraError(TinyActError):
+    """A camera could not give a clip; the message says why."""
+
+
+@dataclass
+class Grab:
+    """One clip from one camera."""
+
+    camera_id: str
+    frames: np.ndarray  # uint8 [T, 3, H, W]
+    captured_at: datetime  # end of the window, UTC
+    snapshot: np.ndarray  # uint8 [h, w, 3] RGB, the window's last frame at snapshot size
+    decoded_frames: int  # frames the decoder produced for this clip (the cost of the grab)
+    position_s: float | None = None  # file cameras: time in the file of the window's last frame
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` -> uint8 ``[3, H, W]``: scaled (swscale) so its short side covers ``size``, centre-cropped."""
+    height, width = size
+    scale = max(height / frame.height, width / frame.width)
+    sw, sh = max(width, round(frame.width * scale)), max(height, round(frame.height * scale))
+    rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24")
+    top, left = (sh - height) // 2, (sw - width) // 2
+    return np.ascontiguousarray(rgb[top : top + height, left : left + width].transpose(2, 0, 1))
+
+
+def snapshot_of(frame: av.VideoFrame, max_width: int = SNAPSHOT_WIDTH) -> np.ndarray:
+    """A display-size RGB ``[h, w, 3]`` copy of ``frame`` (aspect kept, even sizes)."""
+    width = min(max_width, frame.width)
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    return frame.to_ndarray(width=width, height=height, format="rgb24")
+
+
+class Health:
+    """Up/down state of one camera with exponential backoff between failed attempts."""
+
+    def __init__(self, base_s: float = 1.0, max_s: float = 60.0) -> None:
+        self.up: bool | None = None  # None: not tried yet
+        self.last_error: str | None = None
+        self.last_ok_at: float | None = None
+        self.failures = 0  # consecutive
+        self.total_failures = 0
+        self.next_try_at = 0.0
+        self.base_s, self.max_s = base_s, max_s
+        self._lock = threading.Lock()
+
+    def ok(self) -> None:
+        with self._lock:
+            if self.up is False:
+                logger.info("camera is back up after %d failure(s)", self.failures)
+            self.up, self.failures, self.next_try_at, self.last_ok_at = True, 0, 0.0, time.time()
+
+    def failed(self, error: str) -> float:
+        with self._lock:
+            self.up, self.last_error = False, error
+            self.failures += 1
+            self.total_failures += 1
+            delay = min(self.max_s, self.base_s * 2 ** (self.failures - 1))
+            delay = random.uniform(delay / 2, delay)
+            self.next_try_at = time.monotonic() + delay
+            return delay
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.next_try_at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "up": bool(self.up), "state": "up" if self.up else ("starting" if self.up is None else "down"),
+            "last_error": self.last_error, "failures": self.total_failures,
+            "last_ok_at": datetime.fromtimestamp(self.last_ok_at, UTC).isoformat() if self.last_ok_at else None,
+            "retry_in_s": round(max(0.0, self.next_try_at - time.monotonic()), 1) if self.up is False else None,
+        }
+
+
+def redact(source: str) -> str:
+    """``source`` without credentials (``rtsp://user:pass@host/...`` -> ``rtsp://***@host/...``), for status
+    pages and logs."""
+    scheme, sep, rest = source.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return source
+
+
+class Camera:
+    """Base of the sources: an id, a :class:`Health`, ``grab`` and ``close``."""
+
+    source = ""
+
+    def __init__(self, camera_id: str) -> None:
+        self.camera_id = camera_id
+        self.health = Health()
+        self.clips = 0
+        self.decoded_frames = 0
+
+    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int]) -> Grab:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "kind": type(self).__name__, "source": redact(self.source), "clips": self.clips,
+                "decoded_frames": self.decoded_frames, **self.health.as_dict()}
+
+
+class FileCamera(Camera):
+    """A video file played at real-time pace and looped (see the module docstring).
+
+    ``fps``: play the file's frames at this rate instead of its own (a speed factor). ``clock``: monotonic
+    seconds (tests pass a fake clock to check the pacing).
+    """
+
+    def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic) -> None:
+        super().__init__(camera_id)
+        self.path = self.source = str(path)
+        self.fps = fps
+        self.clock = clock
+        self.t0 = clock()
+        self._container: av.container.InputContainer | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> None:
+        try:
+            self.info = probe_video(self.path)
+        except VideoDecodeError as error:
+            raise CameraError(error.reason) from None
+        self.speed = self.fps / self.info.fps if self.fps else 1.0
+        try:
+            self._container = av.open(self.path)
+        except (av.FFmpegError, OSError) as error:
+            raise CameraError(f"cannot open: {error}") from None
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_count = 1  # parallelism comes from grabbing several cameras at once
+
+    def position(self, now: float | None = None) -> float:
+        """The file time (seconds) on screen at monotonic time ``now``."""
+        if self._container is None:
+            self._open()
+        elapsed = ((self.clock() if now is None else now) - self.t0) * self.speed
+        return self.info.start + elapsed % self.info.duration
+
+    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int]) -> Grab:
+        with self._lock:
+            try:
+                if self._container is None:
+                    self._open()
+                now = self.clock()
+                captured_at = datetime.now(UTC)
+                elapsed = (now - self.t0) * self.speed
+                step = self.speed / capture_fps
+                unwrapped = elapsed - step * np.arange(num_frames - 1, -1, -1)  # oldest first, last = now
+                targets = self.info.start + np.mod(unwrapped, self.info.duration)
+                indices = frames_at(self.info.frame_times, targets)
+                frames, snapshot, decoded = self._decode(indices, size)
+            except CameraError:
+                self._close()
+                raise
+            except (av.FFmpegError, OSError) as error:
+                self._close()
+                raise CameraError(f"decoding failed: {error}") from None
+        self.clips += 1
+        self.decoded_frames += decoded
+        return Grab(self.camera_id, frames, captured_at, snapshot, decoded, float(targets[-1]))
+
+    def _decode(self, indices: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        # Split the window where it wraps around the end of the file: each run is decoded from its own seek.
+        runs: list[list[int]] = [[int(indices[0])]]
+        for i in indices[1:]:
+            if i < runs[-1][-1]:
+                runs.append([])
+            runs[-1].append(int(i))
+        converted: dict[int, np.ndarray] = {}
+        snapshot = None
+        decoded = 0
+        last_index = int(indices[-1])
+        for run in runs:
+            got, last_frame, n = self._decode_run(sorted(set(run)), size, want_snapshot=last_index in run)
+            converted.update(got)
+            decoded += n
+            if last_frame is not None:
+                snapshot = snapshot_of(last_frame)
+        if snapshot is None:
+            raise CameraError("the window's last frame could not be decoded")
+        return np.stack([converted[int(i)] for i in indices]), snapshot, decoded
+
+    def _decode_run(self, wanted: list[int], size, want_snapshot: bool):
+        times = self.info.frame_times
+        tolerance = self.info.frame_duration / 2
+        stream = self._stream
+        self._container.seek(int(times[wanted[0]] / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
+        got: dict[int, np.ndarray] = {}
+        previous = None
+        last_frame = None
+        decoded = 0
+        pos = 0
+        for frame in self._container.decode(stream):
+            if frame.pts is None:
+                continue
+            decoded += 1
+            t = float(frame.pts * stream.time_base)
+            # Frames before a wanted one are decoded (the codec needs them) but never converted.
+            while pos < len(wanted) and t > times[wanted[pos]] + tolerance and previous is not None:
+                got[wanted[pos]] = to_rgb(previous, size)  # a damaged frame: the one on screen before it
+                last_frame = previous
+                pos += 1
+            if pos < len(wanted) and abs(t - times[wanted[pos]]) <= tolerance:
+                got[wanted[pos]] = to_rgb(frame, size)
+                last_frame = frame
+                pos += 1
+            if pos >= len(wanted):
+                break
+            previous = frame
+        if pos < len(wanted):
+            raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
+        return got, (last_frame if want_snapshot else None), decoded
+
+    def _close(self) -> None:
+        if self._container is not None:
+            with contextlib.suppress(Exception):  # closing a broken container must not hide the real error
+                self._container.close()
+            self._container = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+@dataclass
+class _Window:
+    num_frames: int
+    step: float
+    size: tuple[int, int]
+    frames: list
+    done: threading.Event
+    started: bool = False
+    next_t: float | None = None
+    last_frame: Any = None
+    decoded: int = 0
+    error: str | None = None
+
+
+class StreamCamera(Camera):
+    """RTSP / HTTP / V4L2 through PyAV with a reader thread (see the module docstring).
+
+    ``pace``: sleep to the stream's timestamps (for sources that can be read faster than real time, such as
+    a file served over HTTP); live sources arrive at their own pace and never wait here.
+    """
+
+    def __init__(self, camera_id: str, url: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None,
+                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None,
+                 grab_timeout_s: float = 15.0) -> None:
+        super().__init__(camera_id)
+        self.url = self.source = url
+        self.grab_timeout_s = grab_timeout_s
+        self.fps = fps
+        self.resolution = resolution
+        self.read_timeout_s = read_timeout_s
+        self.pace = pace
+        self.options = dict(options or {})
+        self.reconnects = 0
+        self.packets = 0
+        self._window: _Window | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+            self._thread.start()
+
+    def _open(self) -> av.container.InputContainer:
+        url, fmt, options = self.url, None, dict(self.options)
+        if url.startswith("v4l2://") or url.startswith("/dev/video"):
+            url, fmt = url.removeprefix("v4l2://"), "v4l2"
+            if self.fps:
+                options.setdefault("framerate", f"{self.fps:g}")
+            if self.resolution:
+                options.setdefault("video_size", f"{self.resolution[0]}x{self.resolution[1]}")
+        elif url.startswith("rtsp://"):
+            options.setdefault("rtsp_transport", "tcp")  # UDP loses packets on busy networks; TCP is the safe default
+        return av.open(url, format=fmt, options=options, timeout=(self.read_timeout_s, self.read_timeout_s))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            container = None
+            try:
+                container = self._open()
+                if not container.streams.video:
+                    raise CameraError("no video stream")
+                stream = container.streams.video[0]
+                stream.thread_count = 1
+                self._read(container, stream)
+                raise CameraError("the stream ended")
+            except Exception as error:  # any failure of this camera: mark it down, back off, reopen
+                if self._stop.is_set():
+                    break
+                message = str(error) if isinstance(error, CameraError) else f"{type(error).__name__}: {error}"
+                message = message.replace(self.url, redact(self.url))  # FFmpeg errors quote the URL
+                delay = self.health.failed(message)
+                self._fail_window(message)
+                logger.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, message, delay)
+                self.reconnects += 1
+                self._stop.wait(delay)
+            finally:
+                if container is not None:
+                    with contextlib.suppress(Exception):
+                        container.close()
+
+    def _read(self, container, stream) -> None:
+        time_base = float(stream.time_base)
+        base: tuple[float, float] | None = None  # (pts seconds, monotonic) of the first packet
+        decoding = False
+        for packet in container.demux(stream):
+            if self._stop.is_set():
+                return
+            if packet.pts is None or packet.size == 0:
+                continue
+            self.packets += 1
+            t = packet.pts * time_base
+            if self.health.up is not True:
+                self.health.ok()
+            if self.pace:
+                if base is None:
+                    base = (t, time.monotonic())
+                ahead = (t - base[0]) - (time.monotonic() - base[1])
+                if ahead > 0:
+                    self._stop.wait(min(ahead, 1.0))
+            window = self._window
+            if window is None:
+                decoding = False
+                continue  # between windows: the packet is dropped undecoded
+            if not decoding:
+                if not packet.is_keyframe:
+                    continue  # a decoder can only start at a keyframe
+                stream.codec_context.flush_buffers()
+                decoding = True
+            for frame in packet.decode():
+                window.decoded += 1
+                self.decoded_frames += 1
+                ft = float(frame.pts * time_base) if frame.pts is not None else t
+                if window.next_t is None or ft + 1e-6 >= window.next_t:
+                    window.frames.append(to_rgb(frame, window.size))
+                    window.last_frame = frame
+                    # Next target one step after this one (not after this frame), so the mean spacing is
+                    # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
+                    target = window.next_t if window.next_t is not None and ft - window.next_t < window.step else ft
+                    window.next_t = target + window.step
+                    if len(window.frames) >= window.num_frames:
+                        with self._lock:
+                            self._window = None
+                        window.done.set()
+                        decoding = False
+                        break
+
+    def _fail_window(self, message: str) -> None:
+        with self._lock:
+            window, self._window = self._window, None
+        if window is not None:
+            window.error = message
+            window.done.set()
+
+    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float | None = None) -> Grab:
+        """The next window: from the next keyframe on, ``num_frames`` frames ``1/capture_fps`` apart."""
+        timeout = self.grab_timeout_s if timeout is None else timeout
+        self.start()
+        window = _Window(num_frames, 1.0 / capture_fps, size, [], threading.Event())
+        with self._lock:
+            self._window = window
+        if not window.done.wait(timeout):
+            with self._lock:
+                if self._window is window:
+                    self._window = None
+            raise CameraError(f"stalled: no complete clip within {timeout:g} s")
+        if window.error:
+            raise CameraError(window.error)
+        self.clips += 1
+        return Grab(self.camera_id, np.stack(window.frames), datetime.now(UTC), snapshot_of(window.last_frame),
+                    window.decoded)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._fail_window("camera closed")
+        if self._thread is not None:
+            self._thread.join(timeout=self.read_timeout_s + 2)
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "reconnects": self.reconnects, "packets": self.packets}
+
+
+def open_camera(cfg: CameraConfig, grab_timeout_s: float = 15.0) -> Camera:
+    """The source for a camera entry of the config (nothing is opened yet: failures show up on grab)."""
+    if cfg.kind == "file":
+        return FileCamera(cfg.id, cfg.source.removeprefix("file:"), fps=cfg.fps)
+    return StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True,
+                        grab_timeout_s=grab_timeout_s)

@@ -1,0 +1,222 @@
+"""Encoder runtimes: one ``encode(uint8 clips) -> float32 latents`` call over several inference backends.
+
+The edge agent and the benchmarks pick a backend by name; every backend takes the same input (uint8
+``[B, T, 3, H, W]``, numpy or torch) and normalises it inside, so the choice never changes the caller.
+
+========================  =============================================================================
+backend                   what runs
+========================  =============================================================================
+``torch``                 eager fp32 (the reference)
+``torch-bf16``            eager under ``torch.autocast("cpu", bfloat16)``; latents returned as float32
+``torch-channels-last``   eager fp32 with ``channels_last_3d`` weights and activations
+``torch-compile``         ``torch.compile`` (inductor) with weight freezing; the first call compiles
+``onnx``                  ONNX Runtime fp32 on the exported encoder (:func:`tinyact.models.export.export_onnx`)
+``onnx-int8``             ONNX Runtime int8: static QDQ per-channel when calibration clips are given,
+                          else dynamic quantisation; or a ready int8 ``onnx_path``
+========================  =============================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyact.data.transforms import NormStats, normalize
+from tinyact.errors import TinyActError
+
+BACKENDS = ("torch", "torch-bf16", "torch-channels-last", "torch-compile", "onnx", "onnx-int8")
+
+
+@runtime_checkable
+class EncoderRuntime(Protocol):
+    """What every backend offers."""
+
+    backend: str
+    input_shape: tuple[int, int, int, int]  # (T, 3, H, W) the encoder expects
+    latent_dim: int
+    encoder_hash: str | None
+
+    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 clips ``[B, T, 3, H, W]`` -> float32 latents ``[B, latent_dim]``."""
+        ...
+
+
+def _as_uint8_tensor(clips: np.ndarray | torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(clips)) if isinstance(clips, np.ndarray) else clips
+    if tensor.dtype != torch.uint8:
+        raise TinyActError(f"encoder input must be uint8 clips, got {tensor.dtype}")
+    if tensor.dim() == 4:  # one clip
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 5 or tuple(tensor.shape[1:]) != tuple(shape):
+        raise TinyActError(f"encoder expects clips [B, {', '.join(map(str, shape))}], got {tuple(tensor.shape)}")
+    return tensor
+
+
+class _RuntimeBase:
+    backend = "base"
+
+    def __init__(self, shape: tuple[int, int, int, int], latent_dim: int, stats: NormStats, encoder_hash: str | None):
+        self.input_shape = shape
+        self.latent_dim = latent_dim
+        self.stats = stats
+        self.encoder_hash = encoder_hash
+
+    def _normalised(self, clips: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return normalize(_as_uint8_tensor(clips, self.input_shape), self.stats)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend!r}, input_shape={self.input_shape})"
+
+
+class TorchRuntime(_RuntimeBase):
+    """Eager / bf16 / channels-last / compiled PyTorch encoder."""
+
+    def __init__(self, model: nn.Module, backend: str = "torch", encoder_hash: str | None = None) -> None:
+        from tinyact.models.export import EncoderGraph, _input_shape
+
+        config = getattr(model, "config", None)
+        super().__init__(
+            _input_shape(model, None, None),
+            int(getattr(config, "latent_dim", 1024)),
+            getattr(config, "normalization", "imagenet"),
+            encoder_hash,
+        )
+        self.backend = backend
+        self.model = model.eval()
+        self.channels_last = backend == "torch-channels-last"
+        self.bf16 = backend == "torch-bf16"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last_3d)
+        self._fn: Any = EncoderGraph(self.model).eval()
+        if backend == "torch-compile":
+            import torch._inductor.config as inductor_config
+
+            # Freezing folds BatchNorm into the convolutions and pre-packs weights: inference only.
+            inductor_config.freezing = True
+            self._fn = torch.compile(self._fn, dynamic=False)
+
+    @torch.inference_mode()
+    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = self._normalised(clips)
+        if self.channels_last:
+            # encode() permutes [B,T,C,H,W] -> [B,C,T,H,W]; laid out channels-last, that permute is free.
+            x = x.permute(0, 2, 1, 3, 4).contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            z = self._fn(x)
+        return z.float().numpy()
+
+
+class OnnxRuntime(_RuntimeBase):
+    """An ONNX Runtime session on an exported (optionally quantised) encoder graph."""
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        *,
+        backend: str = "onnx",
+        stats: NormStats = "imagenet",
+        encoder_hash: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        from tinyact.models.export import INPUT_NAME
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise TinyActError(f"ONNX file not found: {path}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Same thread count as torch, so backend comparisons are like for like.
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise TinyActError(f"cannot load {path} with ONNX Runtime: {error}") from None
+        dims = self.session.get_inputs()[0].shape
+        shape = tuple(int(d) for d in dims[1:])
+        out_dim = self.session.get_outputs()[0].shape[-1]
+        super().__init__(shape, int(out_dim), stats, encoder_hash)  # type: ignore[arg-type]
+        self.backend = backend
+        self.path = path
+        self._input = INPUT_NAME
+
+    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = self._normalised(clips).numpy()
+        return np.asarray(self.session.run(None, {self._input: x})[0], dtype=np.float32)
+
+
+def _derived_path(checkpoint: Path, suffix: str) -> Path:
+    """Where an exported/quantised file derived from ``checkpoint`` is kept (beside it, else a temp folder)."""
+    folder = checkpoint.parent
+    if not os.access(folder, os.W_OK):
+        import tempfile
+
+        folder = Path(tempfile.gettempdir()) / "tinyact-onnx"
+        folder.mkdir(exist_ok=True)
+    return folder / f"{checkpoint.stem}{suffix}"
+
+
+def load_runtime(
+    backend: str,
+    checkpoint: str | Path | nn.Module,
+    *,
+    onnx_path: str | Path | None = None,
+    calibration: np.ndarray | None = None,
+    threads: int | None = None,
+) -> EncoderRuntime:
+    """Build the ``backend`` runtime for a saved encoder.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        checkpoint: a ``model.pt`` (:func:`~tinyact.models.checkpoint.save_model`) or an in-memory module.
+        onnx_path: for ``onnx``/``onnx-int8``, an existing graph to load (fp32 resp. already quantised). Without
+            it the encoder is exported (and quantised) next to the checkpoint, ``<stem>.<hash>.onnx`` /
+            ``<stem>.<hash>.int8-static.onnx`` / ``<stem>.<hash>.int8-dynamic.onnx``, and those files are reused later.
+        calibration: for ``onnx-int8`` without ``onnx_path``: uint8 clips ``[N, T, 3, H, W]`` for static
+            (QDQ, per-channel) quantisation; without them the graph is quantised dynamically.
+        threads: ONNX Runtime intra-op threads (default: torch's thread count).
+    """
+    if backend not in BACKENDS:
+        raise TinyActError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from tinyact.models.checkpoint import load_model
+
+    encoder_hash: str | None = None
+    if isinstance(checkpoint, nn.Module):
+        model = checkpoint
+        ckpt_path = None
+    else:
+        ckpt_path = Path(checkpoint)
+        model, info = load_model(ckpt_path)
+        encoder_hash = info.get("hash")
+    stats: NormStats = getattr(getattr(model, "config", None), "normalization", "imagenet")
+
+    if backend.startswith("torch"):
+        return TorchRuntime(model, backend, encoder_hash)
+
+    from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
+
+    if onnx_path is None:
+        if ckpt_path is None:
+            import tempfile
+
+            ckpt_path = Path(tempfile.mkdtemp(prefix="tinyact-onnx-")) / "encoder.pt"
+        # The weight hash in the name keeps a re-trained checkpoint from reusing a stale graph.
+        tag = f".{encoder_hash}" if encoder_hash else ""
+        fp32 = _derived_path(ckpt_path, f"{tag}.onnx")
+        if not fp32.is_file():
+            export_onnx(model, fp32)
+        onnx_path = fp32
+        if backend == "onnx-int8":
+            if calibration is not None:
+                onnx_path = quantize_static(fp32, _derived_path(ckpt_path, f"{tag}.int8-static.onnx"), calibration, stats=stats)
+            else:
+                onnx_path = _derived_path(ckpt_path, f"{tag}.int8-dynamic.onnx")
+                if not onnx_path.is_file():
+                    quantize_dynamic(fp32, onnx_path)
+    return OnnxRuntime(onnx_path, backend=backend, stats=stats, encoder_hash=encoder_hash, threads=threads)

@@ -1,0 +1,96 @@
+"""Encoder runtimes and ONNX export: every backend gives the same latents (within its precision)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from benchmarks.synth_clips import synthetic_clips
+from tinyact.errors import TinyActError
+from tinyact.models import VideoAutoEncoder3D
+from tinyact.models.checkpoint import save_model
+from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
+from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
+
+FRAMES, SIZE = 8, 32
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VideoAutoEncoder3D.from_preset("fast", num_frames=FRAMES, input_size=SIZE).eval()
+    folder = tmp_path_factory.mktemp("runtime")
+    checkpoint = folder / "model.pt"
+    save_model(checkpoint, model)
+    clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
+    reference = load_runtime("torch", checkpoint).encode(clips)
+    return checkpoint, clips, reference
+
+
+def _drift(z: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    rel = float(np.linalg.norm(z - ref) / np.linalg.norm(ref))
+    cos = float(np.mean(np.sum(z * ref, 1) / (np.linalg.norm(z, axis=1) * np.linalg.norm(ref, axis=1))))
+    return rel, cos
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch-compile"])
+def test_backend_shape_and_drift(setup, backend):
+    checkpoint, clips, reference = setup
+    kwargs = {"calibration": clips} if backend == "onnx-int8" else {}
+    runtime = load_runtime(backend, checkpoint, **kwargs)
+    assert isinstance(runtime, EncoderRuntime) and runtime.backend == backend
+    assert runtime.input_shape == (FRAMES, 3, SIZE, SIZE) and runtime.encoder_hash
+    z = runtime.encode(clips)
+    assert z.shape == (len(clips), 1024) and z.dtype == np.float32
+    one = runtime.encode(torch.from_numpy(clips[0]))  # a single clip, as a tensor
+    assert one.shape == (1, 1024)
+    rel, cos = _drift(z, reference)
+    bound = {"torch-bf16": 0.05, "onnx-int8": 0.15}.get(backend, 1e-4)
+    assert rel < bound, (backend, rel)
+    assert cos > 1 - bound, (backend, cos)
+
+
+def test_onnx_export_dynamic_batch_and_int8(setup, tmp_path):
+    checkpoint, clips, reference = setup
+    fp32 = export_onnx(checkpoint, tmp_path / "enc.onnx")
+    graph = onnx.load(str(fp32))
+    onnx.checker.check_model(graph)
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [FRAMES, 3, SIZE, SIZE]
+    static = quantize_static(fp32, tmp_path / "static.onnx", clips)
+    ops = {node.op_type for node in onnx.load(str(static)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # Per-channel: the first conv's weight scale has one entry per output channel.
+    init = {t.name: t for t in onnx.load(str(static)).graph.initializer}
+    assert any(len(t.dims) == 1 and t.dims[0] == 64 and "scale" in name for name, t in init.items())
+    dynamic = quantize_dynamic(fp32, tmp_path / "dynamic.onnx")
+    assert "ConvInteger" in {node.op_type for node in onnx.load(str(dynamic)).graph.node}
+    for path in (static, dynamic):
+        # int8 weights: the file is much smaller than the fp32 graph.
+        assert path.stat().st_size < 0.4 * fp32.stat().st_size
+        z = load_runtime("onnx-int8", checkpoint, onnx_path=path).encode(clips[:2])
+        rel, cos = _drift(z, reference[:2])
+        assert rel < 0.15 and cos > 0.98
+
+
+def test_runtime_errors(setup, tmp_path):
+    checkpoint, clips, _ = setup
+    with pytest.raises(TinyActError, match="unknown encoder backend"):
+        load_runtime("tensorrt", checkpoint)
+    runtime = load_runtime("torch", checkpoint)
+    with pytest.raises(TinyActError, match="expects clips"):
+        runtime.encode(clips[:, :4])
+    with pytest.raises(TinyActError, match="uint8"):
+        runtime.encode(clips.astype(np.float32))
+    with pytest.raises(TinyActError, match="calibration clips"):
+        quantize_static(export_onnx(checkpoint, tmp_path / "e.onnx"), tmp_path / "q.onnx", clips[:, :4])
+
+
+@pytest.mark.slow
+def test_torch_compile_backend(setup):
+    checkpoint, clips, reference = setup
+    z = load_runtime("torch-compile", checkpoint).encode(clips)
+    assert z.shape == reference.shape
+    assert _drift(z, reference)[0] < 1e-3
