@@ -74,6 +74,13 @@ def test_teacher3d_shapes_and_presets():
     model = Teacher3D.from_preset("small", num_classes=5, widths=(8, 8, 16, 16), num_frames=8, input_size=32).eval()
     logits, embedding = model(torch.randn(2, 8, 3, 32, 32), return_embedding=True)
     assert logits.shape == (2, 5) and embedding.shape == (2, 16)
+    motion = Teacher3D.from_preset("small", num_classes=5, widths=(8, 8, 16, 16), motion=True).eval()
+    assert motion.stem[0].in_channels == 6
+    still = torch.randn(1, 1, 3, 32, 32).expand(1, 8, 3, 32, 32)  # a static clip: its differences are zero
+    with torch.no_grad():
+        base = motion(still)
+        motion.stem[0].weight[:, 3:] += 1.0  # weights on the difference channels do not matter for it
+        assert torch.allclose(motion(still), base, atol=1e-5)
     full = Teacher3D.from_preset("r2plus1d_18", num_classes=400)
     params = sum(p.numel() for p in full.parameters())
     assert 30e6 < params < 34e6  # R(2+1)D-18 has 31.5 M weights with a 400-way head
@@ -252,3 +259,37 @@ def test_mlp_kind_fits_through_fit_classifier(tmp_path):
                             grid={"dim": 16, "depth": 1, "lr": 1e-2, "lr_min": 1e-3, "max_epochs": 40})
     assert result.metrics["top1"] > 0.8
     assert (tmp_path / "mlp" / "search.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ Table 2
+@pytest.mark.slow
+def test_table2_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
+    import json
+
+    from tinyact.experiments.table2 import Table2Config, run_table2
+
+    tiny_ae = {"channels": [8, 8, 16, 16], "latent_dim": 16, "seed_channels": 2}
+    cfg = Table2Config(
+        data=tiny_synth, out=tmp_path / "run", size=32, frames=8, batch_size=4, folds=2, epochs=1, workers=1,
+        device="cpu", teacher_train={"epochs": 1, "widths": [8, 8, 8, 8]}, ae={"epochs": 1, "model_overrides": tiny_ae},
+        kd={"ae_overrides": tiny_ae, "head_dim": 8, "head_depth": 1, "optimizer": "adamw", "lr": 1e-3, "warmup_epochs": 0},
+        grids={"mlp": {"dim": 8, "depth": 1, "lr": 1e-2, "max_epochs": 20}, "svm": {"C": 1.0},
+               "rf": {"n_estimators": 10}, "xgboost": {"n_estimators": 5, "max_depth": 2}, "dt": {"max_depth": 3}},
+    )
+    metrics = run_table2(cfg)
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(on_disk["setups"]) == {"scratch", "pretrained", "frozen", "feature_kd"}
+    for name in ("scratch", "pretrained", "frozen", "feature_kd"):
+        row = on_disk["setups"][name]
+        assert set(row) >= {"kd_top1", "mlp", "svm", "rf", "xgboost", "dt"}
+        assert all(0.0 <= row[k] <= 1.0 for k in ("kd_top1", "mlp", "svm", "rf", "xgboost", "dt"))
+    assert 0.0 <= on_disk["teacher_top1"] <= 1.0
+    assert set(on_disk["no_kd"]) == {"mlp", "svm", "rf", "xgboost", "dt"} and on_disk["ce_only"]["kd_top1"] is not None
+    assert "kd_beats_ce_only" in on_disk["targets"] and "kd_latents_beat_ae_latents" in on_disk["targets"]
+    table = (tmp_path / "run" / "table2.md").read_text()
+    assert "Pretrained encoder, frozen" in table and "15.11" in table  # ours and the paper's side by side
+    # The scratch student's latents came from its own encoder, not the AE's.
+    hashes = {on_disk["setups"][n]["encoder_hash"] for n in on_disk["setups"]}
+    assert len(hashes) == 4
+    again = run_table2(cfg)  # everything is done: nothing is retrained, the same numbers come back
+    assert again["setups"] == metrics["setups"]

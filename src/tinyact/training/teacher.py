@@ -70,6 +70,7 @@ class TeacherTrainConfig(TinyActConfig):
     widths: tuple[int, ...] | None = Field(None, title="Stage widths", description="overrides the preset")
     blocks: tuple[int, ...] | None = Field(None, title="Blocks per stage", description="overrides the preset")
     dropout: float = Field(0.2, ge=0, lt=1, title="Dropout before the head")
+    motion: bool = Field(False, title="Frame differences as extra input channels", description="see Teacher3D")
     size: int = Field(112, ge=16, title="Crop size (px)")
     frames: int = Field(16, ge=2, title="Frames per clip")
     batch_size: int = Field(8, ge=1, title="Global batch size")
@@ -135,6 +136,7 @@ def build_teacher(cfg: TeacherTrainConfig, label_names: list[str]) -> Teacher3D:
         num_frames=cfg.frames,
         input_size=cfg.size,
         dropout=cfg.dropout,
+        motion=cfg.motion,
         label_names=tuple(label_names),
         **overrides,
     )
