@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.common import machine_info, markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.common import console, machine_info, markdown_table, print_table, save_results  # noqa: E402
 from benchmarks.modelbench import latency, load_info, matmul_peak, pin_threads  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
 from tinyact.models.export import EncoderGraph  # noqa: E402
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--budget", type=float, default=60.0, help="max timed seconds per row and batch size")
+    parser.add_argument("--max-minutes", type=float, default=15.0, help="overall time budget shared by the rows")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -91,11 +93,14 @@ def main(argv: list[str] | None = None) -> dict:
     peak = matmul_peak(0.3 if args.quick else 2.0)
     print(machine, load_before, f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s with {threads} threads")
     rows = []
-    for preset in ("paper", "fast"):
-        for size in args.sizes:
-            for mode in args.modes:
-                rows.append(bench_encoder(preset, args.frames, size, mode, args.runs, peak, args.budget,
-                                         warmup=1 if args.quick else 2))
+    combos = [(p, s, m) for p in ("paper", "fast") for s in args.sizes for m in args.modes]
+    deadline = time.perf_counter() + 60 * args.max_minutes
+    for index, (preset, size, mode) in enumerate(combos):
+        # Rows share --max-minutes; a compile row's compilation is not timed but does use the budget.
+        budget = min(args.budget, max(1.0, (deadline - time.perf_counter()) / (len(combos) - index) / 3))
+        console.log(f"{preset} {args.frames}×{size}² {mode}")
+        rows.append(bench_encoder(preset, args.frames, size, mode, args.runs, peak, budget,
+                                  warmup=1 if args.quick else 2))
     columns = ["preset", "input", "mode", "params (M)", "GMACs", "batch-1 ms (p25–p75)", "batch-5 ms",
                "clips/s (b5)", "b5 gain", "% peak b1", "% peak b5"]
     table = [
