@@ -103,5 +103,7 @@ def test_backoff_and_bound(tmp_path):
     assert 0 < store.next_attempt_in() <= 1.0
     assert all(1 <= backoff_delay(2, 1, 8) <= 2 for _ in range(20))
     assert all(4 <= backoff_delay(10, 1, 8) <= 8 for _ in range(20))
+    assert store.defer(ids[2:4], 5.0, max_s=40.0) == 10.0  # second attempt of these: 5 s doubled
+    assert store.defer(ids[2:4], 5.0, max_s=40.0) == 20.0
     store.results_cursor = 42
     assert EdgeStore(tmp_path / "edge.db").results_cursor == 42

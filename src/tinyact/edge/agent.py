@@ -358,7 +358,7 @@ class EdgeAgent:
                                    outcome.error, delay)
                 self.last_send_error = outcome.error
             else:  # MQTT: published; delivered when the result comes back, republished after ack_timeout_s
-                self.store.defer(outcome.retry, t.ack_timeout_s)
+                self.store.defer(outcome.retry, t.ack_timeout_s, max_s=8 * t.ack_timeout_s)
                 self.clips_sent += len(outcome.retry)
         if outcome.delivered or (outcome.retry and not outcome.error):
             if self.last_send_error:

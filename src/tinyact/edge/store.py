@@ -277,14 +277,20 @@ class EdgeStore:
             self._bump(db, "send_failures", 1)
         return delay
 
-    def defer(self, clip_ids: Sequence[str], seconds: float) -> None:
-        """Push the next attempt of these clips ``seconds`` ahead without counting a failure (MQTT: published,
-        waiting for the cloud's result)."""
+    def defer(self, clip_ids: Sequence[str], seconds: float, max_s: float | None = None) -> float:
+        """Push the next attempt of these clips ahead without counting a failure (MQTT: published, waiting for
+        the cloud's result): ``seconds`` the first time, doubling with each republish up to ``max_s``.
+        Returns the delay chosen."""
         ids = [str(c) for c in clip_ids]
+        if not ids:
+            return 0.0
         with self._write, self.engine.begin() as db:
+            attempts = db.execute(select(func.max(outbox.c.attempts)).where(outbox.c.clip_id.in_(ids))).scalar() or 0
+            delay = min(max(seconds, max_s or seconds), seconds * 2 ** attempts)
             for chunk in _chunks(ids, 500):
                 db.execute(update(outbox).where(outbox.c.clip_id.in_(chunk)).values(
-                    attempts=outbox.c.attempts + 1, next_attempt_at=time.time() + seconds))
+                    attempts=outbox.c.attempts + 1, next_attempt_at=time.time() + delay))
+        return delay
 
     def make_due(self) -> None:
         """Make every outbox clip due now (an explicit flush)."""
