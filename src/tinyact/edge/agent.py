@@ -173,14 +173,21 @@ class EdgeAgent:
         logger.info("edge agent %s started: %d camera(s), every %g s, %s transport, %d clip(s) pending from before",
                     self.cfg.device_id, len(self.cameras), self.cfg.schedule.interval_s, self.cfg.transport.kind, pending)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the threads (a round in progress finishes), close cameras and the transport; pending clips stay
-        in the outbox for the next start."""
+    def stop(self, timeout: float = 30.0, flush_s: float = 5.0) -> None:
+        """Stop the threads (a round in progress finishes), give pending clips one last chance to go out (up to
+        ``flush_s`` seconds, only if the agent was running), close cameras and the transport; whatever is still
+        pending stays in the outbox for the next start."""
+        was_running = bool(self._threads)
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._threads.clear()
+        if was_running and flush_s > 0 and self.transport is not None and not self.last_send_error:
+            try:
+                self.flush(timeout=flush_s)
+            except Exception:  # the outbox keeps them; never fail a shutdown over it
+                logger.exception("last send before stopping failed")
         for camera in self.cameras:
             camera.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -209,8 +216,16 @@ class EdgeAgent:
             signal.signal(sig, lambda *_: done.set())
         self.start()
         try:
+            seen = -1
             while not done.wait(1.0):
-                pass
+                if self.rounds != seen and self.rounds:  # one line per round: what a person watching the terminal needs
+                    seen = self.rounds
+                    s = self.status()
+                    c = s["counts"]
+                    logger.info("round %d: cameras up %d/%d, captured %d, delivered %d, pending %d, dropped %d, "
+                                "encode %s ms%s", s["rounds"], s["cameras_up"], len(s["cameras"]), c["captured"],
+                                c["delivered"], c["pending"], c["dropped"], s["encode"]["last_batch_ms"],
+                                f"; send error: {s['transport']['last_error']}" if s["transport"]["last_error"] else "")
         finally:
             logger.info("stopping the edge agent")
             self.stop()
