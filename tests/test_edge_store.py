@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -80,6 +81,10 @@ def test_outbox_survives_reopen_and_delivery_removes(tmp_path):
     store.record_results([_result(uuid.UUID(ids[2]), "running", "cam-2", now + timedelta(seconds=2))])
     counts = store.counts()
     assert (counts["delivered"], counts["pending"], counts["results"]) == (3, 2, 1)
+    first = store.recent(10)[2]["result_at"]
+    time.sleep(0.01)
+    store.record_results([_result(uuid.UUID(ids[2]), "running", "cam-2", now + timedelta(seconds=2))])  # a repeat
+    assert store.recent(10)[2]["result_at"] == first and store.counts()["results"] == 1
     latest = store.latest_per_camera()
     assert latest["cam-2"]["label"] == "running" and latest["cam-1"]["label"] is None
     recent = store.recent(3)
