@@ -27,6 +27,7 @@ from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import load_encoder
 from tinyact.edge.sources import CameraError, FileCamera
 from tinyact.edge.transports import HttpTransport
+from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
 
@@ -106,6 +107,10 @@ def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(wo
     for i in range(3):
         assert (cfg.snapshot_dir / f"cam-{i}.jpg").stat().st_size > 100
     assert len(list((cfg.snapshot_dir / "history").rglob("*.jpg"))) == 3
+    mismatch = EdgeAgent(edge_config(world, tmp_path / "other", schedule={"frames_per_clip": 8}))
+    with pytest.raises(ConfigError, match="frames_per_clip is 8 but the encoder takes 16"):
+        mismatch.run_round()
+    mismatch.stop()
     # A broken camera is retried only after its backoff; the good ones keep going.
     for camera in agent.cameras:
         camera.health.next_try_at = 0.0

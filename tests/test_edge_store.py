@@ -48,7 +48,7 @@ def test_example_config_loads_and_secrets_come_from_env(tmp_path, monkeypatch):
     path = tmp_path / "edge.yaml"
     path.write_text(EXAMPLE_CONFIG)
     cfg = EdgeConfig.from_yaml(path)
-    assert cfg.schedule.interval_s == 10 and cfg.schedule.frames_per_clip == 16
+    assert cfg.schedule.interval_s == 10 and cfg.schedule.frames_per_clip is None
     assert cfg.cameras[0].kind == "file" and cfg.transport.wire_dtype == "float16"
     assert EdgeConfig.from_dict(_base(cameras=[{"id": "c", "source": "rtsp://h/s"}, {"id": "d", "source": "/dev/video0"}])).cameras[1].kind == "v4l2"
     monkeypatch.delenv("TINYACT_DEVICE_KEY", raising=False)

@@ -42,6 +42,7 @@ from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import EdgeEncoder, load_encoder
 from tinyact.edge.sources import Camera, CameraError, Grab, StreamCamera, open_camera
 from tinyact.edge.store import EdgeStore
+from tinyact.errors import ConfigError
 from tinyact.wire import ClipIn, encode_latent
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,12 @@ class EdgeAgent:
     # ---- life cycle ----------------------------------------------------------------------------------------
     def _ensure_encoder(self) -> EdgeEncoder:
         if self.encoder is None:
-            self.encoder = load_encoder(self.cfg.encoder)
+            encoder = load_encoder(self.cfg.encoder)
+            wanted = self.cfg.schedule.frames_per_clip
+            if wanted is not None and wanted != encoder.num_frames:
+                raise ConfigError(f"schedule.frames_per_clip is {wanted} but the encoder takes {encoder.num_frames}-frame "
+                                  "clips; leave frames_per_clip unset to use the encoder's")
+            self.encoder = encoder
         return self.encoder
 
     def _ensure_transport(self) -> Any:
