@@ -88,6 +88,11 @@ def test_file_camera_is_paced_looped_and_seeks(world):
     assert np.all((steps >= 2) & (steps <= 5))
     assert grey[0][-1] <= 2 and grey[0][0] >= 70 - 2 - 45
     assert camera.position(now[0] + 0.6) == pytest.approx(3.1 % 3.0, abs=1e-6)
+    # Skipping non-reference frames outside the window gives the same pixels from fewer decoded frames.
+    full = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0], skip_nonref=False)
+    lean = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0])
+    a, b = full.grab(16, 8, (32, 32)), lean.grab(16, 8, (32, 32))
+    assert np.array_equal(a.frames, b.frames) and b.decoded_frames < a.decoded_frames
 
 
 def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(world, tmp_path):
