@@ -400,6 +400,10 @@ class StreamCamera(Camera):
                     continue  # a decoder can only start at a keyframe
                 stream.codec_context.flush_buffers()
                 decoding = True
+            # A frame shown before the next sample time is never kept (the targets only move forward): skip
+            # decoding it when nothing refers to it.
+            early = window.next_t is not None and t + 1e-6 < window.next_t
+            stream.codec_context.skip_frame = "NONREF" if early else "DEFAULT"
             for frame in packet.decode():
                 window.decoded += 1
                 self.decoded_frames += 1
