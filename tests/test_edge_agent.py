@@ -112,6 +112,11 @@ def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(wo
     for i in range(3):
         assert (cfg.snapshot_dir / f"cam-{i}.jpg").stat().st_size > 100
     assert len(list((cfg.snapshot_dir / "history").rglob("*.jpg"))) == 3
+    split = EdgeAgent(edge_config(world, tmp_path / "split", encoder={"checkpoint": str(world / "ae.pt"), "max_batch": 2}),
+                      encoder=encoder)
+    assert split.run_round()["clips"] == 3 and spy.shapes[1:] == [(2, 16, 3, 32, 32), (1, 16, 3, 32, 32)]
+    split.stop()
+    spy.shapes = spy.shapes[:1]
     mismatch = EdgeAgent(edge_config(world, tmp_path / "other", schedule={"frames_per_clip": 8}))
     with pytest.raises(ConfigError, match="frames_per_clip is 8 but the encoder takes 16"):
         mismatch.run_round()

@@ -294,8 +294,13 @@ class EdgeAgent:
     def _encode_and_queue(self, grabs: list[Grab]) -> dict[str, Any]:
         encoder = self._ensure_encoder()
         batch = np.stack([g.frames for g in grabs])  # [K, T, 3, H, W] uint8
+        step = self.cfg.encoder.max_batch or len(grabs)
         try:
-            latents = encoder.encode(batch)  # the round's ONE encoder call
+            # The round's ONE encoder call (or ceil(K / max_batch) calls when memory is bounded).
+            parts = [encoder.encode(batch[i : i + step]) for i in range(0, len(grabs), step)]
+            latents = np.concatenate(parts)
+            if len(parts) > 1:
+                encoder.last_ms = sum(encoder.history_ms[-len(parts):])
         except Exception as error:
             self.encode_failures += 1
             self.lost_encode += len(grabs)

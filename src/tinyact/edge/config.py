@@ -75,6 +75,9 @@ class EncoderConfig(TinyActConfig):
     onnx_path: Path | None = Field(None, description="onnx backends: the exported model (default: next to the checkpoint)")
     input_size: int | None = Field(None, ge=16, le=1024, description="frame side in pixels (default: the checkpoint's)")
     threads: int | None = Field(None, ge=1, le=256, description="torch / onnxruntime threads (default: library default)")
+    max_batch: int | None = Field(
+        None, ge=1, le=4096, description="encode a round in batches of at most this many clips (bounds memory with "
+        "many cameras; default: the whole round in one call)")
 
 
 class TransportConfig(TinyActConfig):
@@ -241,6 +244,7 @@ encoder:
   # onnx_path: model.onnx            # default: next to the checkpoint
   # input_size: 112                  # default: the checkpoint's
   # threads: 2
+  # max_batch: 16                    # split big rounds to bound memory (default: one call per round)
 
 cameras:                             # read round-robin; a failing camera is retried and never stops the others
   - id: cam-1
