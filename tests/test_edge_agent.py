@@ -192,6 +192,8 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         client = httpx.Client(transport=LosingTransport(), headers={"Authorization": f"Bearer {key}"}, timeout=10)
         cfg = edge_config(world, tmp_path / "edge", cloud_url=cloud.url)
         agent = EdgeAgent(cfg, transport=HttpTransport(cloud.url, key, client=client))
+        problem = agent.check_cloud_model()  # the toy classifier was fitted on another encoder's latents
+        assert "toy-encoder" in problem and agent.status()["encode"]["cloud_model_problem"] == problem
         agent.run_round()
         assert agent.drain_once() == 3 and agent.store.counts()["pending"] == 3  # answer lost: still pending
         assert agent.flush(timeout=20)

@@ -120,6 +120,7 @@ class EdgeAgent:
         self.lost_encode = 0
         self.last_round: dict[str, Any] = {}
         self.last_send_error: str | None = None
+        self.model_problem: str | None = None
         self.last_send_ok_at: float | None = None
         self.bytes_sent = 0
         self.clips_sent = 0
@@ -162,10 +163,31 @@ class EdgeAgent:
                     self._poller = None
         return self.transport
 
+    def check_cloud_model(self) -> str | None:
+        """Compare the cloud's classifier with this encoder (``GET /v1/model``): a different latent size means
+        every clip would be refused, a different encoder hash that the predictions would be meaningless. Returns
+        the problem (also logged and shown in the status), or ``None``."""
+        self._ensure_transport()
+        poller = self._poller
+        info = poller.model_info() if poller is not None and hasattr(poller, "model_info") else None
+        encoder = self._ensure_encoder()
+        problem = None
+        if info is not None and info.latent_dim != encoder.latent_dim:
+            problem = (f"the cloud's classifier {info.version} takes {info.latent_dim}-d latents but this encoder "
+                       f"makes {encoder.latent_dim}-d ones: clips will be refused until they match")
+        elif info is not None and encoder.encoder_hash and info.encoder_hash != encoder.encoder_hash:
+            problem = (f"the cloud's classifier {info.version} was fitted on latents of encoder {info.encoder_hash}, "
+                       f"this device runs encoder {encoder.encoder_hash}: its predictions will not mean much")
+        if problem:
+            logger.warning("%s", problem)
+        self.model_problem = problem
+        return problem
+
     def start(self) -> None:
         """Load the encoder, connect the transport, start the schedule and the sender threads."""
         self._ensure_encoder()
         self._ensure_transport()
+        self.check_cloud_model()
         self.started_at = time.time()
         self._stop.clear()
         for camera in self.cameras:
@@ -466,6 +488,7 @@ class EdgeAgent:
                 "mean_batch_ms": round(float(np.mean(history)), 1) if history else None,
                 "last_per_clip_ms": round(encoder.last_ms / clips, 1) if encoder and encoder.last_ms and clips else None,
                 "failures": self.encode_failures,
+                "cloud_model_problem": self.model_problem,
             },
             "transport": {
                 "kind": self.cfg.transport.kind,
