@@ -147,7 +147,7 @@ class HttpTransport:
     def model_info(self) -> ModelInfo | None:
         """The cloud's active classifier (``GET /v1/model``), or ``None`` if it cannot be read now."""
         try:
-            response = self.client.get(f"{self.url}/v1/model")
+            response = self.client.get(f"{self.url}/v1/model", timeout=3.0)  # a start-up check: never hold it up long
             response.raise_for_status()
             return ModelInfo.model_validate(response.json())
         except (httpx.HTTPError, ValueError, ValidationError):
