@@ -27,6 +27,7 @@ from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import load_encoder
 from tinyact.edge.sources import CameraError, FileCamera
 from tinyact.edge.transports import HttpTransport
+from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
 
@@ -87,6 +88,11 @@ def test_file_camera_is_paced_looped_and_seeks(world):
     assert np.all((steps >= 2) & (steps <= 5))
     assert grey[0][-1] <= 2 and grey[0][0] >= 70 - 2 - 45
     assert camera.position(now[0] + 0.6) == pytest.approx(3.1 % 3.0, abs=1e-6)
+    # Skipping non-reference frames outside the window gives the same pixels from fewer decoded frames.
+    full = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0], skip_nonref=False)
+    lean = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0])
+    a, b = full.grab(16, 8, (32, 32)), lean.grab(16, 8, (32, 32))
+    assert np.array_equal(a.frames, b.frames) and b.decoded_frames < a.decoded_frames
 
 
 def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(world, tmp_path):
@@ -106,6 +112,15 @@ def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(wo
     for i in range(3):
         assert (cfg.snapshot_dir / f"cam-{i}.jpg").stat().st_size > 100
     assert len(list((cfg.snapshot_dir / "history").rglob("*.jpg"))) == 3
+    split = EdgeAgent(edge_config(world, tmp_path / "split", encoder={"checkpoint": str(world / "ae.pt"), "max_batch": 2}),
+                      encoder=encoder)
+    assert split.run_round()["clips"] == 3 and spy.shapes[1:] == [(2, 16, 3, 32, 32), (1, 16, 3, 32, 32)]
+    split.stop()
+    spy.shapes = spy.shapes[:1]
+    mismatch = EdgeAgent(edge_config(world, tmp_path / "other", schedule={"frames_per_clip": 8}))
+    with pytest.raises(ConfigError, match="frames_per_clip is 8 but the encoder takes 16"):
+        mismatch.run_round()
+    mismatch.stop()
     # A broken camera is retried only after its backoff; the good ones keep going.
     for camera in agent.cameras:
         camera.health.next_try_at = 0.0
@@ -177,6 +192,8 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         client = httpx.Client(transport=LosingTransport(), headers={"Authorization": f"Bearer {key}"}, timeout=10)
         cfg = edge_config(world, tmp_path / "edge", cloud_url=cloud.url)
         agent = EdgeAgent(cfg, transport=HttpTransport(cloud.url, key, client=client))
+        problem = agent.check_cloud_model()  # the toy classifier was fitted on another encoder's latents
+        assert "toy-encoder" in problem and agent.status()["encode"]["cloud_model_problem"] == problem
         agent.run_round()
         assert agent.drain_once() == 3 and agent.store.counts()["pending"] == 3  # answer lost: still pending
         assert agent.flush(timeout=20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -92,3 +93,62 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
     missing = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on",
                                   str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no such manifest or folder" in missing.output
+
+
+@pytest.mark.slow
+def test_agent_process_killed_and_restarted_loses_nothing_and_duplicates_nothing(tmp_path):
+    """`tinyact edge run` as a real process: SIGKILL mid-run, restart, Ctrl-C; every clip captured is in the
+    cloud exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, text
+
+    save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 4, 4, 4), latent_dim=16,
+                                                      seed_channels=2))
+    encode_video(tmp_path / "a.mp4", [np.full((48, 64, 3), j * 3, np.uint8) for j in range(50)], 25)
+    fit_toy_classifier(tmp_path / "clf", latent_dim=16, per_class=10)
+    status_file = tmp_path / "edge" / "status.json"
+
+    def wait_rounds(n: int) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(status_file.read_text())["rounds"] >= n:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"the agent did not finish {n} rounds")
+
+    with serve_in_background(tmp_path / "clf", tmp_path / "cloud.db") as cloud:
+        env = dict(os.environ, TINYACT_DEVICE_KEY=cloud.add_device("edge-1"),
+                   PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+        config = tmp_path / "edge.yaml"
+        config.write_text(yaml.safe_dump({
+            "device_id": "edge-1", "cloud_url": cloud.url, "encoder": {"checkpoint": str(tmp_path / "ae.pt")},
+            "cameras": [{"id": "cam-1", "source": str(tmp_path / "a.mp4")}, {"id": "cam-2", "source": str(tmp_path / "a.mp4")}],
+            "schedule": {"interval_s": 0.5}, "data_dir": str(tmp_path / "edge"), "web": {"enabled": False}}))
+        command = [sys.executable, "-m", "tinyact", "edge", "run", "--config", str(config)]
+        agent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_rounds(3)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        status_file.unlink()
+        agent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_rounds(2)
+        agent.send_signal(signal.SIGINT)
+        assert agent.wait(60) == 0
+        shown = json.loads(runner.invoke(app, ["edge", "status", "--config", str(config), "--json"]).output)
+        counts = shown["counts"]
+        assert counts["captured"] >= 10 and counts["pending"] == 0 and counts["dropped"] == 0
+        assert counts["delivered"] == counts["captured"] == counts["results"]
+        engine = create_engine(cloud.db_url)
+        with engine.connect() as db:
+            rows, distinct = db.execute(text("SELECT count(*), count(DISTINCT clip_id) FROM predictions")).one()
+        engine.dispose()
+        assert rows == distinct == counts["captured"]

@@ -154,6 +154,8 @@ def _print_status(status: dict, stale: bool) -> None:
     encode = status.get("encode", {})
     console.print(f"encoder {encode.get('backend', '?')}: last batch {encode.get('last_batch_ms')} ms "
                   f"({encode.get('last_per_clip_ms')} ms per clip), mean {encode.get('mean_batch_ms')} ms")
+    if encode.get("cloud_model_problem"):
+        console.print(f"[yellow]{encode['cloud_model_problem']}[/]", highlight=False)
     transport = status.get("transport", {})
     if transport:
         console.print(f"transport {transport.get('kind')} ({transport.get('wire_dtype')}): "

@@ -154,8 +154,10 @@ class FileCamera(Camera):
     seconds (tests pass a fake clock to check the pacing).
     """
 
-    def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic) -> None:
+    def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic,
+                 skip_nonref: bool = True) -> None:
         super().__init__(camera_id)
+        self.skip_nonref = skip_nonref
         self.path = self.source = str(path)
         self.fps = fps
         self.clock = clock
@@ -237,7 +239,7 @@ class FileCamera(Camera):
         last_frame = None
         decoded = 0
         pos = 0
-        for frame in self._container.decode(stream):
+        for frame in self._frames(stream, times[wanted], tolerance):
             if frame.pts is None:
                 continue
             decoded += 1
@@ -257,6 +259,25 @@ class FileCamera(Camera):
         if pos < len(wanted):
             raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
         return got, (last_frame if want_snapshot else None), decoded
+
+    def _frames(self, stream, wanted_times: np.ndarray, tolerance: float):
+        """Decoded frames from the current position. With ``skip_nonref``, a packet whose frame is not wanted
+        is decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most B-frames) is then not
+        decoded at all, while reference frames still are (the wanted frames need them)."""
+        context = stream.codec_context
+        time_base = float(stream.time_base)
+        try:
+            for packet in self._container.demux(stream):
+                if self.skip_nonref:
+                    hit = True
+                    if packet.pts is not None and packet.size:
+                        t = packet.pts * time_base
+                        i = int(np.searchsorted(wanted_times, t - tolerance))
+                        hit = i < len(wanted_times) and abs(wanted_times[i] - t) <= tolerance
+                    context.skip_frame = "DEFAULT" if hit else "NONREF"
+                yield from packet.decode()
+        finally:
+            context.skip_frame = "DEFAULT"
 
     def _close(self) -> None:
         if self._container is not None:
@@ -379,6 +400,10 @@ class StreamCamera(Camera):
                     continue  # a decoder can only start at a keyframe
                 stream.codec_context.flush_buffers()
                 decoding = True
+            # A frame shown before the next sample time is never kept (the targets only move forward): skip
+            # decoding it when nothing refers to it.
+            early = window.next_t is not None and t + 1e-6 < window.next_t
+            stream.codec_context.skip_frame = "NONREF" if early else "DEFAULT"
             for frame in packet.decode():
                 window.decoded += 1
                 self.decoded_frames += 1
