@@ -458,7 +458,13 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
                                                                                            strict=True)})
         if live and not draw:
             console.print(live_table(state, cfg.duration_s, cfg.duration_s))
+        from tinyact.edge.simulate import h264_bytes
+
+        samples = [c.first_clip for c in cameras.values() if c.first_clip is not None]
+        h264 = float(np.mean([h264_bytes(clip, cfg.capture_fps) for clip in samples])) if samples else None
         summary.update({
+            "h264_bytes_per_clip": round(h264, 1) if h264 else None,
+            "h264_note": "the same 16 frames at the encoder's input size as H.264 (crf 23), the first clip per camera",
             "flushed": flushed,
             "wire_dtype": cfg.wire_dtype,
             "encoder": {"checkpoint": str(checkpoint), "hash": encoder_hash, "backend": cfg.backend,

@@ -50,6 +50,7 @@ def print_summary(s: dict, out: Path) -> None:
         ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"),
         ("bytes sent", f"{s['bytes_sent']:,}"),
         ("bytes per clip (JSON, latent as " + s["wire_dtype"] + ")", str(s["bytes_per_clip"])),
+        ("the same 16 frames as H.264 (bytes)", str(s.get("h264_bytes_per_clip"))),
         ("latency p50 / p95 (ms)", f"{s['latency_ms']['p50']} / {s['latency_ms']['p95']}"),
         ("encode per clip (ms)", str(s["encode_ms_per_clip"])),
         ("elapsed (s)", str(s["elapsed_s"])),
