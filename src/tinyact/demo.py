@@ -215,10 +215,14 @@ def read_clips(store, cameras: dict) -> list[ClipRow]:
     c = captures.c
     with store.engine.connect() as db:
         raw = db.execute(select(c.clip_id, c.camera_id, c.captured_at, c.state, c.label, c.score, c.result_at,
-                                c.encode_ms).order_by(c.captured_at)).all()
+                                c.encode_ms, c.delivered_at).order_by(c.captured_at)).all()
     rows = []
-    for r in raw:
+    for *r, delivered_at in raw:
         row = ClipRow(*r)
+        # The first acknowledgement (the POST response carries the result) is when the result arrived:
+        # result_at is rewritten when the same result comes again through the results feed.
+        if row.result_at is not None and delivered_at is not None:
+            row.result_at = min(row.result_at, delivered_at)
         camera = cameras.get(row.camera_id)
         if camera is not None:
             truth = camera.truth_of(datetime.fromtimestamp(row.captured_at, UTC))
