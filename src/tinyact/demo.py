@@ -248,7 +248,7 @@ def live_table(state: LiveState, elapsed: float, duration: float):
         rows = by_camera.get(camera_id, [])
         done = [r for r in rows if r.label is not None]
         last = done[-1] if done else None
-        scored = [r for r in done if r.truth is not None]
+        scored = [r for r in done if r.truth is not None and (r.purity or 0) >= 1.0]  # as in the summary
         correct = sum(r.label == r.truth for r in scored)
         predicted = "…" if last is None else (
             f"[green]{last.label}[/]" if last.label == last.truth else f"[red]{last.label}[/]")
@@ -259,7 +259,7 @@ def live_table(state: LiveState, elapsed: float, duration: float):
             str(len(rows)), f"{correct}/{len(scored)}" if scored else "",
         )
     counts = state.counts
-    scored = [r for r in state.rows if r.label is not None and r.truth is not None]
+    scored = [r for r in state.rows if r.label is not None and r.truth is not None and (r.purity or 0) >= 1.0]
     accuracy = f"{sum(r.label == r.truth for r in scored) / len(scored):.0%}" if scored else "–"
     bpc = f"{state.bytes_per_clip:.0f} B/clip" if state.bytes_per_clip else "–"
     table.caption = (f"captured {counts.get('captured', 0)} · delivered {counts.get('delivered', 0)} · "

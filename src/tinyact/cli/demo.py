@@ -32,10 +32,10 @@ def demo(
         console.print(f"edge page:        {urls['edge']}")
         console.print(f"cloud dashboard:  {urls['cloud_dashboard']}  (viewer token {urls['cloud_viewer_token']})")
 
-    run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out))
+    run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out, serving=serve))
 
 
-def print_summary(s: dict, out: Path) -> None:
+def print_summary(s: dict, out: Path, serving: bool = False) -> None:
     """The end-of-run table, the URLs and where summary.json is."""
     table = Table(title="TinyAct demo: summary")
     table.add_column("what")
@@ -58,6 +58,7 @@ def print_summary(s: dict, out: Path) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"edge page:        {s['urls']['edge']}")
+    note = "" if serving else "   [dim](stopped now; `tinyact demo --serve` keeps them running)[/]"
+    console.print(f"edge page:        {s['urls']['edge']}{note}")
     console.print(f"cloud dashboard:  {s['urls']['cloud_dashboard']}  (viewer token {s['urls']['cloud_viewer_token']})")
     console.print(f"summary: {out / 'summary.json'}")
