@@ -503,11 +503,22 @@ class _NullLive:
 
 
 def _wait_for_interrupt(console, urls: dict) -> None:
+    """Block until Ctrl-C or SIGTERM (then the caller's cleanup stops the agent, the pages and the cloud)."""
+    import signal
+
     console.print(f"serving: edge page {urls['edge']}  ·  cloud dashboard {urls['cloud_dashboard']} "
                   f"(viewer token {urls['cloud_viewer_token']})  ·  Ctrl-C to stop")
     done = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: done.set())
     try:
         while not done.wait(1.0):
             pass
     except KeyboardInterrupt:
-        console.print("stopping")
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopping")
