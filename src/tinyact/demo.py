@@ -54,6 +54,9 @@ class DemoConfig(TinyActConfig):
     clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")
     seed: int = 0
     # encoder + classifier
+    encoder_checkpoint: Path | None = Field(
+        None, title="Use this encoder instead of training one",
+        description="a model.pt (tinyact train ae, or a KD student); its input size replaces clip_size")
     encoder_preset: str = Field("fast", title="3-D autoencoder preset")
     encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (brief: this is a demo)")
     encoder_batch: int = Field(8, ge=1)
@@ -100,6 +103,12 @@ def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tup
     Returns ``(checkpoint, encoder_hash)``."""
     from tinyact.training.ae import AETrainConfig, train_autoencoder
 
+    if cfg.encoder_checkpoint is not None:
+        from tinyact.models.checkpoint import load_model
+
+        _, info = load_model(cfg.encoder_checkpoint)
+        logger.info("demo: using the encoder %s", cfg.encoder_checkpoint)
+        return Path(cfg.encoder_checkpoint), str(info["hash"])
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
     key = _key(synth_yaml, cfg.encoder_preset, cfg.clip_size, cfg.encoder_epochs, cfg.encoder_batch, cfg.seed)
     run = cfg.models_dir() / f"ae-{key}"
@@ -314,6 +323,7 @@ def summarise(rows: list[ClipRow], counts: dict, cloud_db: str, bytes_sent: int,
         "lost": len(edge_ids - set(cloud_ids)) - int(counts.get("pending", 0)) - int(counts.get("dropped", 0)),
         "accuracy": round(sum(r.label == r.truth for r in clean) / len(clean), 4) if clean else None,
         "accuracy_clips": len(clean),
+        "chance": round(1 / max(1, len({r.truth for r in rows if r.truth})), 4) if any(r.truth for r in rows) else None,
         "accuracy_all_windows": round(sum(r.label == r.truth for r in mixed) / len(mixed), 4) if mixed else None,
         "accuracy_note": "accuracy: clips whose 16 frames all show one action; accuracy_all_windows: every clip "
                          "with a result, true label = the action of most of its frames",
@@ -354,6 +364,12 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
+    if cfg.encoder_checkpoint is not None:  # the encoder decides the clip size
+        from tinyact.models.checkpoint import load_model
+
+        model, _ = load_model(cfg.encoder_checkpoint)
+        size = getattr(getattr(model, "config", None), "input_size", (cfg.clip_size, cfg.clip_size))
+        cfg = cfg.model_copy(update={"clip_size": int(size[0])})
     cfg.out.mkdir(parents=True, exist_ok=True)
     cfg.save(cfg.out)
 

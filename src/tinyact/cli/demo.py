@@ -19,6 +19,7 @@ def demo(
     data: Path = typer.Option(None, help="Synthetic dataset folder, generated if missing [default: $TINYACT_HOME/synth]."),
     classes: int = typer.Option(None, help="Action classes to generate [default: 10]."),
     clips_per_class: int = typer.Option(None, help="Clips per class [default: 20]."),
+    encoder: Path = typer.Option(None, help="Use this encoder (model.pt, e.g. a KD student) instead of training one briefly."),
     config: Path = typer.Option(None, help="YAML file with DemoConfig fields (options override it)."),
 ) -> None:
     """Run TinyAct end to end on this machine: synthetic videos, a briefly trained encoder and classifier, the
@@ -26,7 +27,8 @@ def demo(
     from tinyact.demo import DemoConfig, run_demo
 
     cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class,
-                               duration_s=duration, cameras=cameras, interval_s=interval)
+                               duration_s=duration, cameras=cameras, interval_s=interval,
+                               encoder_checkpoint=encoder)
 
     def ready(urls: dict) -> None:
         console.print(f"edge page:        {urls['edge']}")
@@ -47,7 +49,8 @@ def print_summary(s: dict, out: Path, serving: bool = False) -> None:
         ("clips delivered to the cloud", str(s["clips_delivered"])),
         ("rows in the cloud database", str(s["cloud_rows"])),
         ("duplicates / lost", f"{s['duplicates']} / {s['lost']}"),
-        ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"),
+        ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"
+         + (f" (chance {s['chance']:.0%})" if s.get("chance") else "")),
         ("bytes sent", f"{s['bytes_sent']:,}"),
         ("bytes per clip (JSON, latent as " + s["wire_dtype"] + ")", str(s["bytes_per_clip"])),
         ("the same 16 frames as H.264 (bytes)", str(s.get("h264_bytes_per_clip"))),
