@@ -36,3 +36,27 @@ def test_playlist_segments_and_labels(make_video, tmp_path):
 def test_empty_playlist_is_refused(tmp_path):
     with pytest.raises(TinyActError):
         write_playlist([], tmp_path / "none.mp4")
+
+
+def test_recording_camera_knows_the_truth_of_each_grab(make_video, tmp_path):
+    from tinyact.edge.simulate import RecordingCamera, h264_bytes
+    from tinyact.edge.sources import FileCamera
+
+    a = make_video("a.mp4", n_frames=50, fps=25)
+    playlist = write_playlist([(a, "waving"), (a, "running")], tmp_path / "cam.mp4", fps=25, min_segment_s=2.0)
+    now = [100.0]
+    camera = RecordingCamera(FileCamera("cam", playlist.path, clock=lambda: now[0]), playlist)
+    assert camera.camera_id == "cam" and camera.health.up is None  # the wrapped camera's attributes
+    # Segments: waving 0-2 s, running 2-4 s. A window is 16 frames 1/8 s apart, ending at the file time now.
+    now[0] += 3.95  # window 2.075-3.95 s: all "running"
+    grab = camera.grab(16, 8.0, (32, 32))
+    assert grab.frames.shape == (16, 3, 32, 32)
+    truth = camera.truth_of(grab.captured_at)
+    assert truth.label == "running" and truth.purity == 1.0
+    assert camera.now_label() == "running"
+    now[0] += 1.2  # window 3.275-5.15 s wraps: 6 frames "running", then 10 "waving" (0.025-1.15 s)
+    grab = camera.grab(16, 8.0, (32, 32))
+    truth = camera.truth_of(grab.captured_at)
+    assert truth.label == "waving" and truth.purity == 10 / 16
+    assert camera.first_clip is not None and h264_bytes(camera.first_clip, 8.0) > 100
+    camera.close()

@@ -54,6 +54,9 @@ class DemoConfig(TinyActConfig):
     clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")
     seed: int = 0
     # encoder + classifier
+    encoder_checkpoint: Path | None = Field(
+        None, title="Use this encoder instead of training one",
+        description="a model.pt (tinyact train ae, or a KD student); its input size replaces clip_size")
     encoder_preset: str = Field("fast", title="3-D autoencoder preset")
     encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (brief: this is a demo)")
     encoder_batch: int = Field(8, ge=1)
@@ -100,6 +103,12 @@ def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tup
     Returns ``(checkpoint, encoder_hash)``."""
     from tinyact.training.ae import AETrainConfig, train_autoencoder
 
+    if cfg.encoder_checkpoint is not None:
+        from tinyact.models.checkpoint import load_model
+
+        _, info = load_model(cfg.encoder_checkpoint)
+        logger.info("demo: using the encoder %s", cfg.encoder_checkpoint)
+        return Path(cfg.encoder_checkpoint), str(info["hash"])
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
     key = _key(synth_yaml, cfg.encoder_preset, cfg.clip_size, cfg.encoder_epochs, cfg.encoder_batch, cfg.seed)
     run = cfg.models_dir() / f"ae-{key}"
@@ -215,10 +224,14 @@ def read_clips(store, cameras: dict) -> list[ClipRow]:
     c = captures.c
     with store.engine.connect() as db:
         raw = db.execute(select(c.clip_id, c.camera_id, c.captured_at, c.state, c.label, c.score, c.result_at,
-                                c.encode_ms).order_by(c.captured_at)).all()
+                                c.encode_ms, c.delivered_at).order_by(c.captured_at)).all()
     rows = []
-    for r in raw:
+    for *r, delivered_at in raw:
         row = ClipRow(*r)
+        # The first acknowledgement (the POST response carries the result) is when the result arrived:
+        # result_at is rewritten when the same result comes again through the results feed.
+        if row.result_at is not None and delivered_at is not None:
+            row.result_at = min(row.result_at, delivered_at)
         camera = cameras.get(row.camera_id)
         if camera is not None:
             truth = camera.truth_of(datetime.fromtimestamp(row.captured_at, UTC))
@@ -244,7 +257,7 @@ def live_table(state: LiveState, elapsed: float, duration: float):
         rows = by_camera.get(camera_id, [])
         done = [r for r in rows if r.label is not None]
         last = done[-1] if done else None
-        scored = [r for r in done if r.truth is not None]
+        scored = [r for r in done if r.truth is not None and (r.purity or 0) >= 1.0]  # as in the summary
         correct = sum(r.label == r.truth for r in scored)
         predicted = "…" if last is None else (
             f"[green]{last.label}[/]" if last.label == last.truth else f"[red]{last.label}[/]")
@@ -255,7 +268,7 @@ def live_table(state: LiveState, elapsed: float, duration: float):
             str(len(rows)), f"{correct}/{len(scored)}" if scored else "",
         )
     counts = state.counts
-    scored = [r for r in state.rows if r.label is not None and r.truth is not None]
+    scored = [r for r in state.rows if r.label is not None and r.truth is not None and (r.purity or 0) >= 1.0]
     accuracy = f"{sum(r.label == r.truth for r in scored) / len(scored):.0%}" if scored else "–"
     bpc = f"{state.bytes_per_clip:.0f} B/clip" if state.bytes_per_clip else "–"
     table.caption = (f"captured {counts.get('captured', 0)} · delivered {counts.get('delivered', 0)} · "
@@ -310,6 +323,7 @@ def summarise(rows: list[ClipRow], counts: dict, cloud_db: str, bytes_sent: int,
         "lost": len(edge_ids - set(cloud_ids)) - int(counts.get("pending", 0)) - int(counts.get("dropped", 0)),
         "accuracy": round(sum(r.label == r.truth for r in clean) / len(clean), 4) if clean else None,
         "accuracy_clips": len(clean),
+        "chance": round(1 / max(1, len({r.truth for r in rows if r.truth})), 4) if any(r.truth for r in rows) else None,
         "accuracy_all_windows": round(sum(r.label == r.truth for r in mixed) / len(mixed), 4) if mixed else None,
         "accuracy_note": "accuracy: clips whose 16 frames all show one action; accuracy_all_windows: every clip "
                          "with a result, true label = the action of most of its frames",
@@ -350,6 +364,12 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
+    if cfg.encoder_checkpoint is not None:  # the encoder decides the clip size
+        from tinyact.models.checkpoint import load_model
+
+        model, _ = load_model(cfg.encoder_checkpoint)
+        size = getattr(getattr(model, "config", None), "input_size", (cfg.clip_size, cfg.clip_size))
+        cfg = cfg.model_copy(update={"clip_size": int(size[0])})
     cfg.out.mkdir(parents=True, exist_ok=True)
     cfg.save(cfg.out)
 
@@ -458,7 +478,13 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
                                                                                            strict=True)})
         if live and not draw:
             console.print(live_table(state, cfg.duration_s, cfg.duration_s))
+        from tinyact.edge.simulate import h264_bytes
+
+        samples = [c.first_clip for c in cameras.values() if c.first_clip is not None]
+        h264 = float(np.mean([h264_bytes(clip, cfg.capture_fps) for clip in samples])) if samples else None
         summary.update({
+            "h264_bytes_per_clip": round(h264, 1) if h264 else None,
+            "h264_note": "the same 16 frames at the encoder's input size as H.264 (crf 23), the first clip per camera",
             "flushed": flushed,
             "wire_dtype": cfg.wire_dtype,
             "encoder": {"checkpoint": str(checkpoint), "hash": encoder_hash, "backend": cfg.backend,
@@ -493,11 +519,22 @@ class _NullLive:
 
 
 def _wait_for_interrupt(console, urls: dict) -> None:
+    """Block until Ctrl-C or SIGTERM (then the caller's cleanup stops the agent, the pages and the cloud)."""
+    import signal
+
     console.print(f"serving: edge page {urls['edge']}  ·  cloud dashboard {urls['cloud_dashboard']} "
                   f"(viewer token {urls['cloud_viewer_token']})  ·  Ctrl-C to stop")
     done = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: done.set())
     try:
         while not done.wait(1.0):
             pass
     except KeyboardInterrupt:
-        console.print("stopping")
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopping")

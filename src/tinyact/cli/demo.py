@@ -19,6 +19,7 @@ def demo(
     data: Path = typer.Option(None, help="Synthetic dataset folder, generated if missing [default: $TINYACT_HOME/synth]."),
     classes: int = typer.Option(None, help="Action classes to generate [default: 10]."),
     clips_per_class: int = typer.Option(None, help="Clips per class [default: 20]."),
+    encoder: Path = typer.Option(None, help="Use this encoder (model.pt, e.g. a KD student) instead of training one briefly."),
     config: Path = typer.Option(None, help="YAML file with DemoConfig fields (options override it)."),
 ) -> None:
     """Run TinyAct end to end on this machine: synthetic videos, a briefly trained encoder and classifier, the
@@ -26,16 +27,17 @@ def demo(
     from tinyact.demo import DemoConfig, run_demo
 
     cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class,
-                               duration_s=duration, cameras=cameras, interval_s=interval)
+                               duration_s=duration, cameras=cameras, interval_s=interval,
+                               encoder_checkpoint=encoder)
 
     def ready(urls: dict) -> None:
         console.print(f"edge page:        {urls['edge']}")
         console.print(f"cloud dashboard:  {urls['cloud_dashboard']}  (viewer token {urls['cloud_viewer_token']})")
 
-    run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out))
+    run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out, serving=serve))
 
 
-def print_summary(s: dict, out: Path) -> None:
+def print_summary(s: dict, out: Path, serving: bool = False) -> None:
     """The end-of-run table, the URLs and where summary.json is."""
     table = Table(title="TinyAct demo: summary")
     table.add_column("what")
@@ -47,9 +49,11 @@ def print_summary(s: dict, out: Path) -> None:
         ("clips delivered to the cloud", str(s["clips_delivered"])),
         ("rows in the cloud database", str(s["cloud_rows"])),
         ("duplicates / lost", f"{s['duplicates']} / {s['lost']}"),
-        ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"),
+        ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"
+         + (f" (chance {s['chance']:.0%})" if s.get("chance") else "")),
         ("bytes sent", f"{s['bytes_sent']:,}"),
         ("bytes per clip (JSON, latent as " + s["wire_dtype"] + ")", str(s["bytes_per_clip"])),
+        ("the same 16 frames as H.264 (bytes)", str(s.get("h264_bytes_per_clip"))),
         ("latency p50 / p95 (ms)", f"{s['latency_ms']['p50']} / {s['latency_ms']['p95']}"),
         ("encode per clip (ms)", str(s["encode_ms_per_clip"])),
         ("elapsed (s)", str(s["elapsed_s"])),
@@ -57,6 +61,7 @@ def print_summary(s: dict, out: Path) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"edge page:        {s['urls']['edge']}")
+    note = "" if serving else "   [dim](stopped now; `tinyact demo --serve` keeps them running)[/]"
+    console.print(f"edge page:        {s['urls']['edge']}{note}")
     console.print(f"cloud dashboard:  {s['urls']['cloud_dashboard']}  (viewer token {s['urls']['cloud_viewer_token']})")
     console.print(f"summary: {out / 'summary.json'}")

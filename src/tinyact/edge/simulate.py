@@ -133,6 +133,7 @@ class RecordingCamera:
         self._camera = camera
         self.playlist = playlist
         self.truths: dict[datetime, Truth] = {}
+        self.first_clip: np.ndarray | None = None  # uint8 [T, 3, H, W] of the first grab (bytes comparisons)
         self._lock = threading.Lock()
 
     def __getattr__(self, name):  # everything else (camera_id, health, status, close, …) is the camera's
@@ -140,6 +141,8 @@ class RecordingCamera:
 
     def grab(self, num_frames: int, capture_fps: float, size):
         grab = self._camera.grab(num_frames, capture_fps, size)
+        if self.first_clip is None:
+            self.first_clip = grab.frames
         if grab.position_s is not None:
             speed = getattr(self._camera, "speed", 1.0) or 1.0
             times = grab.position_s - (speed / capture_fps) * np.arange(num_frames - 1, -1, -1)
@@ -167,6 +170,16 @@ class RecordingCamera:
             return self.playlist.label_at(self._camera.position())
         except Exception:  # camera not open / failing: nothing on screen
             return None
+
+
+def h264_bytes(clip: np.ndarray, fps: float, crf: int = 23) -> int:
+    """Bytes of ``clip`` (uint8 ``[T, 3, H, W]``) as an H.264 file at ``fps``: what sending the video itself
+    would cost, to compare with a latent."""
+    import tempfile
+
+    frames = [np.ascontiguousarray(f.transpose(1, 2, 0)) for f in clip]
+    with tempfile.TemporaryDirectory() as folder:
+        return encode_video(Path(folder) / "clip.mp4", frames, fps, crf=crf)
 
 
 def synthetic_frames(height: int, width: int, n: int, seed: int = 0) -> list[np.ndarray]:
