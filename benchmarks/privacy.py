@@ -191,6 +191,44 @@ def report(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def plot_defences(results: dict[str, Any], out: Path) -> Path:
+    """Trade-off curve: action top-1 against identity accuracy and attack PSNR, one point per defence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["defences"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "identity_accuracy", "identity accuracy (logreg)"),
+                           (axes[1], "attack_psnr", "adaptive attack PSNR (dB)")):
+        for kind, marker in (("none", "o"), ("noise", "s"), ("quant", "^")):
+            points = [r for r in rows if r["spec"].split(":")[0] == kind]
+            if points:
+                ax.plot([r["action_accuracy"] for r in points], [r[key] for r in points], marker=marker,
+                        linestyle="-" if kind != "none" else "", label=kind)
+                for r in points:
+                    ax.annotate(r["defence"].replace("noise ", "").replace("quant ", ""), (r["action_accuracy"], r[key]),
+                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("action top-1, held-out actors")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    chance = [p for p in results["probes"] if p["target"] == "actor" and p["kind"] == "logreg"]
+    if chance:
+        axes[0].axhline(chance[0]["uniform"], color="grey", linestyle=":", label="chance")
+    mean_frame = [r for r in results["attack"] if r["method"] == "mean frame"]
+    if mean_frame:
+        axes[1].axhline(mean_frame[0]["psnr"], color="grey", linestyle=":", label="mean frame")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Defences on {rows[0]['encoder']} latents: cost (x) vs leakage (y)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds: tiny set, 1 epoch each (for the tests)")
@@ -222,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--grid", type=Path, default=None, help="write the PNG grid here")
+    parser.add_argument("--plot", type=Path, default=None, help="write the defence trade-off plot (PNG) here")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.frames, args.classes, args.clips_per_class, args.actors = 32, 4, 3, 10, 6
@@ -288,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     })
     torch.set_num_threads(threads_before)
     results["torch_threads"] = args.threads
+    if args.plot and results["defences"]:
+        results["plot"] = str(plot_defences(results, args.plot))
     results["markdown"] = report(results)
     save_results(args.json, results)
     return results

@@ -143,10 +143,11 @@ def test_quick_benchmark_end_to_end(tmp_path):
     from benchmarks import privacy
 
     out, grid = tmp_path / "privacy.json", tmp_path / "grid.png"
-    result = privacy.main(["--quick", "--kd", "--json", str(out), "--grid", str(grid)])
+    plot = tmp_path / "defences.png"
+    result = privacy.main(["--quick", "--kd", "--json", str(out), "--grid", str(grid), "--plot", str(plot)])
     saved = json.loads(out.read_text())
     assert saved["machine"]["cores"] and "loadavg_before" in saved
-    assert grid.stat().st_size > 1000
+    assert grid.stat().st_size > 1000 and plot.stat().st_size > 1000
     methods = {(r["wire"], r["method"]) for r in result["attack"]}
     assert {("float32", "attack decoder"), ("float16", "attack decoder"), ("int8", "attack decoder"),
             ("float32", "AE's own decoder"), ("-", "mean frame"), ("float32", "nearest neighbour")} <= methods
