@@ -96,23 +96,43 @@ def train_ae_locally(clips: np.ndarray, args: argparse.Namespace) -> VideoAutoEn
     return model.eval()
 
 
-def train_ae(args: argparse.Namespace, manifest_path: Path, work: Path, train_clips: np.ndarray) -> tuple[torch.nn.Module, str]:
-    """The victim autoencoder and how it was made."""
+def train_ae(args: argparse.Namespace, manifest_path: Path, work: Path, train_clips: np.ndarray) -> tuple[torch.nn.Module, Path, str]:
+    """The victim autoencoder, its model file, and how it was made."""
     if args.ae_checkpoint:
         model, _ = load_model(args.ae_checkpoint)
-        return model, f"loaded {args.ae_checkpoint}"
+        return model, Path(args.ae_checkpoint), f"loaded {args.ae_checkpoint}"
     if _has("tinyact.training.ae"):
         from tinyact.training.ae import AETrainConfig, train_autoencoder
 
         cfg = AETrainConfig(manifest=manifest_path, out=work / "ae", kind="ae3d", preset="fast", size=args.size,
                             frames=args.frames, batch_size=args.batch_size, lr=args.ae_lr, epochs=args.ae_epochs,
-                            seed=args.seed, workers=0, precision="fp32", device="cpu", cache_dir=work / "cache")
+                            seed=args.seed, workers=args.workers, precision="fp32", device="cpu",
+                            cache_dir=work / "cache", grid_clips=0, threads=args.threads)
         result = train_autoencoder(cfg)
         model, _ = load_model(result.checkpoint)
-        return model, f"tinyact.training.ae.train_autoencoder, {args.ae_epochs} epoch(s)"
+        return model, result.checkpoint, f"tinyact.training.ae.train_autoencoder, {args.ae_epochs} epoch(s)"
     model = train_ae_locally(train_clips, args)
     save_model(work / "ae_local.pt", model)
-    return model, f"local MSE loop (tinyact.training.ae not in the tree), {args.ae_epochs} epoch(s)"
+    return model, work / "ae_local.pt", f"local MSE loop (tinyact.training.ae not in the tree), {args.ae_epochs} epoch(s)"
+
+
+def train_kd_student(args: argparse.Namespace, manifest_path: Path, work: Path, ae_checkpoint: Path) -> tuple[Path, dict[str, Any]]:
+    """Brief KD with the project's trainers: the in-project teacher (``small``), then the student from the
+    unsupervised autoencoder (set-up ``pretrained``) with CE + KD + reconstruction. Returns the student's
+    autoencoder file and a summary."""
+    from tinyact.training.kd import KDConfig, train_kd
+    from tinyact.training.teacher import TeacherTrainConfig, train_teacher
+
+    common = {"manifest": manifest_path, "cache_dir": work / "cache", "size": args.size, "frames": args.frames,
+              "batch_size": args.batch_size, "seed": args.seed, "device": "cpu"}
+    teacher = train_teacher(TeacherTrainConfig(out=work / "teacher", preset="small", epochs=args.teacher_epochs, **common))
+    kd = train_kd(KDConfig(out=work / "kd", setup="pretrained", pretrained=ae_checkpoint, teacher=f"inproject:{teacher.checkpoint}",
+                           epochs=args.kd_epochs, warmup_epochs=max(1, args.kd_epochs // 3), optimizer="adamw", lr=args.kd_lr,
+                           lr_min=args.kd_lr / 10, head_dim=256, head_depth=2, **common))
+    summary = {"teacher": str(teacher.checkpoint), "teacher_val_top1": teacher.val_top1, "teacher_test_top1": teacher.test_top1,
+               "teacher_epochs": args.teacher_epochs, "kd_epochs": args.kd_epochs, "student_val_top1": kd.val_top1,
+               "student_test_top1": kd.test_top1, "setup": "pretrained (from the unsupervised AE), CE + KD + reconstruction"}
+    return kd.checkpoint, summary
 
 
 @torch.no_grad()
@@ -171,6 +191,44 @@ def report(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def plot_defences(results: dict[str, Any], out: Path) -> Path:
+    """Trade-off curve: action top-1 against identity accuracy and attack PSNR, one point per defence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["defences"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "identity_accuracy", "identity accuracy (logreg)"),
+                           (axes[1], "attack_psnr", "adaptive attack PSNR (dB)")):
+        for kind, marker in (("none", "o"), ("noise", "s"), ("quant", "^")):
+            points = [r for r in rows if r["spec"].split(":")[0] == kind]
+            if points:
+                ax.plot([r["action_accuracy"] for r in points], [r[key] for r in points], marker=marker,
+                        linestyle="-" if kind != "none" else "", label=kind)
+                for r in points:
+                    ax.annotate(r["defence"].replace("noise ", "").replace("quant ", ""), (r["action_accuracy"], r[key]),
+                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("action top-1, held-out actors")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    chance = [p for p in results["probes"] if p["target"] == "actor" and p["kind"] == "logreg"]
+    if chance:
+        axes[0].axhline(chance[0]["uniform"], color="grey", linestyle=":", label="chance")
+    mean_frame = [r for r in results["attack"] if r["method"] == "mean frame"]
+    if mean_frame:
+        axes[1].axhline(mean_frame[0]["psnr"], color="grey", linestyle=":", label="mean frame")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Defences on {rows[0]['encoder']} latents: cost (x) vs leakage (y)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds: tiny set, 1 epoch each (for the tests)")
@@ -184,6 +242,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, nargs=2, default=(1.5, 2.5))
     parser.add_argument("--ae-checkpoint", type=Path, default=None, help="use this trained autoencoder")
     parser.add_argument("--kd-checkpoint", type=Path, default=None, help="a KD student model file (latents with `encode`)")
+    parser.add_argument("--kd", action="store_true", help="train a teacher and a KD student briefly (tinyact.training.kd)")
+    parser.add_argument("--teacher-epochs", type=int, default=8)
+    parser.add_argument("--kd-epochs", type=int, default=6)
+    parser.add_argument("--kd-lr", type=float, default=3e-4)
     parser.add_argument("--ae-epochs", type=int, default=15)
     parser.add_argument("--ae-lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -198,16 +260,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--grid", type=Path, default=None, help="write the PNG grid here")
+    parser.add_argument("--plot", type=Path, default=None, help="write the defence trade-off plot (PNG) here")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.frames, args.classes, args.clips_per_class, args.actors = 32, 4, 3, 10, 6
         args.seconds = (1.0, 1.2)
         args.ae_epochs, args.attack_epochs, args.attack_width, args.folds = 1, 2, 0.25, 3
+        args.teacher_epochs, args.kd_epochs = 1, 1
         args.defences, args.probes = "noise:1,quant:2", "logreg"
     torch.manual_seed(args.seed)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    kd_summary: dict[str, Any] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tinyact-privacy-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
@@ -217,20 +283,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         by_id = {e.clip_id: e for e in manifest.entries}
         entries = [by_id[i] for i in ids]
         splits = np.array([e.split for e in entries])
-        ae, ae_how = train_ae(args, manifest_path, work, clips[splits == "train"])
+        timings["data"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        ae, ae_file, ae_how = train_ae(args, manifest_path, work, clips[splits == "train"])
+        timings["autoencoder"] = time.perf_counter() - mark
         ae_latents, columns, latents_how = extract(ae, manifest, sampling, work, "ae", ids, clips)
         actors = columns.get("actor", np.array([e.extra.get("actor", "") for e in entries]))
         scenes = columns.get("scene", np.array([e.extra.get("scene", "") for e in entries]))
         data = AuditData(clips=clips, labels=np.array([e.label for e in entries]), actors=actors, scenes=scenes, splits=splits)
         encoded = [EncodedSet("AE", ae_latents, ae.config, ae.decode)]
-        kd_note = "no KD student given (--kd-checkpoint)"
-        if args.kd_checkpoint:
-            student, info = load_model(args.kd_checkpoint)
+        kd_note: Any = "no KD student (give --kd to train one, or --kd-checkpoint)"
+        kd_file = args.kd_checkpoint
+        if args.kd and kd_file is None:
+            if not _has("tinyact.training.kd"):
+                kd_note = "--kd asked for, but tinyact.training.kd is not in the tree"
+            else:
+                mark = time.perf_counter()
+                kd_file, kd_summary = train_kd_student(args, manifest_path, work, ae_file)
+                timings["kd"] = time.perf_counter() - mark
+        if kd_file:
+            student, info = load_model(kd_file)
             kd_latents, _, _ = extract(student, manifest, sampling, work, "kd", ids, clips)
             decoder = getattr(student, "decode", None) if isinstance(student, VideoAutoEncoder3D) else None
             config = student.config if isinstance(student, VideoAutoEncoder3D) else ae.config
             encoded.append(EncodedSet("KD", kd_latents, config, decoder))
-            kd_note = f"{args.kd_checkpoint} ({info.get('kind')}, hash {info.get('hash')})"
+            kd_note = {"model": str(kd_file), "kind": info.get("kind"), "hash": info.get("hash"), **kd_summary}
         cfg = PrivacyConfig(
             attack_epochs=args.attack_epochs, attack_width=args.attack_width, folds=args.folds,
             probe_kinds=args.probes.split(","), defences=[d for d in args.defences.split(",") if d],
@@ -238,20 +315,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seed=args.seed,
         )
         grid = args.grid or (work / "privacy-grid.png")
+        mark = time.perf_counter()
         results = run_audit(data, encoded, cfg, grid_path=grid)
+        timings["audit"] = time.perf_counter() - mark
     results.update({
         "autoencoder": ae_how, "latents": latents_how, "kd": kd_note,
         "dataset": {"classes": args.classes, "clips_per_class": args.clips_per_class, "actors": args.actors,
                     "size": args.size, "frames": args.frames, "data": str(args.data) if args.data else "generated"},
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started, "timings": timings,
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
     })
     torch.set_num_threads(threads_before)
     results["torch_threads"] = args.threads
+    if args.plot and results["defences"]:
+        results["plot"] = str(plot_defences(results, args.plot))
     results["markdown"] = report(results)
     save_results(args.json, results)
     return results
 
 
 if __name__ == "__main__":
+    from tinyact.console import setup_logging
+
+    setup_logging()
     main()

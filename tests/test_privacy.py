@@ -143,10 +143,11 @@ def test_quick_benchmark_end_to_end(tmp_path):
     from benchmarks import privacy
 
     out, grid = tmp_path / "privacy.json", tmp_path / "grid.png"
-    result = privacy.main(["--quick", "--json", str(out), "--grid", str(grid)])
+    plot = tmp_path / "defences.png"
+    result = privacy.main(["--quick", "--kd", "--json", str(out), "--grid", str(grid), "--plot", str(plot)])
     saved = json.loads(out.read_text())
     assert saved["machine"]["cores"] and "loadavg_before" in saved
-    assert grid.stat().st_size > 1000
+    assert grid.stat().st_size > 1000 and plot.stat().st_size > 1000
     methods = {(r["wire"], r["method"]) for r in result["attack"]}
     assert {("float32", "attack decoder"), ("float16", "attack decoder"), ("int8", "attack decoder"),
             ("float32", "AE's own decoder"), ("-", "mean frame"), ("float32", "nearest neighbour")} <= methods
@@ -158,4 +159,8 @@ def test_quick_benchmark_end_to_end(tmp_path):
     # The attacker never saw the victims: the synthetic splits have disjoint actors.
     assert result["actors"]["shared"] == [] and result["actors"]["victim"]
     assert [d["spec"] for d in result["defences"]] == ["none", "noise:1", "quant:2"]
-    assert "KD" not in {r["encoder"] for r in result["attack"]} and "kd" in result
+    # Both encoders were audited: the project's AE trainer and the KD student (teacher + KD trainers).
+    assert {"AE", "KD"} <= {r["encoder"] for r in result["attack"]}
+    assert result["kd"]["kind"] == "VideoAutoEncoder3D" and "train_autoencoder" in result["autoencoder"]
+    assert result["latents"] == "tinyact.training.extract.extract_latents"
+    assert result["actors"]["shared"] == [] and set(result["actors"]["attacker"]).isdisjoint(result["actors"]["victim"])
