@@ -186,7 +186,7 @@ class MqttTransport:
 
         import paho.mqtt.client as paho
 
-        from tinyact.cloud.mqtt import parse_mqtt_url
+        from tinyact.wire import parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.device_id = device_id
