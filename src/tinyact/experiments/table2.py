@@ -311,7 +311,7 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
         "ce_only": runs.get("ce_only"),
         "teacher": spec,
         "paper": PAPER_TABLE2,
-        "targets": targets(runs, no_kd),
+        "targets": targets(runs, no_kd, sum(e.split == "test" for e in manifest.entries)),
         "n_train": sum(e.split == "train" for e in manifest.entries),
         "n_val": sum(e.split == "val" for e in manifest.entries),
         "n_test": sum(e.split == "test" for e in manifest.entries),
@@ -325,20 +325,29 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
     return metrics
 
 
-def targets(runs: dict[str, dict[str, Any]], no_kd: dict[str, float]) -> dict[str, Any]:
-    """The issue's two targets, evaluated: KD beats CE-only (end-to-end top-1); the best set-up's latents beat
-    the unsupervised AE's latents with the same classifier (that classifier: the best one on the AE latents)."""
-    result: dict[str, Any] = {}
-    kd_names = [n for n in runs if n != "ce_only"]
+def targets(runs: dict[str, dict[str, Any]], no_kd: dict[str, float], n_test: int = 0) -> dict[str, Any]:
+    """The issue's two targets, evaluated.
+
+    ``kd_beats_ce_only``: the scratch KD student's end-to-end test top-1 against the same student trained with
+    CE only. ``kd_latents_beat_ae_latents``: the best set-up (highest top-1 of any classifier on its latents)
+    against the unsupervised AE's latents with that same classifier. ``frozen`` is left out there: its encoder
+    is the AE's, so its latents are the AE's latents. ``test_clip_pct`` is what one test clip is worth, in
+    top-1 points, to judge the differences by.
+    """
+    result: dict[str, Any] = {"test_clip_pct": 100.0 / n_test if n_test else None}
     if "ce_only" in runs and "scratch" in runs:
         kd, ce = runs["scratch"]["kd_top1"], runs["ce_only"]["kd_top1"]
         result["kd_beats_ce_only"] = {"scratch_kd_top1": kd, "ce_only_top1": ce, "met": kd is not None and ce is not None and kd > ce}
-    if no_kd and kd_names:
-        kind = max(no_kd, key=lambda k: no_kd[k])
-        best = max(kd_names, key=lambda n: runs[n].get(kind, -1))
+    candidates = [n for n in runs if n not in ("ce_only", "frozen")]
+    if no_kd and candidates:
+        def best_kind(name: str) -> str:
+            return max((k for k in no_kd if k in runs[name]), key=lambda k: runs[name][k])
+
+        best = max(candidates, key=lambda n: runs[n][best_kind(n)])
+        kind = best_kind(best)
         result["kd_latents_beat_ae_latents"] = {
-            "classifier": kind, "best_setup": best, "kd_latents_top1": runs[best].get(kind),
-            "ae_latents_top1": no_kd[kind], "met": runs[best].get(kind, -1) > no_kd[kind],
+            "classifier": kind, "best_setup": best, "kd_latents_top1": runs[best][kind],
+            "ae_latents_top1": no_kd[kind], "met": runs[best][kind] > no_kd[kind],
         }
     return result
 
@@ -371,8 +380,13 @@ def render_table(metrics: dict[str, Any], classifiers: list[str]) -> str:
               f"| Scratch (joint) | – | {paper['scratch']['svm']} | {paper['scratch']['rf']} | {paper['scratch']['xgboost']} |",
               f"| No KD (Table 1) | – | {paper['no_kd']['svm']} | {paper['no_kd']['rf']} | {paper['no_kd']['xgboost']} |", ""]
     for key, target in metrics.get("targets", {}).items():
+        if not isinstance(target, dict):
+            continue
         verdict = "met" if target.get("met") else "NOT met"
         detail = ", ".join(f"{k} {_pct(v) if isinstance(v, float) else v}" for k, v in target.items() if k != "met")
         lines.append(f"- Target `{key}`: **{verdict}** ({detail})")
+    one = metrics.get("targets", {}).get("test_clip_pct")
+    if one:
+        lines.append(f"- One test clip is {one:.2f} points of top-1: differences of a few clips are noise.")
     lines.append("")
     return "\n".join(lines)
