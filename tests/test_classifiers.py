@@ -56,7 +56,8 @@ def test_factories_are_pipelines_with_a_clf_step():
 def test_each_kind_fits_predicts_and_saves(tmp_path, kind):
     lf = make_latents()
     result = fit_classifier(lf, kind, tmp_path / kind, folds=3, grid=FAST[kind])
-    assert result.folds == 3 and result.folds_note == ""
+    points = int(np.prod([len(v) for v in FAST[kind].values()]))
+    assert (result.folds, result.folds_note == "") == ((3, True) if points > 1 else (0, False))
     assert result.metrics["top1"] >= 0.9, result.metrics
     assert {"precision", "recall", "f1", "top5"} <= set(result.metrics)
     assert result.val_top1 is not None and result.best_params

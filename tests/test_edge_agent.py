@@ -27,6 +27,7 @@ from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import load_encoder
 from tinyact.edge.sources import CameraError, FileCamera
 from tinyact.edge.transports import HttpTransport
+from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
 
@@ -87,6 +88,11 @@ def test_file_camera_is_paced_looped_and_seeks(world):
     assert np.all((steps >= 2) & (steps <= 5))
     assert grey[0][-1] <= 2 and grey[0][0] >= 70 - 2 - 45
     assert camera.position(now[0] + 0.6) == pytest.approx(3.1 % 3.0, abs=1e-6)
+    # Skipping non-reference frames outside the window gives the same pixels from fewer decoded frames.
+    full = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0], skip_nonref=False)
+    lean = FileCamera("c", world / "cam0.mp4", clock=lambda: now[0])
+    a, b = full.grab(16, 8, (32, 32)), lean.grab(16, 8, (32, 32))
+    assert np.array_equal(a.frames, b.frames) and b.decoded_frames < a.decoded_frames
 
 
 def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(world, tmp_path):
@@ -106,6 +112,15 @@ def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(wo
     for i in range(3):
         assert (cfg.snapshot_dir / f"cam-{i}.jpg").stat().st_size > 100
     assert len(list((cfg.snapshot_dir / "history").rglob("*.jpg"))) == 3
+    split = EdgeAgent(edge_config(world, tmp_path / "split", encoder={"checkpoint": str(world / "ae.pt"), "max_batch": 2}),
+                      encoder=encoder)
+    assert split.run_round()["clips"] == 3 and spy.shapes[1:] == [(2, 16, 3, 32, 32), (1, 16, 3, 32, 32)]
+    split.stop()
+    spy.shapes = spy.shapes[:1]
+    mismatch = EdgeAgent(edge_config(world, tmp_path / "other", schedule={"frames_per_clip": 8}))
+    with pytest.raises(ConfigError, match="frames_per_clip is 8 but the encoder takes 16"):
+        mismatch.run_round()
+    mismatch.stop()
     # A broken camera is retried only after its backoff; the good ones keep going.
     for camera in agent.cameras:
         camera.health.next_try_at = 0.0
@@ -177,6 +192,8 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         client = httpx.Client(transport=LosingTransport(), headers={"Authorization": f"Bearer {key}"}, timeout=10)
         cfg = edge_config(world, tmp_path / "edge", cloud_url=cloud.url)
         agent = EdgeAgent(cfg, transport=HttpTransport(cloud.url, key, client=client))
+        problem = agent.check_cloud_model()  # the toy classifier was fitted on another encoder's latents
+        assert "toy-encoder" in problem and agent.status()["encode"]["cloud_model_problem"] == problem
         agent.run_round()
         assert agent.drain_once() == 3 and agent.store.counts()["pending"] == 3  # answer lost: still pending
         assert agent.flush(timeout=20)
@@ -189,6 +206,19 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         assert agent.poll_results() == 3 and agent.store.results_cursor > 0
         assert cloud_rows(cloud.db_url) == (3, 3)
         agent.stop()
+        # The cloud takes gzip-compressed bodies, refuses broken gzip, and bounds what a body inflates to.
+        compressed = HttpTransport(cloud.url, key, gzip_mode="always")
+        agent = EdgeAgent(cfg, transport=compressed)
+        agent.run_round()
+        assert agent.flush(timeout=20) and not compressed.gzip_refused
+        assert cloud_rows(cloud.db_url) == (6, 6)
+        headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "gzip", "Content-Type": "application/json"}
+        broken = httpx.post(f"{cloud.url}/v1/clips", content=b"not gzip", headers=headers)
+        assert broken.status_code == 422 and "gzip" in broken.json()["detail"]
+        bomb = httpx.post(f"{cloud.url}/v1/clips", content=gzip.compress(b" " * (9 << 20)), headers=headers)
+        assert bomb.status_code == 413
+        agent.stop()
+        compressed.close()
 
 
 def test_payload_holds_only_wire_fields_and_gzip(world, tmp_path):
@@ -302,3 +332,41 @@ def test_mqtt_transport_delivers_and_gets_results(world, tmp_path):
 def test_camera_error_is_a_tinyact_error(world):
     with pytest.raises(CameraError, match="file not found"):
         FileCamera("x", world / "nope.mp4").grab(16, 8, (32, 32))
+
+
+def test_stream_camera_over_http_decodes_only_windows_and_reports_down(tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from tinyact.edge.sources import StreamCamera
+
+    # 4 s of 25 fps video (grey = 3·frame index), a keyframe every 0.5 s, served over HTTP.
+    encode_video(tmp_path / "s.mkv", [np.full((48, 64, 3), j * 2 % 256, np.uint8) for j in range(100)], FPS, crf=5,
+                 gop_seconds=0.5)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    camera = StreamCamera("s", f"http://127.0.0.1:{server.server_address[1]}/s.mkv")
+    try:
+        grabs = [camera.grab(8, 8, (32, 32), timeout=10) for _ in range(2)]
+        for grab in grabs:
+            grey = grab.frames[:, 0, 16, 16].astype(int)
+            assert grab.frames.shape == (8, 3, 32, 32)
+            assert np.all(np.diff(grey) > 0) and abs(np.diff(grey).mean() - 2 * 25 / 8) < 2  # 8 fps sampling
+        assert grabs[1].frames[0, 0, 16, 16] > grabs[0].frames[-1, 0, 16, 16]  # the stream moved on
+        status = camera.status()
+        assert status["state"] == "up" and status["decoded_frames"] < status["packets"]  # packets between windows dropped
+    finally:
+        camera.close()
+        server.shutdown()
+    dead = StreamCamera("d", f"http://127.0.0.1:{free_port()}/x.mkv", read_timeout_s=2)
+    with pytest.raises(CameraError):
+        dead.grab(8, 8, (32, 32), timeout=5)
+    assert dead.status()["state"] == "down" and dead.status()["last_error"]
+    dead.close()
+    from tinyact.edge.sources import redact
+
+    assert redact("rtsp://admin:s3cret@10.0.0.7:554/live") == "rtsp://***@10.0.0.7:554/live"  # status never shows passwords
+    assert redact("/videos/a.mp4") == "/videos/a.mp4"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,7 @@ def test_example_config_loads_and_secrets_come_from_env(tmp_path, monkeypatch):
     path = tmp_path / "edge.yaml"
     path.write_text(EXAMPLE_CONFIG)
     cfg = EdgeConfig.from_yaml(path)
-    assert cfg.schedule.interval_s == 10 and cfg.schedule.frames_per_clip == 16
+    assert cfg.schedule.interval_s == 10 and cfg.schedule.frames_per_clip is None
     assert cfg.cameras[0].kind == "file" and cfg.transport.wire_dtype == "float16"
     assert EdgeConfig.from_dict(_base(cameras=[{"id": "c", "source": "rtsp://h/s"}, {"id": "d", "source": "/dev/video0"}])).cameras[1].kind == "v4l2"
     monkeypatch.delenv("TINYACT_DEVICE_KEY", raising=False)
@@ -80,6 +81,10 @@ def test_outbox_survives_reopen_and_delivery_removes(tmp_path):
     store.record_results([_result(uuid.UUID(ids[2]), "running", "cam-2", now + timedelta(seconds=2))])
     counts = store.counts()
     assert (counts["delivered"], counts["pending"], counts["results"]) == (3, 2, 1)
+    first = store.recent(10)[2]["result_at"]
+    time.sleep(0.01)
+    store.record_results([_result(uuid.UUID(ids[2]), "running", "cam-2", now + timedelta(seconds=2))])  # a repeat
+    assert store.recent(10)[2]["result_at"] == first and store.counts()["results"] == 1
     latest = store.latest_per_camera()
     assert latest["cam-2"]["label"] == "running" and latest["cam-1"]["label"] is None
     recent = store.recent(3)
@@ -103,5 +108,7 @@ def test_backoff_and_bound(tmp_path):
     assert 0 < store.next_attempt_in() <= 1.0
     assert all(1 <= backoff_delay(2, 1, 8) <= 2 for _ in range(20))
     assert all(4 <= backoff_delay(10, 1, 8) <= 8 for _ in range(20))
+    assert store.defer(ids[2:4], 5.0, max_s=40.0) == 10.0  # second attempt of these: 5 s doubled
+    assert store.defer(ids[2:4], 5.0, max_s=40.0) == 20.0
     store.results_cursor = 42
     assert EdgeStore(tmp_path / "edge.db").results_cursor == 42

@@ -21,6 +21,15 @@ from tinyact.training.extract import extract_latents
 SAMPLING = ClipSampling(num_frames=8, size=32)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and a loaded shared machine makes OpenMP threads spin)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def manifest(tiny_synth) -> Manifest:
     entries, _ = read_kinetics(tiny_synth)
@@ -30,7 +39,7 @@ def manifest(tiny_synth) -> Manifest:
 @pytest.fixture(scope="module")
 def encoder():
     torch.manual_seed(0)
-    return build_autoencoder("ae3d", "fast", num_frames=8, input_size=32).eval()
+    return build_autoencoder("ae3d", "fast", num_frames=8, input_size=32, channels=(8, 16, 32, 64)).eval()
 
 
 def test_extract_writes_the_latents_contract(manifest, encoder, tmp_path):
@@ -95,7 +104,7 @@ def test_extract_resumes_after_a_crash_and_reads_the_cache(manifest, encoder, tm
     seen.clear()
     extract_latents(encoder, manifest, SAMPLING, out, batch_size=2, cache_dir=cache)
     assert seen == []
-    other = build_autoencoder("ae3d", "fast", num_frames=8, input_size=32).eval()
+    other = build_autoencoder("ae3d", "fast", num_frames=8, input_size=32, channels=(8, 16, 32, 64)).eval()
     redone = extract_latents(other, manifest, SAMPLING, out, batch_size=8, cache_dir=cache)
     assert redone.encoder_hash == state_dict_hash(other.state_dict()) != resumed.encoder_hash
 

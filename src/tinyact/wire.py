@@ -21,10 +21,13 @@ import base64
 import binascii
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 from uuid import UUID
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from tinyact.errors import ConfigError
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 DEVICE_ID_PATTERN = CAMERA_ID_PATTERN
@@ -171,3 +174,14 @@ class ModelInfo(BaseModel):
     latent_dim: int = Field(description="the latent length every clip must have")
     encoder_hash: str = Field(description="hash of the encoder whose latents the classifier was fitted on")
     labels: list[str]
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` -> ``(host, port, tls)``."""
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    if parsed.scheme not in {"mqtt", "mqtts", "tcp"} or not parsed.hostname:
+        raise ConfigError(f"bad MQTT URL {url!r}: use mqtt://HOST[:PORT] (credentials go in TINYACT_MQTT_USERNAME/PASSWORD)")
+    if parsed.username or parsed.password:
+        raise ConfigError("put MQTT credentials in TINYACT_MQTT_USERNAME / TINYACT_MQTT_PASSWORD, not in the URL")
+    tls = parsed.scheme == "mqtts"
+    return parsed.hostname, parsed.port or (8883 if tls else 1883), tls

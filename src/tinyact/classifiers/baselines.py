@@ -75,16 +75,17 @@ def random_encoder(kind: str = "ae3d", preset: str = "fast", seed: int = 0, **ov
 
 def random_encoder_latents(
     manifest: Manifest, sampling: ClipSampling, out: Path, *, kind: str = "ae3d", preset: str = "fast",
-    seed: int = 0, cache_dir: Path | None = None, batch_size: int = 8, **kwargs: Any,
+    seed: int = 0, cache_dir: Path | None = None, batch_size: int = 8, **model_overrides: Any,
 ) -> LatentsFile:
-    """The random-encoder baseline's latents file: an untrained ``kind``/``preset`` model sized for ``sampling``."""
+    """The random-encoder baseline's latents file: an untrained ``kind``/``preset`` model (with
+    ``model_overrides``, e.g. ``pool_size``) sized for ``sampling``."""
     from tinyact.models.checkpoint import state_dict_hash
     from tinyact.training.extract import extract_latents
 
-    overrides: dict[str, Any] = {"num_frames": sampling.num_frames}
+    overrides: dict[str, Any] = {**model_overrides, "num_frames": sampling.num_frames}
     if sampling.size is not None:
         overrides["input_size"] = sampling.size
     model = random_encoder(kind, preset, seed, **overrides)
     encoder_hash = f"random-{kind}-{preset}-seed{seed}-{state_dict_hash(model.state_dict())}"
     return extract_latents(model, manifest, sampling, out, cache_dir=cache_dir, batch_size=batch_size,
-                           encoder_hash=encoder_hash, **kwargs)
+                           encoder_hash=encoder_hash)

@@ -72,11 +72,20 @@ def make_dt(seed: int = 0, **params: Any) -> Pipeline:
     return _pipeline([("clf", DecisionTreeClassifier(random_state=seed))], params)
 
 
+def make_mlp(seed: int = 0, **params: Any) -> Pipeline:
+    """The paper's standalone residual MLP on latents (:class:`~tinyact.classifiers.mlp.MLPResNetEstimator`;
+    it standardises its input itself, Adam, lr 1e-5 -> 1e-6, early stopping on a held-out part)."""
+    from tinyact.classifiers.mlp import MLPResNetEstimator  # imported lazily: it loads torch
+
+    return _pipeline([("clf", MLPResNetEstimator(seed=seed))], params)
+
+
 FACTORIES: dict[str, Callable[..., Any]] = {
     "svm": make_svm,
     "rf": make_rf,
     "xgboost": make_xgboost,
     "dt": make_dt,
+    "mlp": make_mlp,
 }
 
 # Default grids: small on purpose (the paper gives no grid; 10-fold CV multiplies every point by ten).
@@ -85,6 +94,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "rf": {"clf__n_estimators": [300], "clf__max_features": ["sqrt", 0.1]},
     "xgboost": {"clf__max_depth": [3, 6], "clf__learning_rate": [0.1]},
     "dt": {"clf__max_depth": [None, 10, 20], "clf__criterion": ["gini", "entropy"]},
+    # One point: early stopping on a held-out part already chooses the training length.
+    "mlp": {},
 }
 
 

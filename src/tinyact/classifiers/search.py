@@ -140,6 +140,8 @@ def fit_classifier(
         ]
     else:
         candidates = [{"params": p, "cv_top1": None, "cv_std": None} for p in points]
+        if len(points) == 1 and k >= 2:
+            k, note = 0, "one grid point: nothing to cross-validate"
 
     shortlist = candidates[: max(1, top_val)] if len(val) else candidates[:1]
     best_estimator, best_val, best_params = None, None, None

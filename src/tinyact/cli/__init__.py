@@ -52,16 +52,22 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import classify, cloud, data, demo, edge, extract, models, train
+    from tinyact.cli import classify, cloud, data, demo, edge, experiment, extract, models, teacher, train
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
     app.add_typer(train.app, name="train")
     app.add_typer(models.app, name="models")
     app.add_typer(classify.app, name="classify")
+    app.add_typer(teacher.app, name="teacher")
+    app.add_typer(experiment.app, name="experiment")
     app.add_typer(cloud.app, name="cloud")
     app.add_typer(edge.app, name="edge")
     app.command("demo")(demo.demo)
+
+    from tinyact.cli import kd as kd_cli  # after the stages whose groups (train, experiment) it extends
+
+    kd_cli.register(app)
 
 
 _register()

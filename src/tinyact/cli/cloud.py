@@ -51,7 +51,7 @@ def serve(
     check_connection(engine)
     engine.dispose()
     if cfg.mqtt:
-        from tinyact.cloud.mqtt import parse_mqtt_url
+        from tinyact.wire import parse_mqtt_url
 
         parse_mqtt_url(cfg.mqtt)
     if not os.environ.get(ADMIN_TOKEN_ENV):

@@ -154,6 +154,8 @@ def _print_status(status: dict, stale: bool) -> None:
     encode = status.get("encode", {})
     console.print(f"encoder {encode.get('backend', '?')}: last batch {encode.get('last_batch_ms')} ms "
                   f"({encode.get('last_per_clip_ms')} ms per clip), mean {encode.get('mean_batch_ms')} ms")
+    if encode.get("cloud_model_problem"):
+        console.print(f"[yellow]{encode['cloud_model_problem']}[/]", highlight=False)
     transport = status.get("transport", {})
     if transport:
         console.print(f"transport {transport.get('kind')} ({transport.get('wire_dtype')}): "
@@ -240,12 +242,15 @@ def quantize(
     data = calibration_clips(calibrate_on, frames, size, clips)
     half = max(1, len(data) // 2) if len(data) > 1 else 1
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
-    export.quantize_static(onnx_in, out, calibration)
+    export.quantize_static(onnx_in, out, calibration, stats=getattr(model.config, "normalization", "imagenet"))
     fp32 = load_runtime("onnx", checkpoint, onnx_path=onnx_in).encode(held_out)
     int8 = load_runtime("onnx-int8", checkpoint, onnx_path=out).encode(held_out)
     drift = latent_drift(fp32, int8)
     console.print(f"wrote {out} (calibrated on {len(calibration)} clip(s)); drift on {len(held_out)} held-out clip(s): "
                   f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
+    (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
+                                                            "held_out_clips": len(held_out), **drift}, indent=1))
+    console.print("use encoder.backend: onnx-int8")
 
 
 def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:

@@ -20,25 +20,13 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlparse
 
-from tinyact.errors import ConfigError
+from tinyact.wire import parse_mqtt_url
 
 logger = logging.getLogger(__name__)
 
 CLIP_SUBSCRIPTION = "tinyact/+/+/clip"
 MAX_QUEUED = 100_000  # QoS 1 messages kept while disconnected; beyond this, publish fails and is counted
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
-    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` -> ``(host, port, tls)``."""
-    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
-    if parsed.scheme not in {"mqtt", "mqtts", "tcp"} or not parsed.hostname:
-        raise ConfigError(f"bad MQTT URL {url!r}: use mqtt://HOST[:PORT] (credentials go in TINYACT_MQTT_USERNAME/PASSWORD)")
-    if parsed.username or parsed.password:
-        raise ConfigError("put MQTT credentials in TINYACT_MQTT_USERNAME / TINYACT_MQTT_PASSWORD, not in the URL")
-    tls = parsed.scheme == "mqtts"
-    return parsed.hostname, parsed.port or (8883 if tls else 1883), tls
 
 
 def split_topic(topic: str) -> tuple[str, str, str] | None:

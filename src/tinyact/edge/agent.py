@@ -42,6 +42,7 @@ from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import EdgeEncoder, load_encoder
 from tinyact.edge.sources import Camera, CameraError, Grab, StreamCamera, open_camera
 from tinyact.edge.store import EdgeStore
+from tinyact.errors import ConfigError
 from tinyact.wire import ClipIn, encode_latent
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class EdgeAgent:
         self.encoder = encoder
         self.transport = transport
         self._owned: list[Any] = []  # transports this agent created (and closes); injected ones stay open
-        self.cameras = cameras if cameras is not None else [open_camera(c) for c in cfg.cameras if c.enabled]
+        self.cameras = cameras if cameras is not None else [
+            open_camera(c, cfg.schedule.capture_timeout_s) for c in cfg.cameras if c.enabled]
         self.snapshot_dir = cfg.snapshot_dir
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(self.cameras), 8)), thread_name_prefix="grab")
@@ -118,6 +120,7 @@ class EdgeAgent:
         self.lost_encode = 0
         self.last_round: dict[str, Any] = {}
         self.last_send_error: str | None = None
+        self.model_problem: str | None = None
         self.last_send_ok_at: float | None = None
         self.bytes_sent = 0
         self.clips_sent = 0
@@ -128,7 +131,12 @@ class EdgeAgent:
     # ---- life cycle ----------------------------------------------------------------------------------------
     def _ensure_encoder(self) -> EdgeEncoder:
         if self.encoder is None:
-            self.encoder = load_encoder(self.cfg.encoder)
+            encoder = load_encoder(self.cfg.encoder)
+            wanted = self.cfg.schedule.frames_per_clip
+            if wanted is not None and wanted != encoder.num_frames:
+                raise ConfigError(f"schedule.frames_per_clip is {wanted} but the encoder takes {encoder.num_frames}-frame "
+                                  "clips; leave frames_per_clip unset to use the encoder's")
+            self.encoder = encoder
         return self.encoder
 
     def _ensure_transport(self) -> Any:
@@ -155,10 +163,31 @@ class EdgeAgent:
                     self._poller = None
         return self.transport
 
+    def check_cloud_model(self) -> str | None:
+        """Compare the cloud's classifier with this encoder (``GET /v1/model``): a different latent size means
+        every clip would be refused, a different encoder hash that the predictions would be meaningless. Returns
+        the problem (also logged and shown in the status), or ``None``."""
+        self._ensure_transport()
+        poller = self._poller
+        info = poller.model_info() if poller is not None and hasattr(poller, "model_info") else None
+        encoder = self._ensure_encoder()
+        problem = None
+        if info is not None and info.latent_dim != encoder.latent_dim:
+            problem = (f"the cloud's classifier {info.version} takes {info.latent_dim}-d latents but this encoder "
+                       f"makes {encoder.latent_dim}-d ones: clips will be refused until they match")
+        elif info is not None and encoder.encoder_hash and info.encoder_hash != encoder.encoder_hash:
+            problem = (f"the cloud's classifier {info.version} was fitted on latents of encoder {info.encoder_hash}, "
+                       f"this device runs encoder {encoder.encoder_hash}: its predictions will not mean much")
+        if problem:
+            logger.warning("%s", problem)
+        self.model_problem = problem
+        return problem
+
     def start(self) -> None:
         """Load the encoder, connect the transport, start the schedule and the sender threads."""
         self._ensure_encoder()
         self._ensure_transport()
+        self.check_cloud_model()
         self.started_at = time.time()
         self._stop.clear()
         for camera in self.cameras:
@@ -172,14 +201,21 @@ class EdgeAgent:
         logger.info("edge agent %s started: %d camera(s), every %g s, %s transport, %d clip(s) pending from before",
                     self.cfg.device_id, len(self.cameras), self.cfg.schedule.interval_s, self.cfg.transport.kind, pending)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the threads (a round in progress finishes), close cameras and the transport; pending clips stay
-        in the outbox for the next start."""
+    def stop(self, timeout: float = 30.0, flush_s: float = 5.0) -> None:
+        """Stop the threads (a round in progress finishes), give pending clips one last chance to go out (up to
+        ``flush_s`` seconds, only if the agent was running), close cameras and the transport; whatever is still
+        pending stays in the outbox for the next start."""
+        was_running = bool(self._threads)
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._threads.clear()
+        if was_running and flush_s > 0 and self.transport is not None and not self.last_send_error:
+            try:
+                self.flush(timeout=flush_s)
+            except Exception:  # the outbox keeps them; never fail a shutdown over it
+                logger.exception("last send before stopping failed")
         for camera in self.cameras:
             camera.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -208,8 +244,16 @@ class EdgeAgent:
             signal.signal(sig, lambda *_: done.set())
         self.start()
         try:
+            seen = -1
             while not done.wait(1.0):
-                pass
+                if self.rounds != seen and self.rounds:  # one line per round: what a person watching the terminal needs
+                    seen = self.rounds
+                    s = self.status()
+                    c = s["counts"]
+                    logger.info("round %d: cameras up %d/%d, captured %d, delivered %d, pending %d, dropped %d, "
+                                "encode %s ms%s", s["rounds"], s["cameras_up"], len(s["cameras"]), c["captured"],
+                                c["delivered"], c["pending"], c["dropped"], s["encode"]["last_batch_ms"],
+                                f"; send error: {s['transport']['last_error']}" if s["transport"]["last_error"] else "")
         finally:
             logger.info("stopping the edge agent")
             self.stop()
@@ -241,7 +285,7 @@ class EdgeAgent:
             start = time.perf_counter()
             ready = [c for c in self.cameras if c.health.ready()]
             futures = {self._pool.submit(c.grab, encoder.num_frames, sched.capture_fps, encoder.input_size): c for c in ready}
-            done, _ = wait_futures(futures, timeout=sched.capture_timeout_s)
+            done, _ = wait_futures(futures, timeout=sched.capture_timeout_s + 1.0)  # stream grabs time out first
             grabs: list[Grab] = []
             failed: dict[str, str] = {}
             for future, camera in futures.items():
@@ -272,8 +316,13 @@ class EdgeAgent:
     def _encode_and_queue(self, grabs: list[Grab]) -> dict[str, Any]:
         encoder = self._ensure_encoder()
         batch = np.stack([g.frames for g in grabs])  # [K, T, 3, H, W] uint8
+        step = self.cfg.encoder.max_batch or len(grabs)
         try:
-            latents = encoder.encode(batch)  # the round's ONE encoder call
+            # The round's ONE encoder call (or ceil(K / max_batch) calls when memory is bounded).
+            parts = [encoder.encode(batch[i : i + step]) for i in range(0, len(grabs), step)]
+            latents = np.concatenate(parts)
+            if len(parts) > 1:
+                encoder.last_ms = sum(encoder.history_ms[-len(parts):])
         except Exception as error:
             self.encode_failures += 1
             self.lost_encode += len(grabs)
@@ -357,7 +406,7 @@ class EdgeAgent:
                                    outcome.error, delay)
                 self.last_send_error = outcome.error
             else:  # MQTT: published; delivered when the result comes back, republished after ack_timeout_s
-                self.store.defer(outcome.retry, t.ack_timeout_s)
+                self.store.defer(outcome.retry, t.ack_timeout_s, max_s=8 * t.ack_timeout_s)
                 self.clips_sent += len(outcome.retry)
         if outcome.delivered or (outcome.retry and not outcome.error):
             if self.last_send_error:
@@ -439,6 +488,7 @@ class EdgeAgent:
                 "mean_batch_ms": round(float(np.mean(history)), 1) if history else None,
                 "last_per_clip_ms": round(encoder.last_ms / clips, 1) if encoder and encoder.last_ms and clips else None,
                 "failures": self.encode_failures,
+                "cloud_model_problem": self.model_problem,
             },
             "transport": {
                 "kind": self.cfg.transport.kind,

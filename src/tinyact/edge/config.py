@@ -13,7 +13,7 @@ Example (``tinyact edge init`` writes a commented one)::
     cameras:
       - {id: cam-1, source: videos/lobby.mp4}
       - {id: cam-2, source: rtsp://10.0.0.7/stream1}
-    schedule: {interval_s: 10, frames_per_clip: 16, capture_fps: 8}
+    schedule: {interval_s: 10, capture_fps: 8}
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tinyact.wire import CAMERA_ID_PATTERN, DEVICE_ID_PATTERN, WireDtype
 
 DEVICE_KEY_ENV = "TINYACT_DEVICE_KEY"
 WEB_TOKEN_ENV = "TINYACT_EDGE_TOKEN"
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "onnx", "onnx-int8"]
 _SECRET_KEYS = {"device_key", "key", "api_key", "token", "password"}
 
 
@@ -60,23 +60,24 @@ class ScheduleConfig(TinyActConfig):
     sampled at ``capture_fps`` (a window of ``(frames_per_clip - 1) / capture_fps`` seconds)."""
 
     interval_s: float = Field(10.0, gt=0, le=86_400, description="seconds between two clips of one camera (paper: 10)")
-    frames_per_clip: int = Field(16, ge=1, le=256, description="frames per clip (paper: 16)")
+    frames_per_clip: int | None = Field(
+        None, ge=1, le=256, description="frames per clip; default: what the encoder takes (paper: 16); must match it")
     capture_fps: float = Field(8.0, gt=0, le=120, description="rate at which the clip's frames are sampled")
     capture_timeout_s: float = Field(15.0, gt=0, description="a camera that gives no clip within this is marked down")
 
-    @property
-    def window_s(self) -> float:
-        return (self.frames_per_clip - 1) / self.capture_fps
 
 
 class EncoderConfig(TinyActConfig):
     """The clip encoder that runs on the device."""
 
     checkpoint: Path = Field(description="model file from `tinyact train ae` (`model.pt`)")
-    backend: Backend = Field("torch", description="torch (fp32), torch-bf16, onnx, onnx-int8")
+    backend: Backend = Field("torch", description="torch (fp32), torch-bf16, torch-channels-last, torch-compile, onnx, onnx-int8")
     onnx_path: Path | None = Field(None, description="onnx backends: the exported model (default: next to the checkpoint)")
     input_size: int | None = Field(None, ge=16, le=1024, description="frame side in pixels (default: the checkpoint's)")
     threads: int | None = Field(None, ge=1, le=256, description="torch / onnxruntime threads (default: library default)")
+    max_batch: int | None = Field(
+        None, ge=1, le=4096, description="encode a round in batches of at most this many clips (bounds memory with "
+        "many cameras; default: the whole round in one call)")
 
 
 class TransportConfig(TinyActConfig):
@@ -243,6 +244,7 @@ encoder:
   # onnx_path: model.onnx            # default: next to the checkpoint
   # input_size: 112                  # default: the checkpoint's
   # threads: 2
+  # max_batch: 16                    # split big rounds to bound memory (default: one call per round)
 
 cameras:                             # read round-robin; a failing camera is retried and never stops the others
   - id: cam-1
@@ -256,7 +258,7 @@ cameras:                             # read round-robin; a failing camera is ret
 
 schedule:
   interval_s: 10                     # one clip per camera every 10 s (the paper's round-robin)
-  frames_per_clip: 16
+  # frames_per_clip: 16              # default: what the encoder takes (must match it)
   capture_fps: 8                     # 16 frames over ~1.9 s
   # capture_timeout_s: 15            # a camera that gives no clip in this time is marked down
 

@@ -1,9 +1,9 @@
 """The clip encoder on the device: uint8 clips ``[B, T, 3, H, W]`` -> float32 latents ``[B, D]``.
 
 ``load_encoder(cfg.encoder)`` returns an :class:`EdgeEncoder` whose ``encode`` takes one round's clips as one
-batch. The ``torch`` (fp32) and ``torch-bf16`` (bf16 autocast) backends run the checkpoint directly; the ONNX
-Runtime backends (``onnx``, ``onnx-int8``) come from :mod:`tinyact.models.runtime` (``tinyact edge
-export-onnx`` / ``tinyact edge quantize`` write their model files).
+batch. The backends come from :mod:`tinyact.models.runtime`: ``torch`` (eager fp32), ``torch-bf16``
+(autocast), ``torch-channels-last``, ``torch-compile``, ``onnx`` (ONNX Runtime fp32) and ``onnx-int8`` (static
+QDQ int8); ``tinyact edge export-onnx`` / ``tinyact edge quantize --calibrate-on …`` write the ONNX files.
 """
 
 from __future__ import annotations
@@ -47,24 +47,6 @@ class EdgeEncoder:
         return latents
 
 
-class TorchRuntime:
-    """PyTorch eager inference of a ``VideoAutoEncoder3D``'s encoder (fp32, or bf16 autocast on CPU)."""
-
-    def __init__(self, model: torch.nn.Module, bf16: bool = False) -> None:
-        self.model = model.eval()
-        self.bf16 = bf16
-
-    @torch.inference_mode()
-    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = torch.as_tensor(clips)
-        if self.bf16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                z = self.model.encode_uint8(x)
-        else:
-            z = self.model.encode_uint8(x)
-        return z.float().numpy()
-
-
 def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
     """Load the encoder the config names; a missing or unusable file raises a :class:`ConfigError`."""
     from tinyact.models.checkpoint import load_model
@@ -82,24 +64,29 @@ def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
         raise ConfigError(f"encoder.input_size {cfg.input_size} does not match the checkpoint's {size[0]}x{size[1]}; "
                           "leave it unset to use the checkpoint's")
     latent_dim = int(config.get("latent_dim", 1024))
-    if cfg.backend in ("torch", "torch-bf16"):
-        runtime: Any = TorchRuntime(model, bf16=cfg.backend == "torch-bf16")
-    else:
-        runtime = _onnx_runtime(cfg, checkpoint)
+    runtime = _runtime(cfg, checkpoint, model)
     return EdgeEncoder(runtime, cfg.backend, num_frames, (size[0], size[1]), latent_dim, str(info.get("hash", "")))
 
 
-def _onnx_runtime(cfg: EncoderConfig, checkpoint: Path) -> Any:
-    try:
-        from tinyact.models.runtime import load_runtime
-    except ImportError:
-        raise ConfigError(f"encoder.backend {cfg.backend} needs tinyact.models.runtime (ONNX Runtime support), "
-                          "which this build does not have; use backend torch") from None
-    onnx_path = cfg.onnx_path or default_onnx_path(checkpoint, int8=cfg.backend == "onnx-int8")
-    if not Path(onnx_path).is_file():
-        command = "tinyact edge quantize" if cfg.backend == "onnx-int8" else "tinyact edge export-onnx"
-        raise ConfigError(f"encoder.onnx_path {onnx_path} does not exist: write it with `{command}`")
-    return load_runtime(cfg.backend, checkpoint, onnx_path=Path(onnx_path))
+def _runtime(cfg: EncoderConfig, checkpoint: Path, model: torch.nn.Module) -> Any:
+    from tinyact.models.runtime import load_runtime
+
+    if cfg.backend.startswith("torch"):
+        return load_runtime(cfg.backend, model)
+    onnx_path = cfg.onnx_path
+    if onnx_path is None:
+        default = default_onnx_path(checkpoint, int8=cfg.backend == "onnx-int8")
+        if default.is_file():
+            onnx_path = default
+        elif cfg.backend == "onnx-int8":
+            # Static int8 needs real calibration clips: refuse to fall back to a silent dynamic quantisation.
+            raise ConfigError(f"no int8 encoder at {default}: write it with `tinyact edge quantize --checkpoint "
+                              f"{checkpoint} --calibrate-on MANIFEST_OR_FOLDER` (or set encoder.onnx_path)")
+    elif not Path(onnx_path).is_file():
+        raise ConfigError(f"encoder.onnx_path {onnx_path} does not exist: write it with `tinyact edge export-onnx` "
+                          "or `tinyact edge quantize`")
+    # onnx without a file: the runtime exports the checkpoint next to it once and reuses the graph.
+    return load_runtime(cfg.backend, checkpoint, onnx_path=onnx_path, threads=cfg.threads)
 
 
 def default_onnx_path(checkpoint: Path, int8: bool = False) -> Path:

@@ -116,8 +116,19 @@ class Health:
         }
 
 
+def redact(source: str) -> str:
+    """``source`` without credentials (``rtsp://user:pass@host/...`` -> ``rtsp://***@host/...``), for status
+    pages and logs."""
+    scheme, sep, rest = source.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return source
+
+
 class Camera:
     """Base of the sources: an id, a :class:`Health`, ``grab`` and ``close``."""
+
+    source = ""
 
     def __init__(self, camera_id: str) -> None:
         self.camera_id = camera_id
@@ -132,7 +143,7 @@ class Camera:
         pass
 
     def status(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "kind": type(self).__name__, "clips": self.clips,
+        return {"camera_id": self.camera_id, "kind": type(self).__name__, "source": redact(self.source), "clips": self.clips,
                 "decoded_frames": self.decoded_frames, **self.health.as_dict()}
 
 
@@ -143,9 +154,11 @@ class FileCamera(Camera):
     seconds (tests pass a fake clock to check the pacing).
     """
 
-    def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic) -> None:
+    def __init__(self, camera_id: str, path: str | Path, *, fps: float | None = None, clock=time.monotonic,
+                 skip_nonref: bool = True) -> None:
         super().__init__(camera_id)
-        self.path = str(path)
+        self.skip_nonref = skip_nonref
+        self.path = self.source = str(path)
         self.fps = fps
         self.clock = clock
         self.t0 = clock()
@@ -226,7 +239,7 @@ class FileCamera(Camera):
         last_frame = None
         decoded = 0
         pos = 0
-        for frame in self._container.decode(stream):
+        for frame in self._frames(stream, times[wanted], tolerance):
             if frame.pts is None:
                 continue
             decoded += 1
@@ -246,6 +259,25 @@ class FileCamera(Camera):
         if pos < len(wanted):
             raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
         return got, (last_frame if want_snapshot else None), decoded
+
+    def _frames(self, stream, wanted_times: np.ndarray, tolerance: float):
+        """Decoded frames from the current position. With ``skip_nonref``, a packet whose frame is not wanted
+        is decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most B-frames) is then not
+        decoded at all, while reference frames still are (the wanted frames need them)."""
+        context = stream.codec_context
+        time_base = float(stream.time_base)
+        try:
+            for packet in self._container.demux(stream):
+                if self.skip_nonref:
+                    hit = True
+                    if packet.pts is not None and packet.size:
+                        t = packet.pts * time_base
+                        i = int(np.searchsorted(wanted_times, t - tolerance))
+                        hit = i < len(wanted_times) and abs(wanted_times[i] - t) <= tolerance
+                    context.skip_frame = "DEFAULT" if hit else "NONREF"
+                yield from packet.decode()
+        finally:
+            context.skip_frame = "DEFAULT"
 
     def _close(self) -> None:
         if self._container is not None:
@@ -280,9 +312,11 @@ class StreamCamera(Camera):
     """
 
     def __init__(self, camera_id: str, url: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None,
-                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None) -> None:
+                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None,
+                 grab_timeout_s: float = 15.0) -> None:
         super().__init__(camera_id)
-        self.url = url
+        self.url = self.source = url
+        self.grab_timeout_s = grab_timeout_s
         self.fps = fps
         self.resolution = resolution
         self.read_timeout_s = read_timeout_s
@@ -327,6 +361,7 @@ class StreamCamera(Camera):
                 if self._stop.is_set():
                     break
                 message = str(error) if isinstance(error, CameraError) else f"{type(error).__name__}: {error}"
+                message = message.replace(self.url, redact(self.url))  # FFmpeg errors quote the URL
                 delay = self.health.failed(message)
                 self._fail_window(message)
                 logger.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, message, delay)
@@ -365,6 +400,10 @@ class StreamCamera(Camera):
                     continue  # a decoder can only start at a keyframe
                 stream.codec_context.flush_buffers()
                 decoding = True
+            # A frame shown before the next sample time is never kept (the targets only move forward): skip
+            # decoding it when nothing refers to it.
+            early = window.next_t is not None and t + 1e-6 < window.next_t
+            stream.codec_context.skip_frame = "NONREF" if early else "DEFAULT"
             for frame in packet.decode():
                 window.decoded += 1
                 self.decoded_frames += 1
@@ -372,7 +411,10 @@ class StreamCamera(Camera):
                 if window.next_t is None or ft + 1e-6 >= window.next_t:
                     window.frames.append(to_rgb(frame, window.size))
                     window.last_frame = frame
-                    window.next_t = ft + window.step
+                    # Next target one step after this one (not after this frame), so the mean spacing is
+                    # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
+                    target = window.next_t if window.next_t is not None and ft - window.next_t < window.step else ft
+                    window.next_t = target + window.step
                     if len(window.frames) >= window.num_frames:
                         with self._lock:
                             self._window = None
@@ -387,7 +429,9 @@ class StreamCamera(Camera):
             window.error = message
             window.done.set()
 
-    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float = 15.0) -> Grab:
+    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float | None = None) -> Grab:
+        """The next window: from the next keyframe on, ``num_frames`` frames ``1/capture_fps`` apart."""
+        timeout = self.grab_timeout_s if timeout is None else timeout
         self.start()
         window = _Window(num_frames, 1.0 / capture_fps, size, [], threading.Event())
         with self._lock:
@@ -413,9 +457,9 @@ class StreamCamera(Camera):
         return {**super().status(), "reconnects": self.reconnects, "packets": self.packets}
 
 
-def open_camera(cfg: CameraConfig) -> Camera:
+def open_camera(cfg: CameraConfig, grab_timeout_s: float = 15.0) -> Camera:
     """The source for a camera entry of the config (nothing is opened yet: failures show up on grab)."""
     if cfg.kind == "file":
         return FileCamera(cfg.id, cfg.source.removeprefix("file:"), fps=cfg.fps)
-    camera = StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True)
-    return camera
+    return StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True,
+                        grab_timeout_s=grab_timeout_s)

@@ -218,13 +218,16 @@ class EdgeStore:
         with self._write, self.engine.begin() as db:
             for r in results:
                 values = {
-                    "label": r.label, "score": float(r.score), "model_version": r.model_version, "result_at": now,
+                    "label": r.label, "score": float(r.score), "model_version": r.model_version,
                     "top5": json.dumps([{"label": t.label, "score": float(t.score)} for t in r.top5]),
                 }
+                # result_at keeps the time the result FIRST arrived (a repeat from the results feed or a
+                # retained MQTT message must not make the latency look longer).
                 db.execute(sqlite_insert(captures).values(
                     clip_id=str(r.clip_id), camera_id=r.camera_id, captured_at=_epoch(r.captured_at),
-                    state="delivered", delivered_at=now, **values,
-                ).on_conflict_do_update(index_elements=[captures.c.clip_id], set_=values))
+                    state="delivered", delivered_at=now, result_at=now, **values,
+                ).on_conflict_do_update(index_elements=[captures.c.clip_id],
+                                        set_={**values, "result_at": func.coalesce(captures.c.result_at, now)}))
             removed = 0
             for chunk in _chunks(ids, 500):
                 removed += db.execute(delete(outbox).where(outbox.c.clip_id.in_(chunk))).rowcount
@@ -277,14 +280,20 @@ class EdgeStore:
             self._bump(db, "send_failures", 1)
         return delay
 
-    def defer(self, clip_ids: Sequence[str], seconds: float) -> None:
-        """Push the next attempt of these clips ``seconds`` ahead without counting a failure (MQTT: published,
-        waiting for the cloud's result)."""
+    def defer(self, clip_ids: Sequence[str], seconds: float, max_s: float | None = None) -> float:
+        """Push the next attempt of these clips ahead without counting a failure (MQTT: published, waiting for
+        the cloud's result): ``seconds`` the first time, doubling with each republish up to ``max_s``.
+        Returns the delay chosen."""
         ids = [str(c) for c in clip_ids]
+        if not ids:
+            return 0.0
         with self._write, self.engine.begin() as db:
+            attempts = db.execute(select(func.max(outbox.c.attempts)).where(outbox.c.clip_id.in_(ids))).scalar() or 0
+            delay = min(max(seconds, max_s or seconds), seconds * 2 ** attempts)
             for chunk in _chunks(ids, 500):
                 db.execute(update(outbox).where(outbox.c.clip_id.in_(chunk)).values(
-                    attempts=outbox.c.attempts + 1, next_attempt_at=time.time() + seconds))
+                    attempts=outbox.c.attempts + 1, next_attempt_at=time.time() + delay))
+        return delay
 
     def make_due(self) -> None:
         """Make every outbox clip due now (an explicit flush)."""
@@ -338,8 +347,9 @@ class EdgeStore:
 
     # ---- queries for the page and `tinyact edge status` -----------------------------------------------------
     def recent(self, limit: int = 50, camera_id: str | None = None) -> list[dict[str, Any]]:
-        """Newest captures first: ``clip_id, camera_id, captured_at`` (ISO 8601 UTC), ``label, score`` (None
-        until the result is back), ``state``, ``encode_ms``, ``model_version``."""
+        """Newest captures first: ``clip_id, camera_id, captured_at`` (ISO 8601 UTC), ``label, score, top5``
+        (None until the result is back), ``state``, ``encode_ms``, ``model_version``, ``result_at`` (when the
+        result first arrived)."""
         query = select(captures).order_by(captures.c.captured_at.desc()).limit(limit)
         if camera_id is not None:
             query = query.where(captures.c.camera_id == camera_id)
@@ -403,6 +413,7 @@ def _row_dict(row) -> dict[str, Any]:
         "encode_ms": row["encode_ms"],
         "model_version": row["model_version"],
         "top5": json.loads(row["top5"]) if row["top5"] else None,
+        "result_at": _iso(row["result_at"]),
     }
 
 

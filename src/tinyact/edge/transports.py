@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 from pydantic import ValidationError
 
-from tinyact.wire import ClipResult, ResultsPage, mqtt_clip_topic, mqtt_result_topic
+from tinyact.wire import ClipResult, ModelInfo, ResultsPage, mqtt_clip_topic, mqtt_result_topic
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,15 @@ class HttpTransport:
             outcome.retry_after_s = outcome.retry_after_s or sub.retry_after_s
         return outcome
 
+    def model_info(self) -> ModelInfo | None:
+        """The cloud's active classifier (``GET /v1/model``), or ``None`` if it cannot be read now."""
+        try:
+            response = self.client.get(f"{self.url}/v1/model", timeout=3.0)  # a start-up check: never hold it up long
+            response.raise_for_status()
+            return ModelInfo.model_validate(response.json())
+        except (httpx.HTTPError, ValueError, ValidationError):
+            return None
+
     def fetch_results(self, since: int, limit: int = 1000) -> tuple[list[ClipResult], int]:
         """Results after cursor ``since`` (oldest first) and the next cursor; raises ``httpx.HTTPError``."""
         response = self.client.get(f"{self.url}/v1/results", params={"since": since, "limit": limit})
@@ -177,7 +186,7 @@ class MqttTransport:
 
         import paho.mqtt.client as paho
 
-        from tinyact.cloud.mqtt import parse_mqtt_url
+        from tinyact.wire import parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.device_id = device_id

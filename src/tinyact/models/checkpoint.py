@@ -93,3 +93,21 @@ def _build_autoencoder2d(config: dict[str, Any]) -> nn.Module:
 
 
 register_builder("FrameAutoEncoder2D", _build_autoencoder2d)
+
+
+def _build_mlp_resnet(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.mlp_resnet import MLPResNetClassifier, MLPResNetConfig
+
+    return MLPResNetClassifier.from_config(MLPResNetConfig.from_dict(config))
+
+
+register_builder("MLPResNetClassifier", _build_mlp_resnet)
+
+
+def _build_teacher3d(config: dict[str, Any]) -> nn.Module:
+    from tinyact.models.teacher3d import Teacher3D, Teacher3DConfig
+
+    return Teacher3D(Teacher3DConfig.from_dict(config))
+
+
+register_builder("Teacher3D", _build_teacher3d)

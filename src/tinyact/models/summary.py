@@ -30,11 +30,14 @@ def _params(modules: Iterable[nn.Module]) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
-def summarize(kind: str, preset: str, size: int | tuple[int, int], frames: int = 16) -> dict[str, Any]:
-    """One row: params (encoder, total) and GFLOPs (encoder, full forward) for a ``[1, frames, 3, H, W]`` clip."""
+def summarize(kind: str, preset: str, size: int | tuple[int, int], frames: int = 16, **overrides: Any) -> dict[str, Any]:
+    """One row: params (encoder, total) and GFLOPs (encoder, full forward) for a ``[1, frames, 3, H, W]`` clip.
+
+    ``overrides`` are model config fields (e.g. ``stem_stride=(4, 4, 4)``) for variants between presets.
+    """
     height, width = (size, size) if isinstance(size, int) else size
     with torch.device("meta"):
-        model = build_autoencoder(kind, preset, num_frames=frames, input_size=(height, width)).eval()
+        model = build_autoencoder(kind, preset, **{**overrides, "num_frames": frames, "input_size": (height, width)}).eval()
         x = torch.empty(1, frames, 3, height, width)
     with torch.no_grad():
         encoder_flops = _count(model.encode, x)

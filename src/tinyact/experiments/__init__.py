@@ -1,0 +1,1 @@
+"""Experiments that reproduce the paper's tables end to end (``tinyact experiment …``)."""

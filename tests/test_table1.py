@@ -1,0 +1,92 @@
+"""``tinyact experiment table1``: the folder layout's seeded split, the table's format, and the whole pipeline
+end to end on a tiny synthetic set (3 classes, 32 px, 1 epoch, 2 folds)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tinyact.cli import app
+from tinyact.data.layouts import read_kinetics
+from tinyact.experiments.table1 import Table1Config, format_table1, make_manifest
+
+runner = CliRunner()
+
+
+def _folder_dataset(tiny_synth: Path, root: Path) -> Path:
+    """The tiny synthetic set rearranged as ROOT/<class>/<video> (no split information)."""
+    entries, _ = read_kinetics(tiny_synth)
+    for entry in entries:
+        target = root / entry.label.replace(" ", "_") / Path(entry.path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_synth / entry.path, target)
+    return root
+
+
+def test_folder_layout_gets_a_seeded_stratified_split(tiny_synth, tmp_path):
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    first = make_manifest(Table1Config(data=data, out=tmp_path / "a", layout="folder", seed=3))
+    again = make_manifest(Table1Config(data=data, out=tmp_path / "b", layout="folder", seed=3))
+    other = make_manifest(Table1Config(data=data, out=tmp_path / "c", layout="folder", seed=4))
+    splits = {e.clip_id: e.split for e in first.entries}
+    assert splits == {e.clip_id: e.split for e in again.entries}
+    assert splits != {e.clip_id: e.split for e in other.entries}
+    for label, counts in ((lbl, {s: 0 for s in ("train", "val", "test")}) for lbl in first.label_names):
+        for entry in first.entries:
+            if entry.label == label:
+                counts[entry.split] += 1
+        assert counts == {"train": 3, "val": 1, "test": 1}, label
+    assert (tmp_path / "a" / "manifest.csv").is_file()
+
+
+def test_format_table1_puts_the_paper_beside_ours():
+    row = {"top1": 0.9, "top5": 1.0, "precision": 0.91, "recall": 0.9, "f1": 0.9}
+    metrics = {
+        "classifiers": {"svm": row, "rf": dict(row, top1=0.95), "dt": dict(row, top1=0.5)},
+        "baselines": {"random_encoder": {"top1": 0.6, "by_classifier": {"svm": {"top1": 0.6}, "rf": {"top1": 0.4}}}},
+        "n_train": 10, "n_val": 3, "n_test": 4, "classes": ["a", "b"], "trained_minus_random_top1": 0.35,
+        "config": {"data": "d", "layout": "kinetics", "folds": 10}, "encoder": {"preset": "fast"},
+    }
+    text = format_table1(metrics)
+    assert "| SVM (RBF) | 90.00 | 100.00 | 91.00 | 90.00 | 90.00 | 55.00 |" in text
+    assert "| Random forest | 95.00 |" in text and "| 57.00 |" in text
+    assert "| Decision tree | 50.00 |" in text and text.count("Kinetics-400") == 2
+    assert "| Random encoder (untrained) | 60.00 | 40.00 | – | 60.00 |" in text
+    assert "+35.00 points" in text
+
+
+@pytest.mark.slow
+def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
+    pytest.importorskip("tinyact.training.ae", reason="autoencoder training (tinyact.training.ae) is not in this tree")
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    grids = tmp_path / "t1.yaml"
+    grids.write_text(
+        "grids:\n  rf: {n_estimators: [10]}\n  xgboost: {n_estimators: [10], max_depth: [2]}\n  svm: {C: [1, 10]}\n"
+        "frames: 8\nworkers: 1\nbatch_size: 4\nextract_batch: 8\n"
+    )
+    out = tmp_path / "run"
+    args = ["experiment", "table1", "--data", str(data), "--layout", "folder", "--size", "32", "--epochs", "1",
+            "--folds", "2", "--device", "cpu", "--config", str(grids), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["classifiers"]) == {"svm", "rf", "xgboost", "dt"}
+    for row in metrics["classifiers"].values():
+        assert {"top1", "precision", "recall", "f1"} <= set(row) and 0 <= row["top1"] <= 1
+    assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder"}
+    assert all(0 <= b["top1"] <= 1 for b in metrics["baselines"].values())
+    assert metrics["n_train"] == 9 and metrics["n_test"] == 3 and len(metrics["classes"]) == 3
+    assert metrics["config"]["frames"] == 8 and (out / "config.yaml").is_file()
+    table = (out / "table1.md").read_text()
+    assert "Random forest" in table and "Kinetics-400" in table and "Raw pixels" in table
+    for name in ("trained", "raw_pixels", "random_encoder"):
+        assert (out / "latents" / f"{name}.npz").is_file()
+        assert (out / "classifiers" / name / "svm" / "classifier.json").is_file()
+    # A rerun reuses every stage and gives the same table.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "metrics.json").read_text())["classifiers"] == metrics["classifiers"]
