@@ -174,13 +174,20 @@ def find_max_cameras(files, encoder, work, args) -> tuple[int, list[dict]]:
     if test(n):
         while n < args.max_cameras and test(min(args.max_cameras, n + step(n))):
             n = min(args.max_cameras, n + step(n))
-        best = n
     else:
         while n > 1 and not test(max(1, n - step(n))):
             n = max(1, n - step(n))
-        best = max(1, n - step(n)) if tried.get(max(1, n - step(n)), {}).get("ok") else 0
+    best = best_count(tried)
     complete = all(t.get("ok") is not None for t in tried.values())
     return best, [tried[k] for k in sorted(tried) if tried[k].get("ok") is not None], complete
+
+
+def best_count(tried: dict[int, dict]) -> int:
+    """The largest camera count that kept up, below the smallest one that did not (0 if none kept up)."""
+    failed = [n for n, t in tried.items() if t.get("ok") is False]
+    limit = min(failed) if failed else float("inf")
+    ok = [n for n, t in tried.items() if t.get("ok") and n < limit]
+    return max(ok, default=0)
 
 
 def batch_gain(encoder, clips: np.ndarray, repeats: int) -> dict:

@@ -30,9 +30,10 @@ def test_demo_whole_system(tmp_path):
     assert summary["duplicates"] == 0 and summary["lost"] == 0
     assert summary["results_received"] == summary["clips_delivered"]
     assert "accuracy" in summary and (summary["accuracy"] is None or 0 <= summary["accuracy"] <= 1)
-    assert summary["chance"] >= 1 / 3  # 3 classes on the cameras
-    # A latent, not video: 1024 float16 values as base64 in JSON are ~2.8 KB; 16 frames of 32x32 RGB are 49 KB.
-    assert 2000 < summary["bytes_per_clip"] < 6000
+    assert summary["chance"] >= 0.333  # 3 classes on the cameras (rounded to 4 places)
+    # A latent, not video: 1024 float16 values as base64 in JSON are ~2.9 KB (less when the batch is gzipped),
+    # under the paper's 4 KB per clip; 16 raw frames of 32x32 RGB would be 49 KB.
+    assert 500 < summary["bytes_per_clip"] < 4096
     assert summary["h264_bytes_per_clip"] > 0
     assert summary["urls"]["edge"].startswith("http://127.0.0.1:") and "token=" in summary["urls"]["edge"]
     # The numbers agree with the databases the run left behind.
