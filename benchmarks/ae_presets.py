@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--motion-weight", type=float, default=0.0, help="AETrainConfig.motion_weight for every variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny set, 1 epoch, narrow models (for tests)")
@@ -117,11 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         kind, preset, overrides = VARIANTS[name]
         overrides = {**overrides, **overrides_all}
-        run = work / (f"run-{name}-e{args.epochs}" + ("-quick" if args.quick else ""))
+        suffix = (f"-mw{args.motion_weight:g}" if args.motion_weight else "") + ("-quick" if args.quick else "")
+        run = work / f"run-{name}-e{args.epochs}{suffix}"
         cfg = AETrainConfig(
             manifest=manifest_csv, out=run, kind=kind, preset=preset, model_overrides=overrides, size=args.size,
             frames=args.frames, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
-            workers=1, device="cpu", cache_dir=cache, grid_clips=2,
+            workers=1, device="cpu", cache_dir=cache, grid_clips=2, motion_weight=args.motion_weight,
         )
         started = time.perf_counter()
         result = train_autoencoder(cfg, resume=(run / "checkpoint.pt").exists())
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         loaded, _ = load_model(result.checkpoint)
         latency = encoder_latency_ms(loaded, args.frames, args.size, repeats=3 if args.quick else 10)
         row = {
-            "variant": name,
+            "variant": name + (f" +motion {args.motion_weight:g}" if args.motion_weight else ""),
             "kind": kind,
             "preset": preset,
             "overrides": overrides,

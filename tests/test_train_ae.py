@@ -116,3 +116,15 @@ def test_train_ae_cli(data, tmp_path):
     yaml_file.write_text(f"manifest: {manifest_csv}\nepochz: 1\n")
     bad = CliRunner().invoke(app, ["train", "ae", "--config", str(yaml_file), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "epochz" in bad.output
+
+
+def test_motion_term_charges_a_static_reconstruction():
+    from tinyact.training.ae import reconstruction_loss
+
+    target = torch.zeros(1, 4, 3, 8, 8)
+    target[:, ::2, :, :4] = 1.0  # flickering half frame: all the "motion"
+    static = target.mean(dim=1, keepdim=True).expand_as(target)  # right on average, no motion
+    plain = reconstruction_loss(static, target)
+    assert plain == torch.nn.functional.mse_loss(static, target)
+    assert reconstruction_loss(static, target, motion_weight=1.0) > plain + 0.2
+    assert reconstruction_loss(target, target, motion_weight=1.0) == 0

@@ -66,7 +66,7 @@ from tinyact.training.runtime import (
 logger = logging.getLogger(__name__)
 
 #: Fields that change the model or the data it sees; a resumed run must keep them.
-_SHAPE_FIELDS = ("kind", "preset", "size", "frames", "model_overrides", "seed", "train_splits")
+_SHAPE_FIELDS = ("kind", "preset", "size", "frames", "model_overrides", "seed", "train_splits", "motion_weight")
 
 
 class AETrainConfig(TinyActConfig):
@@ -93,6 +93,10 @@ class AETrainConfig(TinyActConfig):
     train_splits: list[str] = Field(["train"], min_length=1, title="Splits trained on")
     val_split: str = Field("val", title="Split for validation MSE/PSNR and the reconstruction grid")
     grid_clips: int = Field(4, ge=0, le=16, title="Clips in the reconstruction grid")
+    motion_weight: float = Field(
+        0.0, ge=0, title="Motion loss weight",
+        description="adds weight × MSE between the frame-to-frame differences of x̂ and x (0 = the paper's plain MSE)",
+    )
     threads: int | None = Field(None, ge=1, title="torch CPU threads", description="default: torch's choice")
 
     def sampling(self) -> ClipSampling:
@@ -138,8 +142,21 @@ def _recon_grid(inputs: torch.Tensor, recon: torch.Tensor, out: Path, frames_sho
     return out
 
 
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, motion_weight: float = 0.0) -> torch.Tensor:
+    """MSE of ``[B, T, C, H, W]`` clips in ``[0, 1]``, plus ``motion_weight`` × MSE of their temporal differences.
+
+    Plain MSE is dominated by the static background, which a clip latent can reproduce without encoding
+    the movement at all; the difference term charges the decoder for getting the motion wrong.
+    """
+    loss = F.mse_loss(recon, target)
+    if motion_weight > 0 and recon.shape[1] > 1:
+        loss = loss + motion_weight * F.mse_loss(recon[:, 1:] - recon[:, :-1], target[:, 1:] - target[:, :-1])
+    return loss
+
+
 def _check_resumable(saved: dict[str, Any], cfg: AETrainConfig) -> None:
-    changed = [k for k in _SHAPE_FIELDS if saved.get(k) != cfg.model_dump(mode="json").get(k)]
+    defaults = AETrainConfig.model_fields
+    changed = [k for k in _SHAPE_FIELDS if saved.get(k, defaults[k].default) != cfg.model_dump(mode="json").get(k)]
     if changed:
         raise ConfigError(
             f"cannot resume {cfg.out}: {', '.join(changed)} differ from the checkpoint "
@@ -252,7 +269,7 @@ def train_autoencoder(
                 target = to_unit(clips)  # uint8 -> [0, 1], the reconstruction target
                 with autocast(device, cfg.precision):
                     _, recon = model(normalize(clips, stats))
-                loss = F.mse_loss(recon.float(), target)
+                loss = reconstruction_loss(recon.float(), target, cfg.motion_weight)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
