@@ -22,7 +22,9 @@ Two reference points frame the attack's numbers:
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -32,6 +34,8 @@ from torch import nn
 
 from tinyact.console import progress_bar
 from tinyact.models.autoencoder3d import AutoEncoder3DConfig, VideoAutoEncoder3D
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,11 @@ def train_attack(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, cfg.epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(cfg.seed)
     model.train()
+    started = time.perf_counter()
+    epoch_loss = float("nan")
     with progress_bar(f"privacy: train {label}", total=cfg.epochs, unit="epoch") as bar:
         for _ in range(cfg.epochs):
+            total, steps = 0.0, 0
             order = torch.randperm(len(z), generator=generator)
             for start in range(0, len(z), cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
@@ -119,8 +126,12 @@ def train_attack(
                 loss.backward()
                 optimiser.step()
                 scheduler.step()
+                total, steps = total + loss.item(), steps + 1
+            epoch_loss = total / max(1, steps)
             bar.advance()
     model.eval()
+    logger.info("privacy: %s trained on %d clips, %d epochs, last-epoch MSE %.4f, %.0f s",
+                label, len(z), cfg.epochs, epoch_loss, time.perf_counter() - started)
     return model
 
 

@@ -24,7 +24,9 @@ def save_grid(columns: dict[str, torch.Tensor], out: str | Path, frame_index: in
     draw = ImageDraw.Draw(sheet)
     for c, (title, clips) in enumerate(columns.items()):
         x0 = pad + c * (cell_w + pad)
-        draw.text((x0, 3), title[: max(4, cell_w // 6)], fill="black")
+        # PIL's default bitmap font is ASCII-only: spell out the Greek letters of defence names.
+        label = title.replace("σ", "s")[: max(4, cell_w // 6)]
+        draw.text((x0, 3), label, fill="black")
         for r in range(rows):
             frame = clips[r, t].clamp(0, 1).permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()  # [3,H,W]->[H,W,3]
             image = Image.fromarray(np.ascontiguousarray(frame)).resize((cell_w, cell_h), Image.NEAREST)
