@@ -185,3 +185,16 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
         raise ConfigError("put MQTT credentials in TINYACT_MQTT_USERNAME / TINYACT_MQTT_PASSWORD, not in the URL")
     tls = parsed.scheme == "mqtts"
     return parsed.hostname, parsed.port or (8883 if tls else 1883), tls
+
+
+def configure_mqtt_client(client, tls: bool) -> None:
+    """Reconnect backoff, credentials (``TINYACT_MQTT_USERNAME`` / ``TINYACT_MQTT_PASSWORD``, never in a URL or
+    config file) and TLS for a paho client: the same for the cloud's bridge and the edge's transport."""
+    import os
+
+    client.reconnect_delay_set(1, 30)
+    username = os.environ.get("TINYACT_MQTT_USERNAME")
+    if username:
+        client.username_pw_set(username, os.environ.get("TINYACT_MQTT_PASSWORD"))
+    if tls:
+        client.tls_set()

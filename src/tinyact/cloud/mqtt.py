@@ -17,11 +17,10 @@ each clip is classified by one of them.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable
 
-from tinyact.wire import parse_mqtt_url
+from tinyact.wire import configure_mqtt_client, parse_mqtt_url
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +66,7 @@ class MqttBridge:
             protocol=paho.MQTTv311,
         )
         self.client.max_queued_messages_set(MAX_QUEUED)
-        self.client.reconnect_delay_set(1, 30)
-        username = os.environ.get("TINYACT_MQTT_USERNAME")
-        if username:
-            self.client.username_pw_set(username, os.environ.get("TINYACT_MQTT_PASSWORD"))
-        if tls:
-            self.client.tls_set()
+        configure_mqtt_client(self.client, tls)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect

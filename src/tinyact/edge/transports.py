@@ -182,11 +182,10 @@ class MqttTransport:
 
     def __init__(self, url: str, device_id: str, on_results: Callable[[list[ClipResult]], None], *,
                  publish_timeout_s: float = 10.0) -> None:
-        import os
 
         import paho.mqtt.client as paho
 
-        from tinyact.wire import parse_mqtt_url
+        from tinyact.wire import configure_mqtt_client, parse_mqtt_url
 
         self.host, self.port, tls = parse_mqtt_url(url)
         self.device_id = device_id
@@ -196,12 +195,7 @@ class MqttTransport:
         # queues QoS 1 results while the agent is away.
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"tinyact-edge-{device_id}",
                                   clean_session=False, protocol=paho.MQTTv311)
-        self.client.reconnect_delay_set(1, 30)
-        username = os.environ.get("TINYACT_MQTT_USERNAME")
-        if username:
-            self.client.username_pw_set(username, os.environ.get("TINYACT_MQTT_PASSWORD"))
-        if tls:
-            self.client.tls_set()
+        configure_mqtt_client(self.client, tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
