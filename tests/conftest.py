@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from tinyact.data.encode import encode_video
 
@@ -65,3 +66,12 @@ def tiny_synth(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(SynthConfig(out=out, classes=3, clips_per_class=5, size=48, min_seconds=1.2, max_seconds=1.6, actors=6, workers=1))
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (and on a loaded machine OpenMP threads spin); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,16 +18,9 @@ from tinyact.models.factory import build_autoencoder
 from tinyact.training import extract as extract_module
 from tinyact.training.extract import extract_latents
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SAMPLING = ClipSampling(num_frames=8, size=32)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and a loaded shared machine makes OpenMP threads spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

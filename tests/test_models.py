@@ -15,15 +15,9 @@ from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
 from tinyact.models.factory import presets
 from tinyact.models.summary import summarize, to_markdown
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CASES = [(kind, preset) for kind in ("ae3d", "ae2d") for preset in presets(kind)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small(kind: str, preset: str, frames: int, size):

@@ -16,14 +16,7 @@ from tinyact.errors import ConfigError
 from tinyact.models.checkpoint import load_model, state_dict_hash
 from tinyact.training.ae import AETrainConfig, train_autoencoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and a loaded shared machine makes OpenMP threads spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,9 @@ from tinyact.models.checkpoint import save_model
 from tinyact.models.factory import build_autoencoder
 from tinyact.training.extract import extract_latents
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SMALL = {"channels": [8, 16, 32, 64]}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
