@@ -147,3 +147,18 @@ def load_classifier(
     )
     saved.check(latent_dim, encoder_hash)
     return saved
+
+
+def to_jsonable(value: Any) -> Any:
+    """Metrics as plain JSON (numpy scalars and arrays become numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

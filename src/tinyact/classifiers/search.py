@@ -27,7 +27,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
 from tinyact.classifiers.estimators import GRIDS, make_estimator, normalise_grid
 from tinyact.classifiers.evaluate import evaluate
-from tinyact.classifiers.saved import SavedClassifier, save_classifier
+from tinyact.classifiers.saved import SavedClassifier, save_classifier, to_jsonable
 from tinyact.errors import DatasetError
 from tinyact.latents import LatentsFile
 
@@ -54,24 +54,15 @@ class FitResult:
         """JSON-friendly record (no estimator, no per-class detail)."""
         return {
             "kind": self.kind,
-            "best_params": _jsonable(self.best_params),
+            "best_params": to_jsonable(self.best_params),
             "folds": self.folds,
             "folds_note": self.folds_note,
             "val_top1": self.val_top1,
             "fit_seconds": round(self.fit_seconds, 2),
-            "candidates": _jsonable(self.candidates),
+            "candidates": to_jsonable(self.candidates),
             "metrics": {k: v for k, v in self.metrics.items() if k not in ("per_class", "confusion")},
         }
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def choose_folds(y: np.ndarray, folds: int) -> tuple[int, str]:
@@ -170,7 +161,7 @@ def fit_classifier(
     )
     if out is not None:
         saved_metrics = {k_: v for k_, v in metrics.items() if k_ not in ("per_class", "confusion")}
-        saved_metrics.update(best_params=_jsonable(best_params), val_top1=best_val, folds_note=note)
+        saved_metrics.update(best_params=to_jsonable(best_params), val_top1=best_val, folds_note=note)
         result.saved = save_classifier(
             out, best_estimator, label_names=latents.label_names, latent_dim=latents.dim,
             encoder_hash=latents.encoder_hash, kind=kind, metrics=saved_metrics,

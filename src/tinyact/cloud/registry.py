@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, select, update
 
-from tinyact.classifiers.saved import ClassifierMismatchError, SavedClassifier, load_classifier
+from tinyact.classifiers.saved import ClassifierMismatchError, SavedClassifier, load_classifier, to_jsonable
 from tinyact.cloud.db.engine import write_tx
 from tinyact.cloud.db.schema import model_versions
 from tinyact.errors import TinyActError
@@ -122,7 +122,7 @@ def record_model(engine: Engine, model: LoadedModel, *, activate: bool) -> None:
                     label_names=list(c.label_names),
                     latent_dim=c.latent_dim,
                     encoder_hash=c.encoder_hash or "",
-                    metrics=_jsonable(c.metrics),
+                    metrics=to_jsonable(c.metrics),
                     first_loaded_at=now,
                     activated_at=now if activate else None,
                 )
@@ -145,21 +145,6 @@ def active_model_row(engine: Engine) -> tuple[str, str] | None:
             .limit(1)
         ).first()
     return (row[0], row[1]) if row else None
-
-
-def _jsonable(value):
-    """Metrics as plain JSON (numpy scalars and arrays become numbers and lists)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 __all__ = ["ClassifierMismatchError", "LoadedModel", "ModelRegistry", "active_model_row", "record_model"]

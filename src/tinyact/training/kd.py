@@ -59,12 +59,14 @@ from tinyact.training.loop import (
     eval_loader,
     init_distributed,
     lr_at,
+    make_optimizer,
     open_cache,
     set_lr,
     shutdown_distributed,
     split_or_fail,
     train_loader,
     unwrap,
+    wrap_ddp,
 )
 from tinyact.training.runtime import (
     MetricsLog,
@@ -370,12 +372,7 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
     # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
     student = convert_sync_batchnorm(student, info).to(info.device)
     params = [p for p in student.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    else:
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     loss_fn = DistillationLoss(cfg.alpha, cfg.beta if teacher else 0.0, cfg.gamma, cfg.temperature)
 
     start_epoch, step = 0, 0
@@ -387,9 +384,7 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
         start_epoch, step = state["epoch"] + 1, state["step"]
         logger.info("kd: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
-    net: nn.Module = student
-    if info.distributed:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    net = wrap_ddp(student, info)
     loader, sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
     val_loader = eval_loader(val_set, sampling, cache, cfg.batch_size, info, cfg.workers)
     log = MetricsLog(run_dir / "metrics.csv") if info.is_main else None

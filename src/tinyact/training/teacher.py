@@ -41,12 +41,14 @@ from tinyact.training.loop import (
     eval_loader,
     init_distributed,
     lr_at,
+    make_optimizer,
     open_cache,
     set_lr,
     shutdown_distributed,
     split_or_fail,
     train_loader,
     unwrap,
+    wrap_ddp,
 )
 from tinyact.training.runtime import (
     MetricsLog,
@@ -165,10 +167,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
     # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
     model = convert_sync_batchnorm(build_teacher(cfg, manifest.label_names), info).to(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
 
     start_epoch, best_top1, best_state = 0, -1.0, None
     ckpt_path = run_dir / "checkpoint.pt"
@@ -179,9 +178,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
         start_epoch, best_top1, best_state = state["epoch"] + 1, state["best_top1"], state["best_state"]
         logger.info("teacher: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
-    net: torch.nn.Module = model
-    if info.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    net = wrap_ddp(model, info)
     loader, sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
     val_loader = eval_loader(val_set, sampling, cache, cfg.batch_size, info, cfg.workers)
     log = MetricsLog(run_dir / "metrics.csv") if info.is_main else None
