@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyact.data.transforms import NormStats, normalize
+from tinyact.data.transforms import NormStats
+from tinyact.models.base import ClipAutoEncoder
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _pooled(size: tuple[int, int]) -> tuple[int, int]:
     return ((size[0] + 1) // 2, (size[1] + 1) // 2)
 
 
-class FrameAutoEncoder2D(nn.Module):
+class FrameAutoEncoder2D(ClipAutoEncoder):
     """Per-frame 2-D conv autoencoder: ``encode(x) -> z``, ``decode(z) -> x̂``, ``forward(x) -> (z, x̂)``.
 
     Args:
@@ -93,6 +94,8 @@ class FrameAutoEncoder2D(nn.Module):
     Shapes: ``x`` float ``[B, T, C, H, W]`` (normalised), ``z`` ``[B, latent_dim]``, ``x̂`` ``[B, T, C, H, W]``
     in ``[0, 1]``; ``T, H, W`` must be the ones the model was built for.
     """
+
+    PRESETS = PRESETS
 
     def __init__(self, config: AutoEncoder2DConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -141,18 +144,6 @@ class FrameAutoEncoder2D(nn.Module):
             in_ch = out_ch
         self.to_pixels = nn.Sequential(nn.Conv2d(in_ch, config.in_channels, kernel_size=3, padding=1), nn.Sigmoid())
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> FrameAutoEncoder2D:
-        """Build a named preset (``paper`` or ``fast``) with optional overrides, e.g. ``input_size=128``."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(PRESETS[name], **overrides)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """``(T, C, H, W)`` this model was built for."""
-        return (self.config.num_frames, self.config.in_channels, *self.config.input_size)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W]`` normalised float -> latent ``[B, latent_dim]``."""
         if x.dim() != 5:
@@ -177,16 +168,6 @@ class FrameAutoEncoder2D(nn.Module):
             x = block(F.interpolate(x, size=target, mode="nearest"))  # UpSampling2D to the stage's input size
         x = self.to_pixels(x)  # [B·T, C, H, W]
         return x.view(b, t, *x.shape[1:])  # [B·T, C, H, W] -> [B, T, C, H, W]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` -> ``(z, x̂)``."""
-        z = self.encode(x)
-        return z, self.decode(z)
-
-    @torch.no_grad()
-    def encode_uint8(self, clips: torch.Tensor) -> torch.Tensor:
-        """Convenience for inference: uint8 clips ``[B, T, C, H, W]`` -> latents, normalising as configured."""
-        return self.encode(normalize(clips, self.config.normalization))
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules that run on the edge (conv stack, pooling, frame and clip projections)."""

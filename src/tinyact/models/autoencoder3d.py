@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tinyact.data.transforms import NormStats, normalize
+from tinyact.data.transforms import NormStats
+from tinyact.models.base import ClipAutoEncoder
 
 Triple = tuple[int, int, int]
 
@@ -83,7 +84,7 @@ def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-class VideoAutoEncoder3D(nn.Module):
+class VideoAutoEncoder3D(ClipAutoEncoder):
     """3-D conv autoencoder: ``encode(x) -> z``, ``decode(z) -> x̂``, ``forward(x) -> (z, x̂)``.
 
     Args:
@@ -92,6 +93,8 @@ class VideoAutoEncoder3D(nn.Module):
     Shapes: ``x`` float ``[B, T, C, H, W]`` (normalised), ``z`` ``[B, latent_dim]``, ``x̂`` ``[B, T, C, H, W]``
     in ``[0, 1]``.
     """
+
+    PRESETS = PRESETS
 
     def __init__(self, config: AutoEncoder3DConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -145,18 +148,6 @@ class VideoAutoEncoder3D(nn.Module):
             )
             in_ch = out_ch
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> VideoAutoEncoder3D:
-        """Build a named preset (``paper`` or ``fast``) with optional overrides, e.g. ``input_size=112``."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(PRESETS[name], **overrides)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """``(T, C, H, W)`` this model was built for."""
-        return (self.config.num_frames, self.config.in_channels, *self.config.input_size)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W]`` normalised float -> latent ``[B, latent_dim]``."""
         if x.dim() != 5:
@@ -174,16 +165,6 @@ class VideoAutoEncoder3D(nn.Module):
         for block, target in zip(self.decoder, reversed(self._block_shapes[:-1]), strict=True):
             x = block["post"](block["deconv"](x, output_size=target))
         return x.permute(0, 2, 1, 3, 4)  # [B, C, T, H, W] -> [B, T, C, H, W]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` -> ``(z, x̂)``."""
-        z = self.encode(x)
-        return z, self.decode(z)
-
-    @torch.no_grad()
-    def encode_uint8(self, clips: torch.Tensor) -> torch.Tensor:
-        """Convenience for inference: uint8 clips ``[B, T, C, H, W]`` -> latents, normalising as configured."""
-        return self.encode(normalize(clips, self.config.normalization))
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules that run on the edge (encoder, pool, projection): what freezing or export touches."""
