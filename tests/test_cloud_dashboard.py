@@ -8,35 +8,23 @@ the service (the page works offline). Skipped with the reason when Chromium or P
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
+from tests.browser import browser_page, expect, needs_browser
 from tinyact.cloud.db.engine import make_engine
 from tinyact.cloud.server import serve_in_background
 from tinyact.cloud.store import CameraIds, NewPrediction, store_predictions
 from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 LABELS = ("walking", "running", "waving", "jumping", "sitting", "falling")
 DIM = 32
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[dev]')"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
-]
+pytestmark = needs_browser
 
 
 def seed(db_url: str, device_ids: dict[str, int], now: datetime) -> int:
@@ -74,57 +62,49 @@ def test_dashboard_in_chromium(tmp_path):
         seeded = seed(cloud.db_url, {"edge-1": 1, "edge-2": 2}, datetime.now(UTC))
         requests: list[str] = []
         errors: list[str] = []
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.on("request", lambda r: requests.append(r.url))
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(cloud.url + "/")
-                # A wrong token is refused on the sign-in form.
-                page.fill("#token", "nope")
-                page.click("#login button[type=submit]")
-                expect(page.locator("#login-error")).to_contain_text("not accepted")
-                errors.clear()  # the browser logs that refused request (401) as an error
-                page.fill("#token", "view-token")
-                page.click("#login button[type=submit]")
+        with browser_page(requests, errors) as page:
+            page.goto(cloud.url + "/")
+            # A wrong token is refused on the sign-in form.
+            page.fill("#token", "nope")
+            page.click("#login button[type=submit]")
+            expect(page.locator("#login-error")).to_contain_text("not accepted")
+            errors.clear()  # the browser logs that refused request (401) as an error
+            page.fill("#token", "view-token")
+            page.click("#login button[type=submit]")
 
-                latest = page.locator("#latest tbody tr")
-                expect(latest).to_have_count(50)  # the newest 50 of the seeded rows
-                assert seeded > 50
-                expect(page.locator("#latest tbody tr").first).to_contain_text("running")
-                cameras = page.locator("#cameras tbody tr")
-                expect(cameras).to_have_count(3)
-                expect(page.locator('#cameras tr[data-camera="edge-1/entrance"]')).to_contain_text("falling")
-                expect(page.locator("#timeline canvas").first).to_be_visible()
-                legend = page.locator("#timeline .u-legend").inner_text()
-                assert "walking" in legend and "running" in legend
-                expect(page.locator("#unusual")).to_contain_text("falling is rare on edge-1/entrance")
-                expect(page.locator("#unusual")).to_contain_text("running on edge-2/yard")
-                expect(page.locator("#export")).to_be_hidden()  # viewer: no export buttons
-                expect(page.locator("#status")).to_contain_text("live")
+            latest = page.locator("#latest tbody tr")
+            expect(latest).to_have_count(50)  # the newest 50 of the seeded rows
+            assert seeded > 50
+            expect(page.locator("#latest tbody tr").first).to_contain_text("running")
+            cameras = page.locator("#cameras tbody tr")
+            expect(cameras).to_have_count(3)
+            expect(page.locator('#cameras tr[data-camera="edge-1/entrance"]')).to_contain_text("falling")
+            expect(page.locator("#timeline canvas").first).to_be_visible()
+            legend = page.locator("#timeline .u-legend").inner_text()
+            assert "walking" in legend and "running" in legend
+            expect(page.locator("#unusual")).to_contain_text("falling is rare on edge-1/entrance")
+            expect(page.locator("#unusual")).to_contain_text("running on edge-2/yard")
+            expect(page.locator("#export")).to_be_hidden()  # viewer: no export buttons
+            expect(page.locator("#status")).to_contain_text("live")
 
-                # A clip posted by a device shows up without a reload.
-                x = toy_latents([3], DIM, len(LABELS), noise=0.3)[0]
-                response = httpx.post(f"{cloud.url}/v1/clips", headers={"Authorization": f"Bearer {keys['edge-2']}"},
-                                      json={"clips": [clip_message(x, camera_id="gate")]})
-                new = response.json()["results"][0]
-                row = page.locator(f'#latest tbody tr[data-id="{new["cursor"]}"]')
-                expect(row).to_contain_text("jumping", timeout=15_000)
-                expect(row).to_contain_text("edge-2/gate")
-                expect(page.locator("#latest tbody tr").first).to_have_attribute("data-id", str(new["cursor"]))
-                expect(page.locator("#cameras tbody tr")).to_have_count(4, timeout=15_000)
+            # A clip posted by a device shows up without a reload.
+            x = toy_latents([3], DIM, len(LABELS), noise=0.3)[0]
+            response = httpx.post(f"{cloud.url}/v1/clips", headers={"Authorization": f"Bearer {keys['edge-2']}"},
+                                  json={"clips": [clip_message(x, camera_id="gate")]})
+            new = response.json()["results"][0]
+            row = page.locator(f'#latest tbody tr[data-id="{new["cursor"]}"]')
+            expect(row).to_contain_text("jumping", timeout=15_000)
+            expect(row).to_contain_text("edge-2/gate")
+            expect(page.locator("#latest tbody tr").first).to_have_attribute("data-id", str(new["cursor"]))
+            expect(page.locator("#cameras tbody tr")).to_have_count(4, timeout=15_000)
 
-                shot = tmp_path / "dashboard.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 20_000
-                target = os.environ.get("TINYACT_DASHBOARD_SCREENSHOT")
-                if target:  # the docs get the first screenful (chart, cameras, unusual, newest rows)
-                    Path(target).parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=target)
-            finally:
-                browser.close()
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            target = os.environ.get("TINYACT_DASHBOARD_SCREENSHOT")
+            if target:  # the docs get the first screenful (chart, cameras, unusual, newest rows)
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=target)
         assert errors == []
         outside = [url for url in requests if not url.startswith(cloud.url)]
         assert outside == [], f"the page fetched from outside the service: {outside}"

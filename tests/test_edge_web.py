@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tests.browser import browser_page, expect, needs_browser
 from tinyact.data.synth.generator import SynthConfig, plan_dataset, render_clip
 from tinyact.edge.store import EdgeStore
 from tinyact.edge.web import create_edge_app, serve_edge_app
@@ -26,14 +27,6 @@ from tinyact.wire import ClipResult, LabelScore
 
 TOKEN = "edge-local-token"
 CAMERAS = ["door", "hall", "lobby", "yard", "gate"]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
 
 
 def capture(store: EdgeStore, clip_id: uuid.UUID, camera: str, at: datetime, encode_ms: float) -> None:
@@ -145,73 +138,64 @@ def test_mjpeg_stream(edge):
         stop()
 
 
-@pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[dev]')")
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+@needs_browser
 def test_edge_page_in_chromium(edge, tmp_path):
     app, store, snapshots, status = edge
     url, stop = serve_edge_app(app)
     requests: list[str] = []
     errors: list[str] = []
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.on("request", lambda r: requests.append(r.url))
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(url + "/")
-                expect(page.locator("#login-view")).to_be_visible()
-                page.fill("#token", "nope")
-                page.click("#login button[type=submit]")
-                expect(page.locator("#login-error")).to_contain_text("not accepted")
-                errors.clear()  # the browser logs the refused requests (401) as errors
-                page.fill("#token", TOKEN)
-                page.click("#login button[type=submit]")
+        with browser_page(requests, errors) as page:
+            page.goto(url + "/")
+            expect(page.locator("#login-view")).to_be_visible()
+            page.fill("#token", "nope")
+            page.click("#login button[type=submit]")
+            expect(page.locator("#login-error")).to_contain_text("not accepted")
+            errors.clear()  # the browser logs the refused requests (401) as errors
+            page.fill("#token", TOKEN)
+            page.click("#login button[type=submit]")
 
-                expect(page.locator("#cameras .cam")).to_have_count(5)
-                expect(page.locator('.cam[data-camera="gate"]')).to_have_class("cam down")
-                expect(page.locator('.cam[data-camera="gate"] .err')).to_contain_text("refused")
-                expect(page.locator('.cam[data-camera="lobby"] .action')).to_contain_text("jumping")
-                for camera in CAMERAS:  # every live view shows its decoded snapshot
-                    img = page.locator(f'.cam[data-camera="{camera}"] img')
-                    expect(img).to_be_visible()
-                    page.wait_for_function("(el) => el.complete && el.naturalWidth === 128", arg=img.element_handle())
-                expect(page.locator("#history tbody tr")).to_have_count(12)
-                expect(page.locator('#counters tr[data-key="pending"]')).to_contain_text("2")
-                expect(page.locator("#outbox")).to_contain_text("2 pending")
-                expect(page.locator("#cameras-count")).to_contain_text("4 of 5 up")
-                # Screenshot with one camera down (as in the docs).
-                shot = tmp_path / "edge.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 20_000
-                target = os.environ.get("TINYACT_EDGE_SCREENSHOT")
-                if target:
-                    Path(target).parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=target, full_page=True)
+            expect(page.locator("#cameras .cam")).to_have_count(5)
+            expect(page.locator('.cam[data-camera="gate"]')).to_have_class("cam down")
+            expect(page.locator('.cam[data-camera="gate"] .err')).to_contain_text("refused")
+            expect(page.locator('.cam[data-camera="lobby"] .action')).to_contain_text("jumping")
+            for camera in CAMERAS:  # every live view shows its decoded snapshot
+                img = page.locator(f'.cam[data-camera="{camera}"] img')
+                expect(img).to_be_visible()
+                page.wait_for_function("(el) => el.complete && el.naturalWidth === 128", arg=img.element_handle())
+            expect(page.locator("#history tbody tr")).to_have_count(12)
+            expect(page.locator('#counters tr[data-key="pending"]')).to_contain_text("2")
+            expect(page.locator("#outbox")).to_contain_text("2 pending")
+            expect(page.locator("#cameras-count")).to_contain_text("4 of 5 up")
+            # Screenshot with one camera down (as in the docs).
+            shot = tmp_path / "edge.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            target = os.environ.get("TINYACT_EDGE_SCREENSHOT")
+            if target:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=target, full_page=True)
 
-                # A new capture and its result show up without a reload; the camera comes back up.
-                clip_id = uuid.uuid4()
-                at = datetime.now(UTC)
-                capture(store, clip_id, "gate", at, 50.0)
-                store.mark_delivered([clip_id])
-                store.record_results([result(clip_id, "gate", at, "clapping", 0.77)])
-                status["cameras"]["gate"] = {"up": True, "last_error": "connection refused (an old error)"}
-                row = page.locator(f'#history tbody tr[data-id="{clip_id}"]')
-                expect(row).to_contain_text("clapping", timeout=15_000)
-                expect(page.locator('.cam[data-camera="gate"] .action')).to_contain_text("clapping")
-                expect(page.locator("#cameras-count")).to_contain_text("5 of 5 up")
-                expect(page.locator('.cam[data-camera="gate"] .err')).to_be_hidden()  # healed: no stale error
-                # A new snapshot replaces the view (the page re-fetches it when its time changes).
-                old = page.locator('.cam[data-camera="door"] img').get_attribute("src")
-                shutil.copy(snapshots / "yard.jpg", snapshots / "door.jpg")
-                os.utime(snapshots / "door.jpg", (at.timestamp() + 5, at.timestamp() + 5))
-                expect(page.locator('.cam[data-camera="door"] img')).not_to_have_attribute("src", old)
+            # A new capture and its result show up without a reload; the camera comes back up.
+            clip_id = uuid.uuid4()
+            at = datetime.now(UTC)
+            capture(store, clip_id, "gate", at, 50.0)
+            store.mark_delivered([clip_id])
+            store.record_results([result(clip_id, "gate", at, "clapping", 0.77)])
+            status["cameras"]["gate"] = {"up": True, "last_error": "connection refused (an old error)"}
+            row = page.locator(f'#history tbody tr[data-id="{clip_id}"]')
+            expect(row).to_contain_text("clapping", timeout=15_000)
+            expect(page.locator('.cam[data-camera="gate"] .action')).to_contain_text("clapping")
+            expect(page.locator("#cameras-count")).to_contain_text("5 of 5 up")
+            expect(page.locator('.cam[data-camera="gate"] .err')).to_be_hidden()  # healed: no stale error
+            # A new snapshot replaces the view (the page re-fetches it when its time changes).
+            old = page.locator('.cam[data-camera="door"] img').get_attribute("src")
+            shutil.copy(snapshots / "yard.jpg", snapshots / "door.jpg")
+            os.utime(snapshots / "door.jpg", (at.timestamp() + 5, at.timestamp() + 5))
+            expect(page.locator('.cam[data-camera="door"] img')).not_to_have_attribute("src", old)
 
-                page.click("#logout")
-                expect(page.locator("#login-view")).to_be_visible()
-            finally:
-                browser.close()
+            page.click("#logout")
+            expect(page.locator("#login-view")).to_be_visible()
     finally:
         stop()
     assert errors == []
