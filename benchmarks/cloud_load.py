@@ -25,6 +25,7 @@ times more CPU per request.
 from __future__ import annotations
 
 import argparse
+import gc
 import asyncio
 import json
 import os
@@ -110,7 +111,8 @@ def summarise(latencies: list[float], elapsed: float, requests: int, clips: int,
     return {
         "requests": requests, "errors": errors, "seconds": round(elapsed, 2),
         "req_per_s": requests / elapsed, "clips_per_s": clips / elapsed,
-        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "mean_ms": statistics.fmean(ms),
+        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": ms[-1],
+        "mean_ms": statistics.fmean(ms),
     }
 
 
@@ -150,8 +152,13 @@ async def closed_loop(url: str, keys: list[str], bodies: Bodies, clips: int, con
     return summarise(latencies, elapsed, counts["requests"], good * clips, counts["errors"])
 
 
-async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seconds: float, pool: int = 64) -> dict:
-    """Single-clip requests at ``rate``/s, evenly spaced; latency from each request's scheduled time."""
+async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seconds: float, pool: int = 64,
+                    warmup: float = 1.0) -> dict:
+    """Single-clip requests at ``rate``/s, evenly spaced; latency from each request's scheduled time.
+
+    The first ``warmup`` seconds of requests are sent at the same rate but not measured: each of the ``pool``
+    connections' first requests take 15-40 ms (cold code paths on both sides), which is start-up, not load.
+    """
     host, port = url.split("//")[1].split(":")
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     connections = [Connection(host, int(port), keys[i % len(keys)]) for i in range(pool)]
@@ -162,7 +169,8 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
     done_at: list[float] = []
     errors = 0
     n = int(rate * seconds)
-    start = time.perf_counter() + 0.2
+    n_warm = int(rate * warmup)
+    start = time.perf_counter() + 0.2 + warmup  # the measured requests start here
 
     async def one(i: int) -> None:
         nonlocal errors
@@ -174,16 +182,19 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
             status, _ = await connection.post("/v1/clips", body)
         finally:
             idle.put_nowait(connection)
+        if i < 0:  # warm-up
+            return
         done_at.append(time.perf_counter())
         latencies.append(done_at[-1] - due)
         errors += status != 200
 
+    warm = [asyncio.create_task(one(i)) for i in range(-n_warm, 0)]
     tasks = [asyncio.create_task(one(i)) for i in range(n)]
     # A server that cannot keep up would make the run last as long as its backlog: stop after 3× the
     # planned time and count what is still open as failed, with its wait so far as a lower bound.
     done, pending = await asyncio.wait(tasks, timeout=3 * seconds + 5)
     now = time.perf_counter()
-    for task in pending:
+    for task in [*pending, *warm]:
         task.cancel()
     latencies += [now - (start + i / rate) for i, task in enumerate(tasks) if task in pending]
     elapsed = (max(done_at) if done_at and not pending else now) - start
@@ -223,6 +234,24 @@ def tree_cpu_seconds(pid: int | None) -> float:
     return total
 
 
+def pin_self_away_from_cpu0() -> bool:
+    """Move this process to every CPU but 0; False (and unpinned) where there is one CPU or no affinity API."""
+    cpus = getattr(os, "sched_getaffinity", lambda _pid: set())(0) - {0}
+    if not cpus:
+        return False
+    os.sched_setaffinity(0, cpus)
+    return True
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Pin ``pid`` and all its threads and child processes to ``cpus`` (Linux /proc)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+        children = task / "children"
+        for child in (children.read_text().split() if children.exists() else []):
+            pin_tree(int(child), cpus)
+
+
 def measure(run, pid: int | None) -> dict:
     """Run a load coroutine factory; add the service's CPU use and the machine's load average to its result."""
     before, load = tree_cpu_seconds(pid), os.getloadavg()[0]
@@ -260,8 +289,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=1, help="service worker processes")
     parser.add_argument("--mode", choices=["process", "thread"], default="process",
                         help="service in its own process (default), or in a thread of this one (--quick: checks the script only)")
+    parser.add_argument("--batching", default="on,off", help="micro-batching settings to run: on and/or off")
+    parser.add_argument("--open-only", action="store_true", help="only the open-loop (fixed-rate latency) cells")
+    parser.add_argument("--pin", action="store_true",
+                        help="Linux: service on CPU 0, this load generator on the other CPUs (as devices on other machines)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
+    pinned = args.pin and args.mode == "process" and pin_self_away_from_cpu0()
     if args.quick:
         args.db, args.classifiers, args.latent_dim, args.labels, args.per_class = "sqlite", "logreg", 64, 4, 20
         args.seconds, args.single_concurrency, args.batch_concurrency, args.batch_clips = 0.7, 8, 2, 16
@@ -279,6 +313,10 @@ def main(argv: list[str] | None = None) -> dict:
                                           per_class=args.per_class).path
         print(f"fitted {kind} in {time.perf_counter() - start:.1f} s")
     bodies = Bodies(args.latent_dim, args.labels)
+    # This process is the load generator, not the system under test: keep its own full GC passes (tens of ms
+    # with the fitted models in memory) out of the measured latencies.
+    gc.collect()
+    gc.freeze()
     throughput_cols = ["db", "classifier", "batching", "clips/req", "devices", "req/s", "clips/s", "p50 ms", "p95 ms",
                        "p99 ms", "errors", "clips/CPU-s", "load"]
     rate_cols = ["db", "classifier", "batching", "target req/s", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
@@ -302,8 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
                         return stack.enter_context(postgres_schema(base))
                 else:
                     raise SystemExit(f"unknown --db {db!r}")
-                for window in (2.0, 0.0):
-                    batching = "on" if window else "off"
+                for batching in [b.strip() for b in args.batching.split(",") if b.strip()]:
+                    window = {"on": 2.0, "off": 0.0}[batching]
                     extra = {"workers": args.workers} if args.mode == "process" else {}
                     with serve_in_background(
                         models[kinds[0]], db_url(f"{db}-{batching}"), admin_token=ADMIN, mode=args.mode,
@@ -311,9 +349,12 @@ def main(argv: list[str] | None = None) -> dict:
                     ) as cloud:
                         keys = [cloud.add_device(f"dev-{i}") for i in range(args.devices)]
                         pid = cloud.process.pid if cloud.process is not None else None
+                        if pinned and pid is not None:
+                            pin_tree(pid, {0})
                         for kind in kinds:
                             swap(cloud.url, models[kind])
-                            for clips, concurrency in ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency)):
+                            closed_cells = () if args.open_only else ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency))
+                            for clips, concurrency in closed_cells:
                                 result = measure(lambda c=clips, n=concurrency, url=cloud.url, k=keys: closed_loop(
                                     url, k, bodies, c, n, args.seconds), pid)
                                 raw.append({"mode": "closed", "db": db, "classifier": kind, "batching": batching,
@@ -339,8 +380,10 @@ def main(argv: list[str] | None = None) -> dict:
     gains = []
     for row in raw:
         if row["mode"] == "closed" and row["batching"] == "on":
-            off = next(r for r in raw if r["mode"] == "closed" and r["batching"] == "off" and r["db"] == row["db"]
-                       and r["classifier"] == row["classifier"] and r["clips_per_request"] == row["clips_per_request"])
+            off = next((r for r in raw if r["mode"] == "closed" and r["batching"] == "off" and r["db"] == row["db"]
+                       and r["classifier"] == row["classifier"] and r["clips_per_request"] == row["clips_per_request"]), None)
+            if off is None:  # --batching on only
+                continue
             gains.append([row["db"], row["classifier"], row["clips_per_request"], f"{row['clips_per_s']:.0f}",
                           f"{off['clips_per_s']:.0f}", f"{row['clips_per_s'] / max(off['clips_per_s'], 1e-9):.2f}"])
     print_table("closed loop: devices posting back-to-back", throughput_cols, throughput)
@@ -356,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"throughput": {"columns": throughput_cols, "rows": throughput},
               "open_loop": {"columns": rate_cols, "rows": rated},
               "batching_gain": {"columns": gain_cols, "rows": gains},
-              "raw": raw, "notes": notes, "settings": vars(args) | {"json": str(args.json)}}
+              "raw": raw, "notes": notes, "settings": vars(args) | {"json": str(args.json), "pinned": pinned}}
     save_results(args.json, result)
     return result
 

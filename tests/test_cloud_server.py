@@ -119,7 +119,8 @@ def test_micro_batcher_groups_concurrent_requests_and_splits_results(models):
     assert len(batches) < 10  # requests were classified together
     for x, (probabilities, used) in zip(parts, outputs, strict=True):
         assert used is model
-        np.testing.assert_allclose(probabilities, model.predict_proba(x))
+        # float32 latents: a stacked batch may sum in another order than one request alone (BLAS blocking).
+        np.testing.assert_allclose(probabilities, model.predict_proba(x), rtol=1e-5)
     # Off: one call per request.
     batches.clear()
     unbatched = MicroBatcher(registry, window_s=0, on_batch=lambda r, c, s: batches.append((r, c)))
