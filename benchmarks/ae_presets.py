@@ -38,6 +38,7 @@ from tinyact.training.extract import extract_latents  # noqa: E402
 VARIANTS: dict[str, tuple[str, str, dict]] = {
     "paper": ("ae3d", "paper", {}),
     "fast": ("ae3d", "fast", {}),
+    "fast-motion": ("ae3d", "fast-motion", {}),
     "fast-t4": ("ae3d", "fast", {"stem_stride": [4, 4, 4]}),
     "pool122": ("ae3d", "paper", {"pool_size": [1, 2, 2]}),
     "ae2d-fast": ("ae2d", "fast", {}),
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--motion-weight", type=float, default=0.0, help="AETrainConfig.motion_weight for every variant")
+    parser.add_argument("--channels", default=None, help="encoder channels for every variant, e.g. 32,64,128,256")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny set, 1 epoch, narrow models (for tests)")
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.classes, args.clips_per_class, args.size, args.frames, args.epochs = 3, 4, 32, 8, 1
         overrides_all = {"channels": [8, 16, 32, 64]}
+    if args.channels:
+        overrides_all = {"channels": [int(c) for c in args.channels.split(",")]}
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -45,6 +45,25 @@ def test_shapes_and_range(kind, preset, frames, size):
     assert model.encode_uint8(clips).shape == (1, 1024)
 
 
+def test_residual_mode_ignores_the_static_scene_and_reconstructs_the_residual():
+    model = _small("ae3d", "fast-motion", 8, 32)
+    assert model.config.input_mode == "residual"
+    moving = torch.randn(2, 8, 3, 32, 32)
+    static_scene = torch.randn(2, 1, 3, 32, 32).expand(-1, 8, -1, -1, -1)
+    rgb = _small("ae3d", "fast", 8, 32)
+    with torch.no_grad():
+        residual_change = (model.encode(moving + static_scene) - model.encode(moving)).abs().max()
+        rgb_change = (rgb.encode(moving + static_scene) - rgb.encode(moving)).abs().max()
+    assert residual_change < 1e-5 < 1e-3 < rgb_change  # float rounding only vs a real change
+    clips01 = torch.rand(2, 1, 3, 32, 32).expand(-1, 8, -1, -1, -1)  # a still clip: nothing moves
+    torch.testing.assert_close(model.reconstruction_target(clips01), torch.full_like(clips01, 0.5))
+    flash = clips01.clone()
+    flash[:, 3] = 1.0  # one bright frame: above 0.5 there, below elsewhere, clipped to [0, 1]
+    target = model.reconstruction_target(flash)
+    assert target.min() >= 0 and target.max() <= 1 and (target[:, 3] >= 0.5).all() and (target[:, 0] <= 0.5).all()
+    assert torch.equal(rgb.reconstruction_target(flash), flash)
+
+
 @pytest.mark.parametrize(("kind", "preset"), CASES)
 def test_full_width_presets_train_a_step(kind, preset):
     model = build_autoencoder(kind, preset, num_frames=4, input_size=16)

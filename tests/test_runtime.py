@@ -94,3 +94,17 @@ def test_torch_compile_backend(setup):
     z = load_runtime("torch-compile", checkpoint).encode(clips)
     assert z.shape == reference.shape
     assert _drift(z, reference)[0] < 1e-3
+
+
+def test_residual_input_mode_survives_export(tmp_path):
+    # fast-motion subtracts the clip's mean frame inside encode(): the ONNX graphs must do the same.
+    torch.manual_seed(0)
+    model = VideoAutoEncoder3D.from_preset("fast-motion", num_frames=FRAMES, input_size=SIZE).eval()
+    checkpoint = tmp_path / "model.pt"
+    save_model(checkpoint, model)
+    clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
+    reference = load_runtime("torch", checkpoint).encode(clips)
+    for backend, bound in (("onnx", 1e-4), ("onnx-int8", 0.15)):
+        kwargs = {"calibration": clips} if backend == "onnx-int8" else {}
+        rel, cos = _drift(load_runtime(backend, checkpoint, **kwargs).encode(clips), reference)
+        assert rel < bound and cos > 1 - bound, (backend, rel, cos)

@@ -57,7 +57,10 @@ class DemoConfig(TinyActConfig):
     encoder_checkpoint: Path | None = Field(
         None, title="Use this encoder instead of training one",
         description="a model.pt (tinyact train ae, or a KD student); its input size replaces clip_size")
-    encoder_preset: str = Field("fast", title="3-D autoencoder preset")
+    encoder_preset: str = Field(
+        "fast-motion", title="3-D autoencoder preset",
+        description="fast-motion: background-subtracted input, what makes latents carry the action (docs/MODELS.md)",
+    )
     encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (brief: this is a demo)")
     encoder_batch: int = Field(8, ge=1)
     classifier: str = Field("svm", title="Classifier kind (tinyact classify fit kinds)")

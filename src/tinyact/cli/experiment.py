@@ -22,7 +22,7 @@ def table1(
     out: Path = typer.Option(None, help="Run folder (metrics.json, table1.md, config.yaml, …); a rerun resumes."),
     layout: str = typer.Option(None, help="kinetics (CVDF layout) or folder (ROOT/<class>/<video>) [default: kinetics]."),
     split_file: Path = typer.Option(None, help="folder layout: CSV path,split; without it a seeded stratified split."),
-    preset: str = typer.Option(None, help="Autoencoder preset (fast, paper) [default: fast]."),
+    preset: str = typer.Option(None, help="Autoencoder preset (fast, fast-motion, paper) [default: fast]."),
     size: int = typer.Option(None, help="Crop size in pixels [default: 112]."),
     frames: int = typer.Option(None, help="Frames per clip [default: 16]."),
     epochs: int = typer.Option(None, help="Autoencoder training epochs [default: 10]."),

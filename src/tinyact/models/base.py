@@ -39,6 +39,10 @@ class ClipAutoEncoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reconstruction_target(self, clips01: torch.Tensor) -> torch.Tensor:
+        """What ``decode`` is trained to produce from clips ``[B, T, C, H, W]`` in ``[0, 1]``: the clips themselves."""
+        return clips01
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` -> ``(z, x̂)``."""
         z = self.encode(x)

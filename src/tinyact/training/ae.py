@@ -176,7 +176,7 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: A
         clips = clips.to(device)
         with autocast(device, cfg.precision):
             _, recon = model(normalize(clips, stats))
-        total += F.mse_loss(recon.float(), to_unit(clips), reduction="sum").item()
+        total += F.mse_loss(recon.float(), model.reconstruction_target(to_unit(clips)), reduction="sum").item()
         count += clips.numel()
     return total / count if count else float("nan")
 
@@ -266,7 +266,7 @@ def train_autoencoder(
                     bar.advance(len(clips))
                     continue
                 clips = clips.to(device, non_blocking=True)
-                target = to_unit(clips)  # uint8 -> [0, 1], the reconstruction target
+                target = model.reconstruction_target(to_unit(clips))  # uint8 -> [0, 1] (or its residual)
                 with autocast(device, cfg.precision):
                     _, recon = model(normalize(clips, stats))
                 loss = reconstruction_loss(recon.float(), target, cfg.motion_weight)
@@ -302,7 +302,7 @@ def train_autoencoder(
             model.eval()
             with torch.no_grad(), autocast(device, cfg.precision):
                 _, recon = model(normalize(grid_batch.to(device), stats))
-            _recon_grid(to_unit(grid_batch), recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
+            _recon_grid(model.reconstruction_target(to_unit(grid_batch.to(device))).cpu(), recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch + 1, "config": cfg.model_dump(mode="json"),

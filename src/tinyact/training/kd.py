@@ -323,7 +323,8 @@ def evaluate_student(
         logits = out["logits"].float()
         ce += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += float((logits.argmax(1) == labels).sum())
-        mse += float(((out["recon"].float() - to_unit(clips)) ** 2).flatten(1).mean(1).sum())
+        target = student.autoencoder.reconstruction_target(to_unit(clips))
+        mse += float(((out["recon"].float() - target) ** 2).flatten(1).mean(1).sum())
         seen += len(labels)
         if teacher is not None:
             keep = [i for i, c in enumerate(clip_ids) if teacher.has(c)]
@@ -407,7 +408,8 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
                 t_logits, t_emb = teacher(clip_ids, clips) if teacher else (None, None)
                 with autocast(info.device, cfg.precision):
                     out = net(normalize(clips), t_emb.to(info.device) if t_emb is not None and cfg.feature_kd > 0 else None)
-                losses = loss_fn(out["logits"], t_logits, labels, out["recon"], to_unit(clips), beta=beta)
+                target = student.autoencoder.reconstruction_target(to_unit(clips))
+                losses = loss_fn(out["logits"], t_logits, labels, out["recon"], target, beta=beta)
                 total = losses["total"]
                 if "feature" in out:
                     total = total + cfg.feature_kd * out["feature"]
