@@ -58,6 +58,32 @@ def linear_probe(latents: LatentsFile, seed: int = 0) -> dict[str, float]:
     return {"top1": float((probe.predict(test.latents) == test.y).mean()), "n_train": len(train), "n_test": len(test)}
 
 
+def supervised_encoder(kind: str, preset: str, overrides: dict, manifest: Manifest, cache: Path, args) -> torch.nn.Module:
+    """The same encoder trained *with labels* (cross-entropy through a linear head on the latent, Adam, the same
+    epochs, batch and seed): how far this network gets on these clips when it is told the action, i.e. the
+    ceiling that an unsupervised objective could at best approach."""
+    from torch.utils.data import DataLoader
+
+    from tinyact.data.datasets import ClipDataset, collate_clips
+    from tinyact.data.transforms import normalize
+
+    torch.manual_seed(args.seed)
+    model = build_autoencoder(kind, preset, **{**overrides, "num_frames": args.frames, "input_size": args.size})
+    head = torch.nn.Linear(model.config.latent_dim, len(manifest.label_names))
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=args.lr)
+    train = ClipDataset(manifest.split("train"), cache=cache)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate_clips,
+                        generator=torch.Generator().manual_seed(args.seed), drop_last=len(train) % args.batch_size == 1)
+    model.train()
+    for _ in range(args.epochs):
+        for clips, labels, _ in loader:
+            loss = torch.nn.functional.cross_entropy(head(model.encode(normalize(clips, model.config.normalization))), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
 def encoder_latency_ms(model: torch.nn.Module, frames: int, size: int, repeats: int) -> float:
     x = torch.randn(1, frames, 3, size, size)
     model.eval()
@@ -80,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--motion-weight", type=float, default=0.0, help="AETrainConfig.motion_weight for every variant")
     parser.add_argument("--channels", default=None, help="encoder channels for every variant, e.g. 32,64,128,256")
+    parser.add_argument("--supervised", action="store_true",
+                        help="also train each encoder with labels (CE) and probe it: the architecture's ceiling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny set, 1 epoch, narrow models (for tests)")
@@ -88,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     overrides_all: dict = {}
     if args.quick:
         args.classes, args.clips_per_class, args.size, args.frames, args.epochs = 3, 4, 32, 8, 1
+        args.supervised = True
         overrides_all = {"channels": [8, 16, 32, 64]}
     if args.channels:
         overrides_all = {"channels": [int(c) for c in args.channels.split(",")]}
@@ -152,10 +181,17 @@ def main(argv: list[str] | None = None) -> dict:
             "probe_top1": round(linear_probe(trained, args.seed)["top1"], 3),
             "random_probe_top1": round(linear_probe(random, args.seed)["top1"], 3),
         }
+        if args.supervised:
+            supervised = supervised_encoder(kind, preset, overrides, manifest, cache, args)
+            sup = extract_latents(supervised, manifest, base.sampling(), run / "latents-supervised.npz", cache_dir=cache,
+                                  resume=False)
+            row["supervised_probe_top1"] = round(linear_probe(sup, args.seed)["top1"], 3)
         rows.append(row)
         print(row, flush=True)
 
     columns = ["variant", "encoder_gflops", "encoder_ms_b1", "train_clips_per_s", "val_psnr_db", "probe_top1", "random_probe_top1"]
+    if args.supervised:
+        columns.append("supervised_probe_top1")
     table_rows = [[r[c] for c in columns] for r in rows]
     probe = linear_probe(trained, args.seed)
     title = (f"autoencoder variants: {args.classes} classes, {probe['n_train']} train+val / {probe['n_test']} test clips, "
