@@ -25,8 +25,8 @@ times more CPU per request.
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
+import gc
 import json
 import os
 import shutil
