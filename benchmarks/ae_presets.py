@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         columns.append("supervised_probe_top1")
     table_rows = [[r[c] for c in columns] for r in rows]
     probe = linear_probe(trained, args.seed)
-    title = (f"autoencoder variants: {args.classes} classes, {probe['n_train']} train+val / {probe['n_test']} test clips, "
+    title = (f"autoencoder variants: {len(manifest.label_names)} classes, {probe['n_train']} train+val / {probe['n_test']} test clips, "
              f"{args.size}px T={args.frames}, {args.epochs} epochs")
     print_table(title, columns, table_rows)
     payload = {
