@@ -30,9 +30,11 @@ clip's mean frame from every frame, so what a static camera sees all the time (b
 actor's idle torso) cancels and only what moves reaches the latent; the decoder then reconstructs that
 residual, mapped to ``[0, 1]`` as ``0.5 + residual_gain · (x − mean_t x)``
 (:meth:`VideoAutoEncoder3D.reconstruction_target`). On the synthetic set with held-out actors this is what
-makes the latent carry the action at all (docs/RESULTS.md): with RGB input the MSE is spent on the
-background, which fills >90 % of the pixels and says nothing about the action. The model is built for one input shape ``(T, H, W)``
-(any size; non-square works): the decoder needs it to restore the exact shape.
+lifts the latent above chance (docs/MODELS.md): with RGB input the MSE is spent on the background, which
+fills >90 % of the pixels and says nothing about the action.
+
+The model is built for one input shape ``(T, H, W)`` (any size; non-square works): the decoder needs it to
+restore the exact shape.
 """
 
 from __future__ import annotations
