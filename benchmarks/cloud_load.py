@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           per_class=args.per_class).path
         print(f"fitted {kind} in {time.perf_counter() - start:.1f} s")
     bodies = Bodies(args.latent_dim, args.labels)
+    closed_cells = () if args.open_only else ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency))
     # This process is the load generator, not the system under test: keep its own full GC passes (tens of ms
     # with the fitted models in memory) out of the measured latencies.
     gc.collect()
@@ -353,7 +354,6 @@ def main(argv: list[str] | None = None) -> dict:
                             pin_tree(pid, {0})
                         for kind in kinds:
                             swap(cloud.url, models[kind])
-                            closed_cells = () if args.open_only else ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency))
                             for clips, concurrency in closed_cells:
                                 result = measure(lambda c=clips, n=concurrency, url=cloud.url, k=keys: closed_loop(
                                     url, k, bodies, c, n, args.seconds), pid)

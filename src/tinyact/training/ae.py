@@ -248,7 +248,8 @@ def train_autoencoder(
 
     grid_source = val_set if len(val_set) else train_set
     grid_clips = [grid_source[i] for i in range(min(cfg.grid_clips, len(grid_source)))]
-    grid_batch = collate_clips(grid_clips)[0]
+    grid_batch = collate_clips(grid_clips)[0].to(device)
+    grid_target = model.reconstruction_target(to_unit(grid_batch)).cpu()  # the grid's top rows, the same every epoch
 
     weights_hash = ""
     row: dict[str, float] = log.rows[-1] if log.rows else {}
@@ -301,8 +302,8 @@ def train_autoencoder(
         if len(grid_batch):
             model.eval()
             with torch.no_grad(), autocast(device, cfg.precision):
-                _, recon = model(normalize(grid_batch.to(device), stats))
-            _recon_grid(model.reconstruction_target(to_unit(grid_batch.to(device))).cpu(), recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
+                _, recon = model(normalize(grid_batch, stats))
+            _recon_grid(grid_target, recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch + 1, "config": cfg.model_dump(mode="json"),
