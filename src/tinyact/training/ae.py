@@ -249,7 +249,8 @@ def train_autoencoder(
     grid_source = val_set if len(val_set) else train_set
     grid_clips = [grid_source[i] for i in range(min(cfg.grid_clips, len(grid_source)))]
     grid_batch = collate_clips(grid_clips)[0].to(device)
-    grid_target = model.reconstruction_target(to_unit(grid_batch)).cpu()  # the grid's top rows, the same every epoch
+    # The grid's top rows (what the decoder should draw) are the same every epoch; grid_clips = 0 means no grid.
+    grid_target = model.reconstruction_target(to_unit(grid_batch)).cpu() if len(grid_batch) else None
 
     weights_hash = ""
     row: dict[str, float] = log.rows[-1] if log.rows else {}
