@@ -39,5 +39,9 @@ def test_peers_benchmark_quick(tmp_path):
     int8 = runtimes["ONNX static int8 (QDQ)"]
     assert 0 < int8["rel_l2"] < 0.2 and int8["cosine"] > 0.98
     assert int8["size_mb"] < 0.4 * runtimes["ONNX Runtime fp32"]["size_mb"]
-    assert set(result["ratios"]) >= {"static_int8_speedup_vs_eager_fp32", "fast_int8_latency_over_x3d_xs_native_fp32"}
+    torch_int8 = runtimes["PyTorch static int8 (oneDNN)"]
+    assert 0 < torch_int8["rel_l2"] < 0.2 and torch_int8["cosine"] > 0.98
+    assert torch_int8["size_mb"] < 0.4 * runtimes["eager fp32"]["size_mb"]
+    assert set(result["ratios"]) >= {"onnx_static_int8_speedup_vs_eager_fp32", "torch_int8_speedup_vs_eager_fp32",
+                                     "torch_int8_latency_over_x3d_xs_native_fp32", "torch_int8_top1_change_points"}
     assert "| model |" in md.read_text() and png.stat().st_size > 10_000

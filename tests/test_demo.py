@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ def test_demo_whole_system(tmp_path):
     config = tmp_path / "demo.yaml"
     config.write_text(f"data: {tmp_path / 'synth'}\nout: {tmp_path / 'run'}\nclasses: 3\nclips_per_class: 3\n"
                       "video_size: 32\nclip_size: 32\nencoder_epochs: 1\nclassifier_folds: 2\nplaylist_clips: 3\n"
-                      "min_segment_s: 3\n")
+                      "min_segment_s: 3\nbackend: torch-int8\n")
     result = CliRunner().invoke(app, ["demo", "--config", str(config), "--duration", "20"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
@@ -45,3 +46,7 @@ def test_demo_whole_system(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     assert (run / "edge" / "snapshots" / "cam-1.jpg").stat().st_size > 0
     assert (run / "config.yaml").is_file() and "accuracy" in result.output
+    # The edge ran the int8 encoder the demo quantised (calibrated on training clips) next to the checkpoint.
+    assert summary["encoder"]["backend"] == "torch-int8"
+    checkpoint = Path(summary["encoder"]["checkpoint"])
+    assert checkpoint.with_name(checkpoint.stem + ".int8.pt").is_file()

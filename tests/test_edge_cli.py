@@ -13,6 +13,7 @@ from tinyact.cli import app
 from tinyact.cloud.server import serve_in_background
 from tinyact.cloud.testing import fit_toy_classifier
 from tinyact.data.encode import encode_video
+from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
 
@@ -64,6 +65,7 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
 
     from tinyact.edge.agent import EdgeAgent
     from tinyact.edge.config import EdgeConfig
+    from tinyact.edge.encoder import load_encoder
 
     torch.manual_seed(0)
     save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 8), latent_dim=16,
@@ -90,6 +92,18 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
     agent = EdgeAgent(cfg)
     assert agent.run_round()["clips"] == 1 and agent.encoder.backend == "onnx-int8"
     agent.stop()
+    result = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
+                                 "--clips", "6", "--format", "torch"])
+    assert result.exit_code == 0, result.output
+    drift = json.loads((tmp_path / "ae.int8.drift.json").read_text())
+    assert (tmp_path / "ae.int8.pt").is_file() and drift["cosine_mean"] > 0.95, drift
+    cfg.encoder.backend = "torch-int8"
+    agent = EdgeAgent(cfg)
+    assert agent.run_round()["clips"] == 1 and agent.encoder.backend == "torch-int8"
+    agent.stop()
+    cfg.encoder.int8_path = tmp_path / "absent.int8.pt"
+    with pytest.raises(ConfigError, match="no int8 encoder at"):
+        load_encoder(cfg.encoder)
     missing = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on",
                                   str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no such manifest or folder" in missing.output

@@ -10,8 +10,9 @@ import torch
 from benchmarks.synth_clips import synthetic_clips
 from tinyact.errors import TinyActError
 from tinyact.models import VideoAutoEncoder3D
-from tinyact.models.checkpoint import save_model
+from tinyact.models.checkpoint import load_model, save_model
 from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
+from tinyact.models.quantize import load_int8, quantize_encoder, save_int8
 from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
 
 FRAMES, SIZE = 8, 32
@@ -38,7 +39,7 @@ def _drift(z: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch-compile"])
 def test_backend_shape_and_drift(setup, backend):
     checkpoint, clips, reference = setup
-    kwargs = {"calibration": clips} if backend == "onnx-int8" else {}
+    kwargs = {"calibration": clips} if "int8" in backend else {}
     runtime = load_runtime(backend, checkpoint, **kwargs)
     assert isinstance(runtime, EncoderRuntime) and runtime.backend == backend
     assert runtime.input_shape == (FRAMES, 3, SIZE, SIZE) and runtime.encoder_hash
@@ -47,7 +48,7 @@ def test_backend_shape_and_drift(setup, backend):
     one = runtime.encode(torch.from_numpy(clips[0]))  # a single clip, as a tensor
     assert one.shape == (1, 1024)
     rel, cos = _drift(z, reference)
-    bound = {"torch-bf16": 0.05, "onnx-int8": 0.15}.get(backend, 1e-4)
+    bound = {"torch-bf16": 0.05, "onnx-int8": 0.15, "torch-int8": 0.15}.get(backend, 1e-4)
     assert rel < bound, (backend, rel)
     assert cos > 1 - bound, (backend, cos)
 
@@ -88,6 +89,31 @@ def test_runtime_errors(setup, tmp_path):
         quantize_static(export_onnx(checkpoint, tmp_path / "e.onnx"), tmp_path / "q.onnx", clips[:, :4])
 
 
+def test_torch_int8_quantises_saves_and_loads(setup, tmp_path):
+    checkpoint, clips, reference = setup
+    model, _ = load_model(checkpoint)
+    module = quantize_encoder(model, clips[:4])
+    # Really int8: the convolutions are quantised modules, and the file is much smaller than the fp32 weights.
+    graph = str(module.inlined_graph)
+    assert graph.count("quantized::conv3d_relu") == 4 and "quantized::linear" in graph
+    path = save_int8(module, tmp_path / "enc.int8.pt")
+    assert path.stat().st_size < 0.4 * checkpoint.stat().st_size
+    fresh = load_runtime("torch-int8", checkpoint, int8_path=path).encode(clips)
+    calibrated = load_runtime("torch-int8", checkpoint, calibration=clips[:4]).encode(clips)
+    np.testing.assert_array_equal(fresh, calibrated)  # the same calibration gives the same int8 model
+    rel, cos = _drift(fresh, reference)
+    assert rel < 0.15 and cos > 0.98
+    with pytest.raises(TinyActError, match="calibration clips or a quantised file"):
+        load_runtime("torch-int8", checkpoint)
+    with pytest.raises(TinyActError, match="calibration clips must be uint8"):
+        quantize_encoder(model, clips[:, :4])
+    with pytest.raises(TinyActError, match="not found"):
+        load_runtime("torch-int8", checkpoint, int8_path=tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(TinyActError, match="cannot load"):
+        load_int8(tmp_path / "junk.pt")
+
+
 @pytest.mark.slow
 def test_torch_compile_backend(setup):
     checkpoint, clips, reference = setup
@@ -104,7 +130,7 @@ def test_residual_input_mode_survives_export(tmp_path):
     save_model(checkpoint, model)
     clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
     reference = load_runtime("torch", checkpoint).encode(clips)
-    for backend, bound in (("onnx", 1e-4), ("onnx-int8", 0.15)):
-        kwargs = {"calibration": clips} if backend == "onnx-int8" else {}
+    for backend, bound in (("onnx", 1e-4), ("onnx-int8", 0.15), ("torch-int8", 0.15)):
+        kwargs = {"calibration": clips} if "int8" in backend else {}
         rel, cos = _drift(load_runtime(backend, checkpoint, **kwargs).encode(clips), reference)
         assert rel < bound and cos > 1 - bound, (backend, rel, cos)

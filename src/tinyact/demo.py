@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from tinyact.config import TinyActConfig
-from tinyact.data.cache import build_cache
+from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest, balance
 from tinyact.data.synth import SynthConfig, generate
@@ -73,7 +73,7 @@ class DemoConfig(TinyActConfig):
     min_segment_s: float = Field(5.0, gt=0, title="Each action plays at least this long on a camera")
     playlist_clips: int = Field(10, ge=1, title="Action clips per camera playlist")
     wire_dtype: Literal["float16", "int8", "float32"] = "float16"
-    backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = "torch"
+    backend: Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"] = "torch"
 
     def models_dir(self) -> Path:
         return self.models or (self.data / "models")
@@ -339,6 +339,30 @@ def summarise(rows: list[ClipRow], counts: dict, cloud_db: str, bytes_sent: int,
     }
 
 
+def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:
+    """Write the int8 encoder the edge's ``backend`` loads (next to the checkpoint), calibrated on training clips."""
+    from tinyact.edge.encoder import default_int8_path, default_onnx_path
+    from tinyact.models.checkpoint import load_model
+
+    out = default_int8_path(checkpoint) if backend == "torch-int8" else default_onnx_path(checkpoint, int8=True)
+    if out.is_file() and out.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return out
+    model, _ = load_model(checkpoint)
+    cache = ClipCache(cache_dir)
+    train = [e.clip_id for e in manifest.split("train").entries if e.clip_id in cache][:clips]
+    calibration = np.stack([cache[clip_id].numpy() for clip_id in train])
+    stats = getattr(model.config, "normalization", "imagenet")
+    if backend == "torch-int8":
+        from tinyact.models.quantize import quantize_encoder, save_int8
+
+        return save_int8(quantize_encoder(model, calibration, stats=stats), out)
+    from tinyact.models.export import export_onnx, quantize_static
+
+    fp32 = default_onnx_path(checkpoint)
+    export_onnx(model, fp32)
+    return quantize_static(fp32, out, calibration, stats=stats)
+
+
 def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
              on_ready: Callable[[dict], None] | None = None,
              on_summary: Callable[[dict], None] | None = None) -> dict:
@@ -390,6 +414,10 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
     t0 = time.perf_counter()
     checkpoint, encoder_hash = ensure_encoder(cfg, manifest_path, cache_dir)
     step("encoder", t0)
+    if cfg.backend.endswith("int8"):
+        t0 = time.perf_counter()
+        ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
+        step("int8", t0)
     t0 = time.perf_counter()
     classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, cache_dir)
     step("classifier", t0)

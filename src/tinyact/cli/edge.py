@@ -221,36 +221,46 @@ def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> n
 def quantize(
     checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt)."),
     calibrate_on: Path = typer.Option(..., help="Manifest CSV or folder of videos: real clips to calibrate on."),
+    format: str = typer.Option("onnx", "--format", help="onnx: ONNX Runtime QDQ graph (backend onnx-int8); "
+                               "torch: PyTorch int8 on oneDNN, TorchScript (backend torch-int8)."),
     onnx_in: Path = typer.Option(None, help="fp32 ONNX file [default: next to the checkpoint; exported if missing]."),
-    out: Path = typer.Option(None, help="int8 ONNX file [default: next to the checkpoint, .int8.onnx]."),
-    clips: int = typer.Option(32, help="Calibration clips."),
+    out: Path = typer.Option(None, help="int8 file [default: next to the checkpoint, .int8.onnx / .int8.pt]."),
+    clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
 ) -> None:
-    """Static int8 quantisation (QDQ, per channel) calibrated on real clips; prints the latent drift vs fp32."""
-    from tinyact.edge.encoder import default_onnx_path
+    """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
+    from tinyact.edge.encoder import default_int8_path, default_onnx_path
     from tinyact.models.checkpoint import load_model
-
-    export = _export_module()
     from tinyact.models.runtime import load_runtime
 
+    if format not in ("onnx", "torch"):
+        raise TinyActError(f"--format must be onnx or torch, not {format!r}")
     model, info = load_model(checkpoint)
     config = info["config"]
     frames, size = int(config.get("num_frames", 16)), int(config["input_size"][0])
-    onnx_in = onnx_in or default_onnx_path(checkpoint)
-    if not onnx_in.is_file():
-        export.export_onnx(model, onnx_in, frames=frames, size=size)
-    out = out or default_onnx_path(checkpoint, int8=True)
+    stats = getattr(model.config, "normalization", "imagenet")
     data = calibration_clips(calibrate_on, frames, size, clips)
     half = max(1, len(data) // 2) if len(data) > 1 else 1
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
-    export.quantize_static(onnx_in, out, calibration, stats=getattr(model.config, "normalization", "imagenet"))
-    fp32 = load_runtime("onnx", checkpoint, onnx_path=onnx_in).encode(held_out)
-    int8 = load_runtime("onnx-int8", checkpoint, onnx_path=out).encode(held_out)
+    if format == "torch":
+        from tinyact.models.quantize import quantize_encoder, save_int8
+
+        out = save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint))
+        fp32 = load_runtime("torch", model).encode(held_out)
+        int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)
+    else:
+        export = _export_module()
+        onnx_in = onnx_in or default_onnx_path(checkpoint)
+        if not onnx_in.is_file():
+            export.export_onnx(model, onnx_in, frames=frames, size=size)
+        out = export.quantize_static(onnx_in, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats)
+        fp32 = load_runtime("onnx", checkpoint, onnx_path=onnx_in).encode(held_out)
+        int8 = load_runtime("onnx-int8", checkpoint, onnx_path=out).encode(held_out)
     drift = latent_drift(fp32, int8)
     console.print(f"wrote {out} (calibrated on {len(calibration)} clip(s)); drift on {len(held_out)} held-out clip(s): "
                   f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
     (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
                                                             "held_out_clips": len(held_out), **drift}, indent=1))
-    console.print("use encoder.backend: onnx-int8")
+    console.print(f"use encoder.backend: {'torch-int8' if format == 'torch' else 'onnx-int8'}")
 
 
 def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:

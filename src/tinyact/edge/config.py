@@ -31,7 +31,7 @@ from tinyact.wire import CAMERA_ID_PATTERN, DEVICE_ID_PATTERN, WireDtype
 
 DEVICE_KEY_ENV = "TINYACT_DEVICE_KEY"
 WEB_TOKEN_ENV = "TINYACT_EDGE_TOKEN"
-Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "onnx", "onnx-int8"]
+Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8"]
 _SECRET_KEYS = {"device_key", "key", "api_key", "token", "password"}
 
 
@@ -71,8 +71,11 @@ class EncoderConfig(TinyActConfig):
     """The clip encoder that runs on the device."""
 
     checkpoint: Path = Field(description="model file from `tinyact train ae` (`model.pt`)")
-    backend: Backend = Field("torch", description="torch (fp32), torch-bf16, torch-channels-last, torch-compile, onnx, onnx-int8")
+    backend: Backend = Field(
+        "torch", description="torch (fp32), torch-bf16, torch-channels-last, torch-compile, torch-int8, onnx, onnx-int8")
     onnx_path: Path | None = Field(None, description="onnx backends: the exported model (default: next to the checkpoint)")
+    int8_path: Path | None = Field(
+        None, description="torch-int8: the file from `tinyact edge quantize --format torch` (default: next to the checkpoint)")
     input_size: int | None = Field(None, ge=16, le=1024, description="frame side in pixels (default: the checkpoint's)")
     threads: int | None = Field(None, ge=1, le=256, description="torch / onnxruntime threads (default: library default)")
     max_batch: int | None = Field(
@@ -240,8 +243,9 @@ cloud_url: http://127.0.0.1:8000     # base URL of `tinyact cloud serve`
 
 encoder:
   checkpoint: tinyact-data/runs/ae/model.pt   # from `tinyact train ae`
-  backend: torch                     # torch | torch-bf16 | onnx | onnx-int8 (onnx: `tinyact edge export-onnx`)
+  backend: torch                     # torch | torch-bf16 | torch-int8 | onnx | onnx-int8 (int8: `tinyact edge quantize`)
   # onnx_path: model.onnx            # default: next to the checkpoint
+  # int8_path: model.int8.pt         # torch-int8; default: next to the checkpoint
   # input_size: 112                  # default: the checkpoint's
   # threads: 2
   # max_batch: 16                    # split big rounds to bound memory (default: one call per round)

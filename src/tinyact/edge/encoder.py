@@ -2,8 +2,9 @@
 
 ``load_encoder(cfg.encoder)`` returns an :class:`EdgeEncoder` whose ``encode`` takes one round's clips as one
 batch. The backends come from :mod:`tinyact.models.runtime`: ``torch`` (eager fp32), ``torch-bf16``
-(autocast), ``torch-channels-last``, ``torch-compile``, ``onnx`` (ONNX Runtime fp32) and ``onnx-int8`` (static
-QDQ int8); ``tinyact edge export-onnx`` / ``tinyact edge quantize --calibrate-on …`` write the ONNX files.
+(autocast), ``torch-channels-last``, ``torch-compile``, ``torch-int8`` (static int8 on oneDNN), ``onnx`` (ONNX
+Runtime fp32) and ``onnx-int8`` (static QDQ int8); ``tinyact edge export-onnx`` / ``tinyact edge quantize
+--calibrate-on … [--format torch]`` write the ONNX / int8 files.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
 def _runtime(cfg: EncoderConfig, checkpoint: Path, model: torch.nn.Module) -> Any:
     from tinyact.models.runtime import load_runtime
 
+    if cfg.backend == "torch-int8":
+        int8_path = cfg.int8_path or default_int8_path(checkpoint)
+        if not Path(int8_path).is_file():
+            raise ConfigError(f"no int8 encoder at {int8_path}: write it with `tinyact edge quantize --format torch "
+                              f"--checkpoint {checkpoint} --calibrate-on MANIFEST_OR_FOLDER` (or set encoder.int8_path)")
+        return load_runtime(cfg.backend, model, int8_path=int8_path)
     if cfg.backend.startswith("torch"):
         return load_runtime(cfg.backend, model)
     onnx_path = cfg.onnx_path
@@ -93,3 +100,9 @@ def default_onnx_path(checkpoint: Path, int8: bool = False) -> Path:
     """Where ``export-onnx`` / ``quantize`` write by default: next to the checkpoint."""
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(checkpoint.stem + (".int8.onnx" if int8 else ".onnx"))
+
+
+def default_int8_path(checkpoint: Path) -> Path:
+    """Where ``quantize --format torch`` writes by default: next to the checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".int8.pt")

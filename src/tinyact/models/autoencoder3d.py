@@ -166,12 +166,16 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         """``[B, T, C, H, W]`` normalised float -> latent ``[B, latent_dim]``."""
         if x.dim() != 5:
             raise ValueError(f"expected a batch of clips [B, T, C, H, W], got shape {tuple(x.shape)}")
-        if self.config.input_mode == "residual":
-            x = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
-        x = x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
-        features = self.encoder(x)  # [B, 512, t, h, w]
+        features = self.encoder(self.encoder_input(x))  # [B, 512, t, h, w]
         pooled = self.pool(features).flatten(1)  # [B, 512 * prod(pool_size)]
         return self.to_latent(pooled)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, C, H, W]`` normalised clips -> what the first convolution takes, ``[B, C, T, H, W]``
+        (minus the clip's mean frame in residual mode). Kept apart so quantised runtimes reuse it in float."""
+        if self.config.input_mode == "residual":
+            x = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
+        return x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[B, latent_dim]`` -> reconstruction ``[B, T, C, H, W]`` in ``[0, 1]``."""

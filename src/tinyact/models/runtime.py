@@ -13,6 +13,8 @@ backend                   what runs
 ``onnx``                  ONNX Runtime fp32 on the exported encoder (:func:`tinyact.models.export.export_onnx`)
 ``onnx-int8``             ONNX Runtime int8: static QDQ per-channel when calibration clips are given,
                           else dynamic quantisation; or a ready int8 ``onnx_path``
+``torch-int8``            PyTorch static int8 on oneDNN kernels (:mod:`tinyact.models.quantize`), calibrated
+                          on the given clips; or a ready TorchScript ``int8_path``
 ========================  =============================================================================
 """
 
@@ -29,7 +31,7 @@ from torch import nn
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
 
-BACKENDS = ("torch", "torch-bf16", "torch-channels-last", "torch-compile", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8")
 
 
 @runtime_checkable
@@ -111,6 +113,24 @@ class TorchRuntime(_RuntimeBase):
         return z.float().numpy()
 
 
+class TorchInt8Runtime(_RuntimeBase):
+    """A statically quantised encoder (TorchScript from :func:`tinyact.models.quantize.quantize_encoder`)."""
+
+    backend = "torch-int8"
+
+    def __init__(self, module: torch.jit.ScriptModule, shape: tuple[int, int, int, int], latent_dim: int,
+                 stats: NormStats, encoder_hash: str | None) -> None:
+        super().__init__(shape, latent_dim, stats, encoder_hash)
+        self.module = module
+
+    @torch.inference_mode()
+    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        from tinyact.models.quantize import quantized_engine
+
+        with quantized_engine():
+            return self.module(self._normalised(clips)).float().numpy()
+
+
 class OnnxRuntime(_RuntimeBase):
     """An ONNX Runtime session on an exported (optionally quantised) encoder graph."""
 
@@ -168,6 +188,7 @@ def load_runtime(
     *,
     onnx_path: str | Path | None = None,
     calibration: np.ndarray | None = None,
+    int8_path: str | Path | None = None,
     threads: int | None = None,
 ) -> EncoderRuntime:
     """Build the ``backend`` runtime for a saved encoder.
@@ -179,7 +200,9 @@ def load_runtime(
             it the encoder is exported (and quantised) next to the checkpoint, ``<stem>.<hash>.onnx`` /
             ``<stem>.<hash>.int8-static.onnx`` / ``<stem>.<hash>.int8-dynamic.onnx``, and those files are reused later.
         calibration: for ``onnx-int8`` without ``onnx_path``: uint8 clips ``[N, T, 3, H, W]`` for static
-            (QDQ, per-channel) quantisation; without them the graph is quantised dynamically.
+            (QDQ, per-channel) quantisation; without them the graph is quantised dynamically. For ``torch-int8``
+            without ``int8_path``: the clips to calibrate on (required: static int8 has no data-free fallback).
+        int8_path: for ``torch-int8``: a file from :func:`tinyact.models.quantize.save_int8` to load.
         threads: ONNX Runtime intra-op threads (default: torch's thread count).
     """
     if backend not in BACKENDS:
@@ -196,6 +219,8 @@ def load_runtime(
         encoder_hash = info.get("hash")
     stats: NormStats = getattr(getattr(model, "config", None), "normalization", "imagenet")
 
+    if backend == "torch-int8":
+        return _torch_int8(model, calibration, int8_path, stats, encoder_hash)
     if backend.startswith("torch"):
         return TorchRuntime(model, backend, encoder_hash)
 
@@ -220,3 +245,18 @@ def load_runtime(
                 if not onnx_path.is_file():
                     quantize_dynamic(fp32, onnx_path)
     return OnnxRuntime(onnx_path, backend=backend, stats=stats, encoder_hash=encoder_hash, threads=threads)
+
+
+def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str | Path | None, stats: NormStats,
+                encoder_hash: str | None) -> TorchInt8Runtime:
+    from tinyact.models.export import _input_shape
+    from tinyact.models.quantize import load_int8, quantize_encoder
+
+    if int8_path is not None:
+        module = load_int8(int8_path)
+    elif calibration is not None:
+        module = quantize_encoder(model, calibration, stats=stats)
+    else:
+        raise TinyActError("torch-int8 needs calibration clips or a quantised file (`tinyact edge quantize --format torch`)")
+    latent_dim = int(getattr(getattr(model, "config", None), "latent_dim", 1024))
+    return TorchInt8Runtime(module, _input_shape(model, None, None), latent_dim, stats, encoder_hash)

@@ -1,0 +1,149 @@
+"""Static int8 quantisation of the 3-D encoder in PyTorch itself (FX graph mode, oneDNN kernels).
+
+The ONNX Runtime path (:mod:`tinyact.models.export`) runs ``QLinearConv`` through an im2col + int8 GEMM, which on
+a CPU without VNNI gains little over fp32 (``docs/BENCHMARKS.md``). PyTorch's quantised ``Conv3d`` on the
+oneDNN engine uses oneDNN's direct int8 convolution instead. What :func:`quantize_encoder` does:
+
+1. ``Conv3d + BatchNorm3d + ReLU`` are fused, then observers are inserted (``prepare_fx``): per-channel
+   symmetric int8 weights, uint8 activations with a histogram observer. Activations use ``reduce_range``
+   (7 bits), because an int8 dot product without VNNI adds pairs of u8·s8 products in 16 bits, which 8-bit
+   activations can overflow.
+2. The calibration clips (real uint8 clips, normalised like every backend) run through it.
+3. ``convert_fx`` swaps in the quantised modules; the result is traced and frozen into TorchScript, which
+   removes Python dispatch between layers and can be saved (:func:`save_int8`) and loaded without the model code.
+
+The float pre-processing of :meth:`VideoAutoEncoder3D.encoder_input` (the residual of ``fast-motion``, the
+permute) stays in float in front of the int8 stack, so the quantised encoder takes the same normalised
+``[B, T, 3, H, W]`` input as :class:`~tinyact.models.export.EncoderGraph` and returns the same latents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyact.data.transforms import NormStats, normalize
+from tinyact.errors import TinyActError
+
+#: The quantised engine: oneDNN's int8 Conv3d is 2-3x faster than FBGEMM's on the CPUs we measured.
+ENGINE = "onednn"
+
+
+@contextlib.contextmanager
+def quantized_engine(engine: str = ENGINE) -> Iterator[None]:
+    """Select ``torch.backends.quantized.engine`` for a block (it is process-global) and restore it after."""
+    if engine not in torch.backends.quantized.supported_engines:
+        raise TinyActError(f"this PyTorch build has no {engine!r} quantised engine "
+                           f"(it has {', '.join(torch.backends.quantized.supported_engines)})")
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+class _FloatFront(nn.Module):
+    """The encoder's float pre-processing in front of its (quantised) convolution stack."""
+
+    def __init__(self, model: nn.Module, stack: nn.Module) -> None:
+        super().__init__()
+        self.residual = model.config.input_mode == "residual"
+        self.stack = stack
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        x = clips - clips.mean(dim=1, keepdim=True) if self.residual else clips
+        # A contiguous [B, C, T, H, W] copy: quantising a permuted view costs more than the copy (measured).
+        return self.stack(x.permute(0, 2, 1, 3, 4).contiguous())
+
+
+def _conv_stack(model: nn.Module) -> nn.Sequential:
+    """encoder blocks -> pool -> flatten -> projection: the part that runs on the device, as one traceable module."""
+    if not hasattr(model, "encoder_input") or not hasattr(model, "to_latent"):
+        raise TinyActError(f"int8 PyTorch quantisation supports the 3-D video autoencoder, not {type(model).__name__}")
+    return nn.Sequential(copy.deepcopy(model.encoder), copy.deepcopy(model.pool), nn.Flatten(1),
+                         copy.deepcopy(model.to_latent)).eval()
+
+
+def quantize_encoder(
+    model: nn.Module,
+    calibration: np.ndarray,
+    *,
+    stats: NormStats | None = None,
+    batch_size: int = 4,
+    engine: str = ENGINE,
+) -> torch.jit.ScriptModule:
+    """Quantise ``model``'s encoder to int8 with activation ranges calibrated on real clips.
+
+    Args:
+        model: a :class:`~tinyact.models.VideoAutoEncoder3D` (left unchanged).
+        calibration: uint8 clips ``[N, T, 3, H, W]`` of the encoder's input shape; 16-32 real clips suffice.
+        stats: normalisation statistics (default: the model's own).
+        batch_size: clips per calibration forward pass.
+        engine: quantised engine whose kernels the packed weights target.
+
+    Returns:
+        A frozen TorchScript module: normalised float clips ``[B, T, 3, H, W]`` -> float32 latents ``[B, D]``.
+    """
+    from torch.ao.quantization import QConfig, QConfigMapping
+    from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from tinyact.models.export import _input_shape
+
+    shape = _input_shape(model, None, None)
+    calibration = np.asarray(calibration)
+    if calibration.dtype != np.uint8 or calibration.ndim != 5 or tuple(calibration.shape[1:]) != shape or not len(calibration):
+        raise TinyActError(f"calibration clips must be uint8 [N, {', '.join(map(str, shape))}] with N >= 1, "
+                           f"got {calibration.dtype} {tuple(calibration.shape)}")
+    stats = stats or getattr(model.config, "normalization", "imagenet")
+    qconfig = QConfig(
+        activation=HistogramObserver.with_args(reduce_range=True),
+        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
+    front = _FloatFront(model, _conv_stack(model)).eval()
+    example = normalize(torch.from_numpy(calibration[:1]), stats)
+    with quantized_engine(engine), warnings.catch_warnings():
+        # torch.ao.quantization warns that it is moving to torchao; the FX API is what ships with torch 2.13.
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(front.stack, QConfigMapping().set_global(qconfig),
+                              example_inputs=(model.encoder_input(example),))
+        front.stack = prepared
+        with torch.inference_mode():
+            for start in range(0, len(calibration), batch_size):
+                front(normalize(torch.from_numpy(calibration[start : start + batch_size]), stats))
+        front.stack = convert_fx(prepared)
+        with torch.inference_mode():
+            traced = torch.jit.trace(front.eval(), example, check_trace=False)
+        return torch.jit.freeze(traced)
+
+
+def save_int8(module: torch.jit.ScriptModule, path: str | Path) -> Path:
+    """Write a quantised encoder from :func:`quantize_encoder` as a TorchScript file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, which cannot yet serialise quantised packed weights.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(module, str(path))
+    return path
+
+
+def load_int8(path: str | Path) -> torch.jit.ScriptModule:
+    """Load a file written by :func:`save_int8`; a missing or foreign file raises :class:`TinyActError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinyActError(f"int8 encoder file not found: {path}")
+    try:
+        with quantized_engine(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see save_int8
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    except RuntimeError as error:
+        raise TinyActError(f"cannot load {path} as a TorchScript int8 encoder: {str(error).splitlines()[0]}") from None
