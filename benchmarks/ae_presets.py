@@ -41,6 +41,7 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "fast-motion": ("ae3d", "fast-motion", {}),
     "fast-t4": ("ae3d", "fast", {"stem_stride": [4, 4, 4]}),
     "pool122": ("ae3d", "paper", {"pool_size": [1, 2, 2]}),
+    "fast-motion-pool122": ("ae3d", "fast-motion", {"pool_size": [1, 2, 2]}),
     "ae2d-fast": ("ae2d", "fast", {}),
     "ae2d-paper": ("ae2d", "paper", {}),
 }

@@ -35,6 +35,7 @@ from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest, balance
 from tinyact.data.synth import SynthConfig, generate
 from tinyact.data.video import ClipSampling
+from tinyact.errors import TinyActError
 from tinyact.paths import data_home
 
 logger = logging.getLogger(__name__)
@@ -350,6 +351,8 @@ def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cach
     model, _ = load_model(checkpoint)
     cache = ClipCache(cache_dir)
     train = [e.clip_id for e in manifest.split("train").entries if e.clip_id in cache][:clips]
+    if not train:
+        raise TinyActError(f"no cached training clips in {cache_dir} to calibrate the {backend} encoder on")
     calibration = np.stack([cache[clip_id].numpy() for clip_id in train])
     stats = getattr(model.config, "normalization", "imagenet")
     if backend == "torch-int8":
