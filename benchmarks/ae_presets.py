@@ -14,6 +14,8 @@ Cost columns: encoder GFLOPs (FlopCounterMode) and measured encoder latency at b
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -152,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         kind, preset, overrides = VARIANTS[name]
         overrides = {**overrides, **overrides_all}
-        suffix = (f"-mw{args.motion_weight:g}" if args.motion_weight else "") + ("-quick" if args.quick else "")
+        # Every setting that changes the trained weights is in the folder name, so a finished run is only reused
+        # (resumed) for the same recipe: a new --lr or --channels trains afresh instead of returning an old run.
+        recipe = json.dumps([overrides, args.size, args.frames, args.batch_size, args.lr, args.seed, args.motion_weight])
+        suffix = ("-quick" if args.quick else "") + "-" + hashlib.sha1(recipe.encode()).hexdigest()[:6]
         run = work / f"run-{name}-e{args.epochs}{suffix}"
         cfg = AETrainConfig(
             manifest=manifest_csv, out=run, kind=kind, preset=preset, model_overrides=overrides, size=args.size,

@@ -96,13 +96,16 @@ def test_torch_int8_quantises_saves_and_loads(setup, tmp_path):
     # Really int8: the convolutions are quantised modules, and the file is much smaller than the fp32 weights.
     graph = str(module.inlined_graph)
     assert graph.count("quantized::conv3d_relu") == 4 and "quantized::linear" in graph
-    path = save_int8(module, tmp_path / "enc.int8.pt")
+    path = save_int8(module, tmp_path / "enc.int8.pt", encoder_hash=load_runtime("torch", checkpoint).encoder_hash)
     assert path.stat().st_size < 0.4 * checkpoint.stat().st_size
     fresh = load_runtime("torch-int8", checkpoint, int8_path=path).encode(clips)
     calibrated = load_runtime("torch-int8", checkpoint, calibration=clips[:4]).encode(clips)
     np.testing.assert_array_equal(fresh, calibrated)  # the same calibration gives the same int8 model
     rel, cos = _drift(fresh, reference)
     assert rel < 0.15 and cos > 0.98
+    stale = save_int8(module, tmp_path / "stale.int8.pt", encoder_hash="0123456789ab")  # from other weights
+    with pytest.raises(TinyActError, match="was quantised from encoder 0123456789ab"):
+        load_runtime("torch-int8", checkpoint, int8_path=stale)
     with pytest.raises(TinyActError, match="calibration clips or a quantised file"):
         load_runtime("torch-int8", checkpoint)
     with pytest.raises(TinyActError, match="calibration clips must be uint8"):

@@ -348,7 +348,7 @@ def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cach
     out = default_int8_path(checkpoint) if backend == "torch-int8" else default_onnx_path(checkpoint, int8=True)
     if out.is_file() and out.stat().st_mtime >= checkpoint.stat().st_mtime:
         return out
-    model, _ = load_model(checkpoint)
+    model, info = load_model(checkpoint)
     cache = ClipCache(cache_dir)
     train = [e.clip_id for e in manifest.split("train").entries if e.clip_id in cache][:clips]
     if not train:
@@ -358,7 +358,7 @@ def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cach
     if backend == "torch-int8":
         from tinyact.models.quantize import quantize_encoder, save_int8
 
-        return save_int8(quantize_encoder(model, calibration, stats=stats), out)
+        return save_int8(quantize_encoder(model, calibration, stats=stats), out, encoder_hash=info.get("hash"))
     from tinyact.models.export import export_onnx, quantize_static
 
     fp32 = default_onnx_path(checkpoint)

@@ -244,7 +244,8 @@ def quantize(
     if format == "torch":
         from tinyact.models.quantize import quantize_encoder, save_int8
 
-        out = save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint))
+        out = save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint),
+                        encoder_hash=info.get("hash"))
         fp32 = load_runtime("torch", model).encode(held_out)
         int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)
     else:

@@ -77,7 +77,8 @@ def _runtime(cfg: EncoderConfig, checkpoint: Path, model: torch.nn.Module) -> An
         if not Path(int8_path).is_file():
             raise ConfigError(f"no int8 encoder at {int8_path}: write it with `tinyact edge quantize --format torch "
                               f"--checkpoint {checkpoint} --calibrate-on MANIFEST_OR_FOLDER` (or set encoder.int8_path)")
-        return load_runtime(cfg.backend, model, int8_path=int8_path)
+        # From the checkpoint file, so the runtime knows its weight hash and refuses a stale int8 file.
+        return load_runtime(cfg.backend, checkpoint, int8_path=int8_path)
     if cfg.backend.startswith("torch"):
         return load_runtime(cfg.backend, model)
     onnx_path = cfg.onnx_path

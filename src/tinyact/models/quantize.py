@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,25 +129,43 @@ def quantize_encoder(
         return torch.jit.freeze(traced)
 
 
-def save_int8(module: torch.jit.ScriptModule, path: str | Path) -> Path:
-    """Write a quantised encoder from :func:`quantize_encoder` as a TorchScript file."""
+#: Name of the JSON side file inside a saved int8 encoder (TorchScript ``_extra_files``).
+_META = "tinyact.json"
+
+
+def save_int8(module: torch.jit.ScriptModule, path: str | Path, encoder_hash: str | None = None) -> Path:
+    """Write a quantised encoder from :func:`quantize_encoder` as a TorchScript file.
+
+    ``encoder_hash``: the weight hash of the checkpoint it was quantised from (stored in the file, so that
+    loading it next to a re-trained checkpoint is refused instead of silently encoding with old weights).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # TorchScript is deprecated in favour of torch.export, which cannot yet serialise quantised packed weights.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(module, str(path))
+        torch.jit.save(module, str(path), _extra_files={_META: json.dumps({"encoder_hash": encoder_hash})})
     return path
 
 
-def load_int8(path: str | Path) -> torch.jit.ScriptModule:
-    """Load a file written by :func:`save_int8`; a missing or foreign file raises :class:`TinyActError`."""
+def load_int8(path: str | Path, encoder_hash: str | None = None) -> torch.jit.ScriptModule:
+    """Load a file written by :func:`save_int8`.
+
+    A missing or foreign file, or one quantised from weights other than ``encoder_hash`` (when both hashes
+    are known), raises :class:`TinyActError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise TinyActError(f"int8 encoder file not found: {path}")
+    extra = {_META: ""}
     try:
         with quantized_engine(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # see save_int8
-            return torch.jit.load(str(path), map_location="cpu").eval()
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
     except RuntimeError as error:
         raise TinyActError(f"cannot load {path} as a TorchScript int8 encoder: {str(error).splitlines()[0]}") from None
+    saved_hash = json.loads(extra[_META] or "{}").get("encoder_hash")
+    if encoder_hash and saved_hash and saved_hash != encoder_hash:
+        raise TinyActError(f"{path} was quantised from encoder {saved_hash}, but the checkpoint is {encoder_hash}: "
+                           "quantise it again (`tinyact edge quantize --format torch`)")
+    return module

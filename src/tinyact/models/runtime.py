@@ -262,7 +262,7 @@ def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str
     from tinyact.models.quantize import load_int8, quantize_encoder
 
     if int8_path is not None:
-        module = load_int8(int8_path)
+        module = load_int8(int8_path, encoder_hash)
     elif calibration is not None:
         module = quantize_encoder(model, calibration, stats=stats)
     else:
