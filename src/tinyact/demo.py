@@ -74,7 +74,9 @@ class DemoConfig(TinyActConfig):
     min_segment_s: float = Field(5.0, gt=0, title="Each action plays at least this long on a camera")
     playlist_clips: int = Field(10, ge=1, title="Action clips per camera playlist")
     wire_dtype: Literal["float16", "int8", "float32"] = "float16"
-    backend: Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"] = "torch"
+    backend: Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"] = Field(
+        "torch", title="Edge encoder backend",
+        description="int8 backends are quantised first, calibrated on 32 cached training clips (docs/EDGE.md)")
 
     def models_dir(self) -> Path:
         return self.models or (self.data / "models")
