@@ -344,7 +344,7 @@ def summarise(rows: list[ClipRow], counts: dict, cloud_db: str, bytes_sent: int,
 
 def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:
     """Write the int8 encoder the edge's ``backend`` loads (next to the checkpoint), calibrated on training clips."""
-    from tinyact.edge.encoder import default_int8_path, default_onnx_path
+    from tinyact.edge.encoder import default_int8_path, default_onnx_path, write_int8_encoder
     from tinyact.models.checkpoint import load_model
 
     out = default_int8_path(checkpoint) if backend == "torch-int8" else default_onnx_path(checkpoint, int8=True)
@@ -356,16 +356,7 @@ def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cach
     if not train:
         raise TinyActError(f"no cached training clips in {cache_dir} to calibrate the {backend} encoder on")
     calibration = np.stack([cache[clip_id].numpy() for clip_id in train])
-    stats = getattr(model.config, "normalization", "imagenet")
-    if backend == "torch-int8":
-        from tinyact.models.quantize import quantize_encoder, save_int8
-
-        return save_int8(quantize_encoder(model, calibration, stats=stats), out, encoder_hash=info.get("hash"))
-    from tinyact.models.export import export_onnx, quantize_static
-
-    fp32 = default_onnx_path(checkpoint)
-    export_onnx(model, fp32)
-    return quantize_static(fp32, out, calibration, stats=stats)
+    return write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"))
 
 
 def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,

@@ -228,32 +228,28 @@ def quantize(
     clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
-    from tinyact.edge.encoder import default_int8_path, default_onnx_path
+    from tinyact.edge.encoder import default_onnx_path, write_int8_encoder
     from tinyact.models.checkpoint import load_model
     from tinyact.models.runtime import load_runtime
 
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
+    backend = f"{format}-int8"
     model, info = load_model(checkpoint)
     config = info["config"]
     frames, size = int(config.get("num_frames", 16)), int(config["input_size"][0])
-    stats = getattr(model.config, "normalization", "imagenet")
     data = calibration_clips(calibrate_on, frames, size, clips)
     half = max(1, len(data) // 2) if len(data) > 1 else 1
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
+    if format == "onnx":
+        _export_module()  # a clear error where the ONNX extras are missing
+        onnx_in = onnx_in or default_onnx_path(checkpoint)
+    out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
+                             onnx_in=onnx_in)
     if format == "torch":
-        from tinyact.models.quantize import quantize_encoder, save_int8
-
-        out = save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint),
-                        encoder_hash=info.get("hash"))
         fp32 = load_runtime("torch", model).encode(held_out)
         int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)
     else:
-        export = _export_module()
-        onnx_in = onnx_in or default_onnx_path(checkpoint)
-        if not onnx_in.is_file():
-            export.export_onnx(model, onnx_in, frames=frames, size=size)
-        out = export.quantize_static(onnx_in, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats)
         fp32 = load_runtime("onnx", checkpoint, onnx_path=onnx_in).encode(held_out)
         int8 = load_runtime("onnx-int8", checkpoint, onnx_path=out).encode(held_out)
     drift = latent_drift(fp32, int8)
@@ -261,7 +257,7 @@ def quantize(
                   f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
     (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
                                                             "held_out_clips": len(held_out), **drift}, indent=1))
-    console.print(f"use encoder.backend: {'torch-int8' if format == 'torch' else 'onnx-int8'}")
+    console.print(f"use encoder.backend: {backend}")
 
 
 def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:

@@ -107,3 +107,36 @@ def default_int8_path(checkpoint: Path) -> Path:
     """Where ``quantize --format torch`` writes by default: next to the checkpoint."""
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(checkpoint.stem + ".int8.pt")
+
+
+def write_int8_encoder(
+    backend: str,
+    checkpoint: Path,
+    model: torch.nn.Module,
+    calibration: np.ndarray,
+    *,
+    encoder_hash: str | None = None,
+    out: Path | None = None,
+    onnx_in: Path | None = None,
+) -> Path:
+    """Quantise ``model`` (loaded from ``checkpoint``) for the int8 ``backend``, calibrated on uint8 clips.
+
+    ``torch-int8`` writes the TorchScript file :func:`default_int8_path` (recording ``encoder_hash``);
+    ``onnx-int8`` writes :func:`default_onnx_path` ``int8=True``, quantised from ``onnx_in``, which is exported
+    first when it is missing; without ``onnx_in`` the fp32 graph is exported afresh next to the checkpoint.
+    ``out`` replaces the default output path.
+    """
+    stats = getattr(model.config, "normalization", "imagenet")
+    if backend == "torch-int8":
+        from tinyact.models.quantize import quantize_encoder, save_int8
+
+        return save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint),
+                         encoder_hash=encoder_hash)
+    if backend != "onnx-int8":
+        raise ConfigError(f"{backend} is not an int8 backend (torch-int8, onnx-int8)")
+    from tinyact.models.export import export_onnx, quantize_static
+
+    fp32 = onnx_in or default_onnx_path(checkpoint)
+    if onnx_in is None or not fp32.is_file():
+        export_onnx(model, fp32)
+    return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats)

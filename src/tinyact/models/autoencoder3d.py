@@ -94,6 +94,15 @@ def _conv_out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
+def conv_input(x: torch.Tensor, residual: bool) -> torch.Tensor:
+    """``[B, T, C, H, W]`` normalised clips -> ``[B, C, T, H, W]`` for the first convolution, minus the clip's mean
+    frame when ``residual``. A plain function so the quantised runtime runs the same float step in front of its
+    int8 stack."""
+    if residual:
+        x = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
+    return x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
+
+
 def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -171,11 +180,8 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         return self.to_latent(pooled)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W]`` normalised clips -> what the first convolution takes, ``[B, C, T, H, W]``
-        (minus the clip's mean frame in residual mode). Kept apart so quantised runtimes reuse it in float."""
-        if self.config.input_mode == "residual":
-            x = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
-        return x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
+        """``[B, T, C, H, W]`` normalised clips -> what the first convolution takes (:func:`conv_input`)."""
+        return conv_input(x, residual=self.config.input_mode == "residual")
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[B, latent_dim]`` -> reconstruction ``[B, T, C, H, W]`` in ``[0, 1]``."""

@@ -36,6 +36,7 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
+from tinyact.models.autoencoder3d import conv_input
 
 #: The quantised engine: oneDNN's int8 Conv3d ran 1.4-1.8x faster than FBGEMM's (and the ``x86`` engine's) on
 #: the AVX2 AMD EPYC we measured, batch 1, 16x224^2.
@@ -65,9 +66,8 @@ class _FloatFront(nn.Module):
         self.stack = stack
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        x = clips - clips.mean(dim=1, keepdim=True) if self.residual else clips
         # Contiguous [B, C, T, H, W] for the quantiser; no copy when the runtime already laid the clip out so.
-        return self.stack(x.permute(0, 2, 1, 3, 4).contiguous())
+        return self.stack(conv_input(clips, self.residual).contiguous())
 
 
 def _conv_stack(model: nn.Module) -> nn.Sequential:

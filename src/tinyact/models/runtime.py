@@ -84,19 +84,21 @@ class _RuntimeBase:
         return f"{type(self).__name__}(backend={self.backend!r}, input_shape={self.input_shape})"
 
 
+def _model_io(model: nn.Module) -> tuple[tuple[int, int, int, int], int, NormStats]:
+    """A model's input shape ``(T, 3, H, W)``, latent size and normalisation statistics."""
+    from tinyact.models.export import _input_shape
+
+    config = getattr(model, "config", None)
+    return _input_shape(model, None, None), int(getattr(config, "latent_dim", 1024)), getattr(config, "normalization", "imagenet")
+
+
 class TorchRuntime(_RuntimeBase):
     """Eager / bf16 / channels-last / compiled PyTorch encoder."""
 
     def __init__(self, model: nn.Module, backend: str = "torch", encoder_hash: str | None = None) -> None:
-        from tinyact.models.export import EncoderGraph, _input_shape
+        from tinyact.models.export import EncoderGraph
 
-        config = getattr(model, "config", None)
-        super().__init__(
-            _input_shape(model, None, None),
-            int(getattr(config, "latent_dim", 1024)),
-            getattr(config, "normalization", "imagenet"),
-            encoder_hash,
-        )
+        super().__init__(*_model_io(model), encoder_hash)
         self.backend = backend
         self.model = model.eval()
         self.channels_last = backend == "torch-channels-last"
@@ -127,17 +129,14 @@ class TorchInt8Runtime(_RuntimeBase):
 
     backend = "torch-int8"
 
-    def __init__(self, module: torch.jit.ScriptModule, shape: tuple[int, int, int, int], latent_dim: int,
-                 stats: NormStats, encoder_hash: str | None) -> None:
-        super().__init__(shape, latent_dim, stats, encoder_hash)
+    def __init__(self, module: torch.jit.ScriptModule, model: nn.Module, encoder_hash: str | None) -> None:
+        super().__init__(*_model_io(model), encoder_hash)
         self.module = module
 
     @torch.inference_mode()
     def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
-        from tinyact.models.quantize import quantized_engine
-
-        with quantized_engine():
-            return self.module(self._normalised(clips, conv_layout=True)).float().numpy()
+        # The quantised engine matters when the weights are packed (quantize_encoder / load_int8), not per call.
+        return self.module(self._normalised(clips, conv_layout=True)).float().numpy()
 
 
 class OnnxRuntime(_RuntimeBase):
@@ -258,7 +257,6 @@ def load_runtime(
 
 def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str | Path | None, stats: NormStats,
                 encoder_hash: str | None) -> TorchInt8Runtime:
-    from tinyact.models.export import _input_shape
     from tinyact.models.quantize import load_int8, quantize_encoder
 
     if int8_path is not None:
@@ -267,5 +265,4 @@ def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str
         module = quantize_encoder(model, calibration, stats=stats)
     else:
         raise TinyActError("torch-int8 needs calibration clips or a quantised file (`tinyact edge quantize --format torch`)")
-    latent_dim = int(getattr(getattr(model, "config", None), "latent_dim", 1024))
-    return TorchInt8Runtime(module, _input_shape(model, None, None), latent_dim, stats, encoder_hash)
+    return TorchInt8Runtime(module, model, encoder_hash)
