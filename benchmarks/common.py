@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,6 +25,8 @@ def machine_info() -> dict[str, Any]:
     import numpy
     import torch
 
+    from tinyact.models.allocator import allocator_name
+
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as handle:
@@ -44,7 +47,24 @@ def machine_info() -> dict[str, Any]:
         "ffmpeg": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
         "platform": platform.platform(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "allocator": allocator_name(),
     }
+
+
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    """``--malloc retain|default``: whether the benchmark lets glibc reuse freed multi-MB tensors
+    (:func:`tinyact.models.allocator.retain_freed_buffers`); the choice is recorded in :func:`machine_info`."""
+    parser.add_argument("--malloc", choices=["retain", "default"], default="retain",
+                        help="retain: glibc reuses freed multi-MB tensors instead of re-mapping them every call "
+                        "(tinyact.models.allocator), for every row; default: the allocator as configured")
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """Apply ``--malloc`` before the first timed call."""
+    from tinyact.models.allocator import retain_freed_buffers
+
+    if args.malloc == "retain":
+        retain_freed_buffers()
 
 
 def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:

@@ -43,6 +43,7 @@ from tinyact.edge.encoder import EdgeEncoder, load_encoder
 from tinyact.edge.sources import Camera, CameraError, Grab, StreamCamera, open_camera
 from tinyact.edge.store import EdgeStore
 from tinyact.errors import ConfigError
+from tinyact.models.allocator import allocator_name
 from tinyact.wire import ClipIn, encode_latent
 
 logger = logging.getLogger(__name__)
@@ -198,8 +199,11 @@ class EdgeAgent:
             thread.start()
             self._threads.append(thread)
         pending = self.store.counts()["pending"]
-        logger.info("edge agent %s started: %d camera(s), every %g s, %s transport, %d clip(s) pending from before",
-                    self.cfg.device_id, len(self.cameras), self.cfg.schedule.interval_s, self.cfg.transport.kind, pending)
+        # The allocator decides whether large encode buffers are reused or re-mapped every round
+        # (tinyact.models.allocator: glibc re-maps them in worker threads such as the schedule thread; jemalloc does not).
+        logger.info("edge agent %s started: %d camera(s), every %g s, %s transport, %d clip(s) pending from before, "
+                    "%s allocator", self.cfg.device_id, len(self.cameras), self.cfg.schedule.interval_s,
+                    self.cfg.transport.kind, pending, allocator_name())
 
     def stop(self, timeout: float = 30.0, flush_s: float = 5.0) -> None:
         """Stop the threads (a round in progress finishes), give pending clips one last chance to go out (up to
