@@ -21,7 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.common import console, machine_info, markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_malloc_option,
+    apply_malloc_option,
+    console,
+    machine_info,
+    markdown_table,
+    print_table,
+    save_results,
+)
 from benchmarks.modelbench import latency, load_info, matmul_peak, pin_threads  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
 from tinyact.models.export import EncoderGraph  # noqa: E402
@@ -41,6 +49,9 @@ def make_fn(model: VideoAutoEncoder3D, mode: str):
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
+        # Every row compiles the same forward(): without a reset the earlier rows' graphs count against dynamo's
+        # recompile limit (8), and from the fifth row on it silently runs eager.
+        torch._dynamo.reset()
         graph = torch.compile(graph, dynamic=False)
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -83,11 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=float, default=60.0, help="max timed seconds per row and batch size")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="overall time budget shared by the rows")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.sizes, args.frames, args.modes, args.budget = 2, [32], 4, ["fp32", "bf16"], 5.0
 
     threads = pin_threads(args.threads)
+    apply_malloc_option(args)
     machine = machine_info()
     load_before = load_info()
     peak = matmul_peak(0.3 if args.quick else 2.0)

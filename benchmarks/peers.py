@@ -36,9 +36,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import console, machine_info, markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_malloc_option,
+    apply_malloc_option,
+    console,
+    machine_info,
+    markdown_table,
+    print_table,
+    save_results,
+)
 from benchmarks.modelbench import RssPeak, latency, load_info, matmul_peak, pin_threads  # noqa: E402
 from benchmarks.synth_clips import synthetic_clips  # noqa: E402
+from tinyact.models.allocator import release_freed_buffers  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
 from tinyact.models.peers import PEERS, build_peer, count_macs, count_params  # noqa: E402
 
@@ -99,6 +108,7 @@ def model_rows(args, peak: float) -> list[dict]:
         budget = min(args.budget, max(1.0, (deadline - time.perf_counter()) / (len(entries) - index) / 3))
         if not args.quick:
             gc.collect()  # start each row from the same heap (peak RSS); costly, so not in --quick
+            release_freed_buffers()
         console.log(f"{label} {shape}")
         torch.manual_seed(0)
         native_shape = args.shape_of(PEERS[kind].native) if kind in PEERS else args.common
@@ -268,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-clips", type=int, default=48)
     parser.add_argument("--calib-clips", type=int, default=16)
     parser.add_argument("--skip-models", action="store_true", help="runtime table only")
+    add_malloc_option(parser)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None, help="write the tables as markdown here")
     parser.add_argument("--plot", type=Path, default=None, help="latency-vs-GMACs PNG")
@@ -282,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.shape_of = lambda shape: args.common
 
     threads = pin_threads(args.threads)
+    apply_malloc_option(args)
     machine = machine_info()
     load_before = load_info()
     peak = matmul_peak(0.3 if args.quick else 2.0)
