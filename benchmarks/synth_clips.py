@@ -40,6 +40,8 @@ def synthetic_clips(
         rendered, _, _ = render_clip(cfg, plan)
         idx = np.linspace(0, len(rendered) - 1, frames).round().astype(int)
         video = torch.from_numpy(np.stack([rendered[i] for i in idx])).permute(0, 3, 1, 2)  # [T, 3, H, W]
-        clips.append(resize_short_side_center_crop(video, size).numpy())
+        # Contiguous [T, 3, H, W], as the data path (sample_clips) and the edge cameras (to_rgb) deliver clips:
+        # a strided view would make every runtime in a benchmark pay a transposing copy no real input needs.
+        clips.append(resize_short_side_center_crop(video, size).contiguous().numpy())
         labels.append(plan.label_index)
     return np.stack(clips), np.asarray(labels)

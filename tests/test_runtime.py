@@ -47,6 +47,11 @@ def test_backend_shape_and_drift(setup, backend):
     assert z.shape == (len(clips), 1024) and z.dtype == np.float32
     one = runtime.encode(torch.from_numpy(clips[0]))  # a single clip, as a tensor
     assert one.shape == (1, 1024)
+    # Strided arrays encode exactly as contiguous ones: a decoder's [T, H, W, 3] frames viewed as [T, 3, H, W],
+    # and a batch in reverse (negative strides).
+    hwc_view = np.ascontiguousarray(clips.transpose(0, 1, 3, 4, 2)).transpose(0, 1, 4, 2, 3)
+    np.testing.assert_allclose(runtime.encode(hwc_view), z, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(runtime.encode(clips[::-1]), z[::-1], rtol=0, atol=1e-6)
     rel, cos = _drift(z, reference)
     bound = {"torch-bf16": 0.05, "onnx-int8": 0.15, "torch-int8": 0.15}.get(backend, 1e-4)
     assert rel < bound, (backend, rel)

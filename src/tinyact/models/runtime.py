@@ -49,7 +49,11 @@ class EncoderRuntime(Protocol):
 
 
 def _as_uint8_tensor(clips: np.ndarray | torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(clips)) if isinstance(clips, np.ndarray) else clips
+    tensor = clips
+    if isinstance(tensor, np.ndarray):
+        # Strided arrays (e.g. [T, H, W, 3] frames viewed as [T, 3, H, W]) are taken as they are and laid out by
+        # torch's copy in _normalised, which uses every thread; only negative strides need numpy's copy first.
+        tensor = torch.from_numpy(tensor if min(tensor.strides, default=0) >= 0 else np.ascontiguousarray(tensor))
     if tensor.dtype != torch.uint8:
         raise TinyActError(f"encoder input must be uint8 clips, got {tensor.dtype}")
     if tensor.dim() == 4:  # one clip
@@ -76,8 +80,7 @@ class _RuntimeBase:
         a quarter of the bytes of the float one, instead of as a float copy in front of the first convolution.
         """
         x = _as_uint8_tensor(clips, self.input_shape)
-        if conv_layout:
-            x = x.permute(0, 2, 1, 3, 4).contiguous().permute(0, 2, 1, 3, 4)
+        x = x.permute(0, 2, 1, 3, 4).contiguous().permute(0, 2, 1, 3, 4) if conv_layout else x.contiguous()
         return normalize(x, self.stats)
 
     def __repr__(self) -> str:
