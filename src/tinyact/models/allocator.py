@@ -3,9 +3,9 @@
 PyTorch's CPU tensors come from ``malloc``. glibc serves every allocation above its mmap threshold (32 MiB at
 most, by default) with fresh pages from ``mmap`` and unmaps them on ``free``, so an encoder whose input batch or
 activations are that large pays a page fault and a kernel page-zeroing for every 4 KiB of them on every call.
-Measured on the ``fast`` encoder at 16×224², batch 5 (48 MB of float input, 2-core Xeon, ``docs/BENCHMARKS.md``):
-eager fp32 84 → 55 ms and PyTorch int8 31 → 20 ms per call once the buffers are reused; batch 1 (10 MB) barely
-moves (15.3 → 14.6 ms, 4.4 → 4.2 ms).
+Measured on the ``fast`` encoder at 16×224², batch 5 (48 MB of float input, 2-core Xeon, ``benchmarks/peers.py
+--malloc default|retain``, ``docs/BENCHMARKS.md``): eager fp32 85 → 57 ms and PyTorch int8 30 → 21 ms per call
+once the buffers are reused; batch 1 (10 MB in) does not change.
 
 :func:`retain_freed_buffers` raises glibc's mmap and trim thresholds (``mallopt``) so those buffers are recycled
 inside the heap. Two limits, both measured:
@@ -66,7 +66,8 @@ def retain_freed_buffers(threshold_bytes: int = 1 << 30) -> str:
     global _retained
     if _preloaded_allocator() is None and platform.libc_ver()[0] == "glibc" and not _retained:
         libc = ctypes.CDLL(None)
-        # Trim first: with the trim threshold below the mmap threshold, glibc would shrink the heap on free.
+        # Both: with only the mmap threshold raised, glibc's trim threshold (128 KiB once the mmap threshold is
+        # set by hand) would hand each freed buffer at the top of the heap straight back to the OS.
         _retained = bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold_bytes)) and bool(
             libc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
     return allocator_name()
