@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--attack-epochs", type=int, default=12)
     parser.add_argument("--attack-width", type=float, default=0.5)
     parser.add_argument("--defences", default="noise:0.5,noise:1,noise:2,quant:2")
+    parser.add_argument("--defend", default=None, choices=["AE", "KD"],
+                        help="latents the defences protect (default: AE; KD needs --kd or --kd-checkpoint)")
     parser.add_argument("--probes", default="logreg,rf")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1, help="processes for generation and caching")
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             attack_epochs=args.attack_epochs, attack_width=args.attack_width, folds=args.folds,
             probe_kinds=args.probes.split(","), defences=[d for d in args.defences.split(",") if d],
             grid_defence=next((d for d in args.defences.split(",") if d == "noise:1"), args.defences.split(",")[0]),
-            seed=args.seed,
+            seed=args.seed, defended_encoder=args.defend,
         )
         grid = args.grid or (work / "privacy-grid.png")
         mark = time.perf_counter()

@@ -144,7 +144,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
 
     out, grid = tmp_path / "privacy.json", tmp_path / "grid.png"
     plot = tmp_path / "defences.png"
-    result = privacy.main(["--quick", "--kd", "--json", str(out), "--grid", str(grid), "--plot", str(plot)])
+    result = privacy.main(["--quick", "--kd", "--defend", "KD", "--json", str(out), "--grid", str(grid), "--plot", str(plot)])
     saved = json.loads(out.read_text())
     assert saved["machine"]["cores"] and "loadavg_before" in saved
     assert grid.stat().st_size > 1000 and plot.stat().st_size > 1000
@@ -159,8 +159,22 @@ def test_quick_benchmark_end_to_end(tmp_path):
     # The attacker never saw the victims: the synthetic splits have disjoint actors.
     assert result["actors"]["shared"] == [] and result["actors"]["victim"]
     assert [d["spec"] for d in result["defences"]] == ["none", "noise:1", "quant:2"]
+    assert {d["encoder"] for d in result["defences"]} == {"KD"}  # --defend KD
     # Both encoders were audited: the project's AE trainer and the KD student (teacher + KD trainers).
     assert {"AE", "KD"} <= {r["encoder"] for r in result["attack"]}
     assert result["kd"]["kind"] == "VideoAutoEncoder3D" and "train_autoencoder" in result["autoencoder"]
     assert result["latents"] == "tinyact.training.extract.extract_latents"
     assert result["actors"]["shared"] == [] and set(result["actors"]["attacker"]).isdisjoint(result["actors"]["victim"])
+
+
+def test_defences_refuse_an_encoder_that_is_not_audited():
+    from tinyact.errors import DatasetError
+    from tinyact.privacy.audit import AuditData, EncodedSet, PrivacyConfig, run_audit
+
+    n = 6
+    data = AuditData(clips=np.zeros((n, 4, 3, 16, 16), np.uint8), labels=np.array(["a", "b"] * 3),
+                     actors=np.array(["p", "q", "r"] * 2), scenes=np.array(["s"] * n),
+                     splits=np.array(["train", "train", "val", "val", "test", "test"]))
+    encoded = [EncodedSet("AE", np.zeros((n, 8), np.float32), AutoEncoder3DConfig(), None)]
+    with pytest.raises(DatasetError, match="defended_encoder 'KD'"):
+        run_audit(data, encoded, PrivacyConfig(defended_encoder="KD"))

@@ -62,6 +62,10 @@ class PrivacyConfig(TinyActConfig):
     )
     grid_clips: int = Field(4, ge=1, title="Victim clips in the PNG grid")
     grid_defence: str = Field("noise:1", title="Defence shown in the grid", description="one of `defences`")
+    defended_encoder: str | None = Field(
+        None, title="Encoder the defences protect",
+        description="name of one encoded set (e.g. KD: a defence's cost in action accuracy is only visible on latents "
+        "that carry the action); default: the first")
     seed: int = Field(0, title="Seed")
 
 
@@ -107,10 +111,15 @@ def _row(encoder: str, wire: str, method: str, scores: dict[str, float]) -> dict
 
 def run_audit(data: AuditData, encoded: list[EncodedSet], cfg: PrivacyConfig, out_dir: Path | None = None,
               grid_path: Path | None = None) -> dict[str, Any]:
-    """Run attack, probes and defences for every :class:`EncodedSet`; defences on the first one only.
+    """Run attack and probes for every :class:`EncodedSet`, and the defences on one of them
+    (``cfg.defended_encoder``, default the first).
 
     Writes the PNG grid to ``grid_path`` (or ``out_dir/privacy-grid.png``) when either is given.
     """
+    names = [enc.name for enc in encoded]
+    if cfg.defended_encoder is not None and cfg.defended_encoder not in names:
+        raise DatasetError(f"defended_encoder {cfg.defended_encoder!r} is not among the encoded sets {names}")
+    defended = names.index(cfg.defended_encoder) if cfg.defended_encoder else 0
     attacker = np.isin(data.splits, cfg.attacker_splits)
     victim = data.splits == cfg.victim_split
     if attacker.sum() < 2 or victim.sum() < 1:
@@ -144,7 +153,7 @@ def run_audit(data: AuditData, encoded: list[EncodedSet], cfg: PrivacyConfig, ou
     for e_index, enc in enumerate(encoded):
         z = np.asarray(enc.latents, np.float32)
         decoder = train_attack(z[attacker], data.clips[attacker], enc.ae_config, _attack_config(cfg), label=f"attack on {enc.name}")
-        if e_index == 0:
+        if e_index == defended:
             naive_attack = decoder
         for wire in ["float32", *cfg.wire_dtypes]:
             z_wire = z if wire == "float32" else wire_roundtrip(z, wire)  # type: ignore[arg-type]
@@ -171,10 +180,10 @@ def run_audit(data: AuditData, encoded: list[EncodedSet], cfg: PrivacyConfig, ou
             })
     grid["mean frame"] = baseline[grid_rows]
 
-    # Defences on the first encoder: the defender perturbs every latent before it leaves the edge; the cloud
+    # Defences on one encoder: the defender perturbs every latent before it leaves the edge; the cloud
     # classifier and an adaptive attacker both train on defended latents; a naive attacker keeps its decoder.
     if encoded:
-        enc = encoded[0]
+        enc = encoded[defended]
         z = np.asarray(enc.latents, np.float32)
         scale = latent_scale(z[data.splits == "train"] if (data.splits == "train").any() else z[attacker])
         results["defence_scale"] = scale
