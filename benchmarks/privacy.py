@@ -135,6 +135,15 @@ def train_kd_student(args: argparse.Namespace, manifest_path: Path, work: Path, 
     return kd.checkpoint, summary
 
 
+def frame_decoder(model: torch.nn.Module) -> Any:
+    """The model's own ``decode`` when it reconstructs frames; None for other models and for ``input_mode:
+    residual`` autoencoders, whose decoder draws the motion residual (mid-grey where nothing moves), which
+    scored against the frames would look like a failed attack rather than what the model keeps."""
+    if not isinstance(model, VideoAutoEncoder3D) or model.config.input_mode == "residual":
+        return None
+    return model.decode
+
+
 @torch.no_grad()
 def encode_all(model: torch.nn.Module, clips: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Latents float32 ``[N, D]`` of uint8 clips, ImageNet-normalised as the extraction stage does."""
@@ -293,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         actors = columns.get("actor", np.array([e.extra.get("actor", "") for e in entries]))
         scenes = columns.get("scene", np.array([e.extra.get("scene", "") for e in entries]))
         data = AuditData(clips=clips, labels=np.array([e.label for e in entries]), actors=actors, scenes=scenes, splits=splits)
-        encoded = [EncodedSet("AE", ae_latents, ae.config, ae.decode)]
+        encoded = [EncodedSet("AE", ae_latents, ae.config, frame_decoder(ae))]
         kd_note: Any = "no KD student (give --kd to train one, or --kd-checkpoint)"
         kd_file = args.kd_checkpoint
         if args.kd and kd_file is None:
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if kd_file:
             student, info = load_model(kd_file)
             kd_latents, _, _ = extract(student, manifest, sampling, work, "kd", ids, clips)
-            decoder = getattr(student, "decode", None) if isinstance(student, VideoAutoEncoder3D) else None
+            decoder = frame_decoder(student)
             config = student.config if isinstance(student, VideoAutoEncoder3D) else ae.config
             encoded.append(EncodedSet("KD", kd_latents, config, decoder))
             kd_note = {"model": str(kd_file), "kind": info.get("kind"), "hash": info.get("hash"), **kd_summary}

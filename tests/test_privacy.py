@@ -178,3 +178,14 @@ def test_defences_refuse_an_encoder_that_is_not_audited():
     encoded = [EncodedSet("AE", np.zeros((n, 8), np.float32), AutoEncoder3DConfig(), None)]
     with pytest.raises(DatasetError, match="defended_encoder 'KD'"):
         run_audit(data, encoded, PrivacyConfig(defended_encoder="KD"))
+
+
+def test_own_decoder_only_for_autoencoders_that_draw_frames():
+    from benchmarks.privacy import frame_decoder
+    from tinyact.models import VideoAutoEncoder3D
+
+    rgb = VideoAutoEncoder3D.from_preset("fast", num_frames=4, input_size=32)
+    residual = VideoAutoEncoder3D.from_preset("fast-motion", num_frames=4, input_size=32)
+    assert frame_decoder(rgb) == rgb.decode
+    assert frame_decoder(residual) is None  # it draws the motion residual, not the frame
+    assert frame_decoder(torch.nn.Linear(2, 2)) is None
