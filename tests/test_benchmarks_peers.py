@@ -10,9 +10,11 @@ from tinyact.models.peers import PEERS
 
 def test_encoder_benchmark_quick(tmp_path):
     out = tmp_path / "encoder.json"
-    result = encoder.main(["--quick", "--json", str(out)])
+    # --malloc default: the retain switch is process-wide and would outlive this test (tested in test_allocator).
+    result = encoder.main(["--quick", "--malloc", "default", "--json", str(out)])
     saved = json.loads(out.read_text())
     assert saved["command"] and saved["machine"]["cores"] and saved["load_before"]["loadavg"]
+    assert saved["machine"]["allocator"] != "glibc-retain"
     assert {(r["preset"], r["mode"]) for r in result["rows"]} == {(p, m) for p in ("paper", "fast") for m in ("fp32", "bf16")}
     for row in result["rows"]:
         assert row["gmacs"] > 0 and row["params"] > 1e6 and row["clips_per_s_b5"] > 0
@@ -24,7 +26,7 @@ def test_encoder_benchmark_quick(tmp_path):
 
 def test_peers_benchmark_quick(tmp_path):
     out, md, png = tmp_path / "peers.json", tmp_path / "peers.md", tmp_path / "plot.png"
-    result = peers.main(["--quick", "--json", str(out), "--md", str(md), "--plot", str(png)])
+    result = peers.main(["--quick", "--malloc", "default", "--json", str(out), "--md", str(md), "--plot", str(png)])
     saved = json.loads(out.read_text())
     assert saved["machine"]["cpu"] and saved["matmul_peak_gflops"] > 0
     kinds = {r["kind"] for r in result["models"]["rows"]}
