@@ -47,6 +47,12 @@ def _preloaded_allocator() -> str | None:
     return next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in maps), None)
 
 
+def _plain_glibc() -> bool:
+    """glibc's own malloc serves this process (no jemalloc/tcmalloc preloaded): the only case ``mallopt`` and
+    ``malloc_trim`` act on."""
+    return _preloaded_allocator() is None and platform.libc_ver()[0] == "glibc"
+
+
 def allocator_name() -> str:
     """The allocator serving this process: ``jemalloc``, ``tcmalloc``, ``glibc-retain`` (after
     :func:`retain_freed_buffers`), ``glibc`` or the C library's name."""
@@ -64,7 +70,7 @@ def retain_freed_buffers(threshold_bytes: int = 1 << 30) -> str:
     under a preloaded jemalloc/tcmalloc or a C library other than glibc. Returns :func:`allocator_name`.
     """
     global _retained
-    if _preloaded_allocator() is None and platform.libc_ver()[0] == "glibc" and not _retained:
+    if _plain_glibc() and not _retained:
         libc = ctypes.CDLL(None)
         # Both: with only the mmap threshold raised, glibc's trim threshold (128 KiB once the mmap threshold is
         # set by hand) would hand each freed buffer at the top of the heap straight back to the OS.
@@ -79,5 +85,5 @@ def release_freed_buffers() -> None:
     After :func:`retain_freed_buffers` the heap keeps its peak; a benchmark that reports peak memory per model
     calls this between models so that each starts from the same resident size.
     """
-    if _preloaded_allocator() is None and platform.libc_ver()[0] == "glibc":
+    if _plain_glibc():
         ctypes.CDLL(None).malloc_trim(0)
