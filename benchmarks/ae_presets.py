@@ -108,11 +108,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--motion-weight", type=float, default=0.0, help="AETrainConfig.motion_weight for every variant")
+    parser.add_argument("--target-pool", type=int, default=1, help="AETrainConfig.target_pool for every variant")
     parser.add_argument("--channels", default=None, help="encoder channels for every variant, e.g. 32,64,128,256")
     parser.add_argument("--supervised", action="store_true",
                         help="also train each encoder with labels (CE) and probe it: the architecture's ceiling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="training and extraction device: cpu, cuda, auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "amp"], help="AETrainConfig.precision")
     parser.add_argument("--quick", action="store_true", help="tiny set, 1 epoch, narrow models (for tests)")
     parser.add_argument("--json", type=Path, default=None, help="write results here (e.g. docs/results/ae_presets.json)")
     args = parser.parse_args(argv)
@@ -156,26 +159,30 @@ def main(argv: list[str] | None = None) -> dict:
         overrides = {**overrides, **overrides_all}
         # Every setting that changes the trained weights is in the folder name, so a finished run is only reused
         # (resumed) for the same recipe: a new --lr or --channels trains afresh instead of returning an old run.
-        recipe = json.dumps([overrides, args.size, args.frames, args.batch_size, args.lr, args.seed, args.motion_weight])
+        recipe = json.dumps([overrides, args.size, args.frames, args.batch_size, args.lr, args.seed, args.motion_weight, args.precision, args.target_pool])
         suffix = ("-quick" if args.quick else "") + "-" + hashlib.sha1(recipe.encode()).hexdigest()[:6]
         run = work / f"run-{name}-e{args.epochs}{suffix}"
         cfg = AETrainConfig(
             manifest=manifest_csv, out=run, kind=kind, preset=preset, model_overrides=overrides, size=args.size,
             frames=args.frames, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
-            workers=1, device="cpu", cache_dir=cache, grid_clips=2, motion_weight=args.motion_weight,
+            workers=1, device=args.device, precision=args.precision, cache_dir=cache, grid_clips=2, motion_weight=args.motion_weight,
+            target_pool=args.target_pool,
         )
         started = time.perf_counter()
         result = train_autoencoder(cfg, resume=(run / "checkpoint.pt").exists())
         train_s = time.perf_counter() - started
-        trained = extract_latents(result.checkpoint, manifest, base.sampling(), run / "latents.npz", cache_dir=cache)
+        trained = extract_latents(result.checkpoint, manifest, base.sampling(), run / "latents.npz", cache_dir=cache,
+                                 device=args.device)
         torch.manual_seed(args.seed)
         random_model = build_autoencoder(kind, preset, **{**overrides, "num_frames": args.frames, "input_size": args.size})
-        random = extract_latents(random_model, manifest, base.sampling(), run / "latents-random.npz", cache_dir=cache)
+        random = extract_latents(random_model, manifest, base.sampling(), run / "latents-random.npz", cache_dir=cache,
+                                device=args.device)
         flops = summarize(kind, preset, args.size, args.frames, **overrides)
         loaded, _ = load_model(result.checkpoint)
         latency = encoder_latency_ms(loaded, args.frames, args.size, repeats=3 if args.quick else 10)
         row = {
-            "variant": name + (f" +motion {args.motion_weight:g}" if args.motion_weight else ""),
+            "variant": name + (f" +motion {args.motion_weight:g}" if args.motion_weight else "")
+            + (f" pool{args.target_pool}" if args.target_pool > 1 else ""),
             "kind": kind,
             "preset": preset,
             "overrides": overrides,

@@ -121,3 +121,16 @@ def test_motion_term_charges_a_static_reconstruction():
     assert plain == torch.nn.functional.mse_loss(static, target)
     assert reconstruction_loss(static, target, motion_weight=1.0) > plain + 0.2
     assert reconstruction_loss(target, target, motion_weight=1.0) == 0
+
+
+def test_pooled_loss_ignores_a_shifted_edge_but_not_a_moving_blob():
+    from tinyact.training.ae import reconstruction_loss
+
+    grey = torch.zeros(1, 2, 3, 8, 8)
+    edge = grey.clone()
+    edge[..., :, 2], edge[..., :, 3] = 0.5, -0.5  # a residual +/- pair: an edge that shake moved by one pixel
+    blob = grey.clone()
+    blob[..., 0:4, 4:8] = 0.5  # a figure: one sign over its whole area
+    assert reconstruction_loss(grey, edge) > 0.05
+    assert reconstruction_loss(grey, edge, pool=4) == 0
+    assert torch.isclose(reconstruction_loss(grey, blob, pool=4), reconstruction_loss(grey, blob))

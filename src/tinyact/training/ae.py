@@ -66,7 +66,7 @@ from tinyact.training.runtime import (
 logger = logging.getLogger(__name__)
 
 #: Fields that change the model or the data it sees; a resumed run must keep them.
-_SHAPE_FIELDS = ("kind", "preset", "size", "frames", "model_overrides", "seed", "train_splits", "motion_weight")
+_SHAPE_FIELDS = ("kind", "preset", "size", "frames", "model_overrides", "seed", "train_splits", "motion_weight", "target_pool")
 
 
 class AETrainConfig(TinyActConfig):
@@ -96,6 +96,11 @@ class AETrainConfig(TinyActConfig):
     motion_weight: float = Field(
         0.0, ge=0, title="Motion loss weight",
         description="adds weight × MSE between the frame-to-frame differences of x̂ and x (0 = the paper's plain MSE)",
+    )
+    target_pool: int = Field(
+        1, ge=1, title="Loss pooling (px)",
+        description="compare x̂ and x after k×k average pooling, so the loss ignores detail finer than k px "
+        "(such as the background edges that camera shake moves); 1 = the paper's per-pixel MSE",
     )
     threads: int | None = Field(None, ge=1, title="torch CPU threads", description="default: torch's choice")
 
@@ -142,12 +147,18 @@ def _recon_grid(inputs: torch.Tensor, recon: torch.Tensor, out: Path, frames_sho
     return out
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, motion_weight: float = 0.0) -> torch.Tensor:
+def reconstruction_loss(
+    recon: torch.Tensor, target: torch.Tensor, motion_weight: float = 0.0, pool: int = 1
+) -> torch.Tensor:
     """MSE of ``[B, T, C, H, W]`` clips in ``[0, 1]``, plus ``motion_weight`` × MSE of their temporal differences.
 
     Plain MSE is dominated by the static background, which a clip latent can reproduce without encoding
-    the movement at all; the difference term charges the decoder for getting the motion wrong.
+    the movement at all; the difference term charges the decoder for getting the motion wrong. ``pool`` > 1
+    compares both clips after ``pool``×``pool`` average pooling: an edge shifted by a pixel leaves a +/- pair
+    in the residual that pooling cancels, while a moving figure leaves a blob that it keeps.
     """
+    if pool > 1:
+        recon, target = (F.avg_pool2d(c.flatten(0, 1), pool, ceil_mode=True).unflatten(0, c.shape[:2]) for c in (recon, target))
     loss = F.mse_loss(recon, target)
     if motion_weight > 0 and recon.shape[1] > 1:
         loss = loss + motion_weight * F.mse_loss(recon[:, 1:] - recon[:, :-1], target[:, 1:] - target[:, :-1])
@@ -271,7 +282,7 @@ def train_autoencoder(
                 target = model.reconstruction_target(to_unit(clips))  # uint8 -> [0, 1] (or its residual)
                 with autocast(device, cfg.precision):
                     _, recon = model(normalize(clips, stats))
-                loss = reconstruction_loss(recon.float(), target, cfg.motion_weight)
+                loss = reconstruction_loss(recon.float(), target, cfg.motion_weight, cfg.target_pool)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
