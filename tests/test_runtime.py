@@ -123,11 +123,27 @@ def test_torch_int8_quantises_saves_and_loads(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_compile_backend(setup):
+def test_torch_compile_backend(setup, monkeypatch):
+    from torch._dynamo.utils import counters
+
+    from tinyact.models import runtime as runtime_module
+
     checkpoint, clips, reference = setup
-    z = load_runtime("torch-compile", checkpoint).encode(clips)
+    compiled = load_runtime("torch-compile", checkpoint)
+    z = compiled.encode(clips)
     assert z.shape == reference.shape
     assert _drift(z, reference)[0] < 1e-3
+    # More batch sizes than torch.compile's default 8 recompiles: each still gets its own compiled graph (no
+    # silent fall-back to eager), and batches over COMPILE_MAX_BATCH run in chunks of it.
+    monkeypatch.setattr(runtime_module, "COMPILE_MAX_BATCH", 10)
+    torch._dynamo.reset()
+    compiled = load_runtime("torch-compile", checkpoint)
+    many = np.concatenate([clips, clips, clips])[:11]
+    expected = np.concatenate([reference, reference, reference])[:11]
+    graphs_before = counters["stats"]["unique_graphs"]
+    for size in range(1, 12):
+        assert _drift(compiled.encode(many[:size]), expected[:size])[0] < 1e-3, size
+    assert counters["stats"]["unique_graphs"] - graphs_before == 10  # sizes 1..10; 11 ran as 10 + 1
 
 
 def test_residual_input_mode_survives_export(tmp_path):

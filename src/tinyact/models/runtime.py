@@ -9,7 +9,8 @@ backend                   what runs
 ``torch``                 eager fp32 (the reference)
 ``torch-bf16``            eager under ``torch.autocast("cpu", bfloat16)``; latents returned as float32
 ``torch-channels-last``   eager fp32 with ``channels_last_3d`` weights and activations
-``torch-compile``         ``torch.compile`` (inductor) with weight freezing; the first call compiles
+``torch-compile``         ``torch.compile`` (inductor) with weight freezing; one static graph per batch size
+                          (up to 64; larger batches run in chunks of 64), compiled on the first batch of its size
 ``onnx``                  ONNX Runtime fp32 on the exported encoder (:func:`tinyact.models.export.export_onnx`)
 ``onnx-int8``             ONNX Runtime int8: static QDQ per-channel when calibration clips are given,
                           else dynamic quantisation; or a ready int8 ``onnx_path``
@@ -30,6 +31,10 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
+
+#: Largest batch the ``torch-compile`` backend compiles a graph for (and how many sizes it may compile);
+#: bigger batches run in chunks of it.
+COMPILE_MAX_BATCH = 64
 
 BACKENDS = ("torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8")
 
@@ -115,6 +120,7 @@ class TorchRuntime(_RuntimeBase):
             # Freezing folds BatchNorm into the convolutions and pre-packs weights: inference only.
             inductor_config.freezing = True
             self._fn = torch.compile(self._fn, dynamic=False)
+        self.compiled = backend == "torch-compile"
 
     @torch.inference_mode()
     def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -123,8 +129,21 @@ class TorchRuntime(_RuntimeBase):
             # encode() permutes [B,T,C,H,W] -> [B,C,T,H,W]; laid out channels-last, that permute is free.
             x = x.permute(0, 2, 1, 3, 4).contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 1, 3, 4)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            z = self._fn(x)
+            z = self._run_compiled(x) if self.compiled else self._fn(x)
         return z.float().numpy()
+
+    def _run_compiled(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the compiled encoder with one static graph per batch size.
+
+        Static graphs are the fastest, but each is specialised to one batch size, and the edge sees every size
+        from 1 to its camera count. After 8 sizes torch.compile's default stops recompiling and falls back to
+        eager for good. This call lifts that limit to COMPILE_MAX_BATCH sizes for this graph alone; larger
+        batches run in chunks of COMPILE_MAX_BATCH. Each new size costs one compile (seconds) on first use.
+        """
+        if len(x) > COMPILE_MAX_BATCH:
+            return torch.cat([self._run_compiled(chunk) for chunk in x.split(COMPILE_MAX_BATCH)])
+        with torch._dynamo.config.patch(cache_size_limit=COMPILE_MAX_BATCH):
+            return self._fn(x)
 
 
 class TorchInt8Runtime(_RuntimeBase):
