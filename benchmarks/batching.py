@@ -20,7 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.common import markdown_table, median, print_table, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_malloc_option,
+    apply_malloc_option,
+    markdown_table,
+    median,
+    print_table,
+    save_results,
+)
 from tinyact.models import VideoAutoEncoder3D  # noqa: E402
 
 
@@ -59,10 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.presets, args.batches, args.size, args.frames, args.precisions, args.repeats = "fast", "3", 32, 8, "fp32", 3
-        args.device = "cpu"
+        args.device, args.malloc = "cpu", "default"  # the retain switch is process-wide: not inside the test suite
+    apply_malloc_option(args)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     torch.backends.cudnn.benchmark = True
