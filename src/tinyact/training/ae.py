@@ -100,7 +100,8 @@ class AETrainConfig(TinyActConfig):
     target_pool: int = Field(
         1, ge=1, title="Loss pooling (px)",
         description="compare x̂ and x after k×k average pooling, so the loss ignores detail finer than k px "
-        "(such as the background edges that camera shake moves); 1 = the paper's per-pixel MSE",
+        "(such as the background edges that camera shake moves); 1 = the paper's per-pixel MSE. metrics.csv's "
+        "train_mse is then the pooled loss; val_mse stays per pixel, comparable between runs",
     )
     threads: int | None = Field(None, ge=1, title="torch CPU threads", description="default: torch's choice")
 
@@ -154,8 +155,9 @@ def reconstruction_loss(
 
     Plain MSE is dominated by the static background, which a clip latent can reproduce without encoding
     the movement at all; the difference term charges the decoder for getting the motion wrong. ``pool`` > 1
-    compares both clips after ``pool``×``pool`` average pooling: an edge shifted by a pixel leaves a +/- pair
-    in the residual that pooling cancels, while a moving figure leaves a blob that it keeps.
+    compares both clips after ``pool``×``pool`` average pooling: an edge shifted by a pixel leaves a thin +/-
+    pair in the residual that pooling largely cancels (fully when the pair falls in one cell), while a moving
+    figure leaves a blob of one sign that it keeps.
     """
     if pool > 1:
         recon, target = (F.avg_pool2d(c.flatten(0, 1), pool, ceil_mode=True).unflatten(0, c.shape[:2]) for c in (recon, target))
