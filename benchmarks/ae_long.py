@@ -29,6 +29,7 @@ from benchmarks.common import save_results  # noqa: E402
 from tinyact.data.cache import build_cache  # noqa: E402
 from tinyact.data.layouts import read_kinetics  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
+from tinyact.models.checkpoint import load_model  # noqa: E402
 from tinyact.models.factory import build_autoencoder  # noqa: E402
 from tinyact.training.ae import AETrainConfig, train_autoencoder  # noqa: E402
 from tinyact.training.extract import extract_latents  # noqa: E402
@@ -55,16 +56,16 @@ def probe_run(work: Path, name: str, manifest: Manifest, args: argparse.Namespac
     cfg = run_config(work, name, args)
     if not (cfg.out / "model.pt").exists():
         raise SystemExit(f"{name}: no epoch finished in time; see {work / (name + '.log')}")
-    epochs = len((cfg.out / "metrics.csv").read_text().splitlines()) - 1
-    trained = extract_latents(cfg.out / "model.pt", manifest, cfg.sampling(), cfg.out / "latents.npz",
+    model, info = load_model(cfg.out / "model.pt")
+    row = info["extra"]["metrics"]  # the epoch this model.pt is from (a kill can leave metrics.csv one row behind)
+    trained = extract_latents(model, manifest, cfg.sampling(), cfg.out / "latents.npz",
                               cache_dir=cfg.cache_dir, device=args.device, batch_size=64, resume=False)
     torch.manual_seed(0)
     random_net = build_autoencoder("ae3d", "fast-motion", **{**VARIANTS[name], "num_frames": 16, "input_size": args.size})
     random = extract_latents(random_net, manifest, cfg.sampling(), cfg.out / "latents-random.npz",
                              cache_dir=cfg.cache_dir, device=args.device, batch_size=64, resume=False)
-    last = (cfg.out / "metrics.csv").read_text().splitlines()[-1].split(",")
-    return {"overrides": VARIANTS[name], "epochs": epochs, "train_psnr_db": round(float(last[2]), 2),
-            "val_psnr_db": round(float(last[4]), 2), "probe_top1": round(linear_probe(trained)["top1"], 3),
+    return {"overrides": VARIANTS[name], "epochs": int(row["epoch"]), "train_psnr_db": round(row["train_psnr"], 2),
+            "val_psnr_db": round(row["val_psnr"], 2), "probe_top1": round(linear_probe(trained)["top1"], 3),
             "random_probe_top1": round(linear_probe(random)["top1"], 3)}
 
 

@@ -17,5 +17,6 @@ def test_ae_long_quick(tmp_path):
 
     ae_long.main(["--quick", "--threads", "1", "--device", "cpu", "--work", str(tmp_path / "w"), "--json", str(tmp_path / "r.json")])
     run = json.loads((tmp_path / "r.json").read_text())["runs"]["half"]
-    assert run["epochs"] >= 1 and run["epochs"] == len((tmp_path / "w/half/metrics.csv").read_text().splitlines()) - 1
+    rows = len((tmp_path / "w/half/metrics.csv").read_text().splitlines()) - 1
+    assert run["epochs"] >= 1 and run["epochs"] in (rows, rows + 1)  # the model.pt's epoch; the kill may beat the CSV row
     assert 0 <= run["probe_top1"] <= 1 and 0 <= run["random_probe_top1"] <= 1 and run["val_psnr_db"] > 5
