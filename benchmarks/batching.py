@@ -29,9 +29,10 @@ from benchmarks.common import (  # noqa: E402
     save_results,
 )
 from tinyact.models import VideoAutoEncoder3D  # noqa: E402
+from tinyact.training.runtime import Precision, autocast, pick_device  # noqa: E402
 
 
-def time_encode(model: torch.nn.Module, clips: torch.Tensor, repeats: int, bf16: bool) -> float:
+def time_encode(model: torch.nn.Module, clips: torch.Tensor, repeats: int, precision: Precision) -> float:
     """Median milliseconds of ``model.encode(clips)`` after warm-up calls."""
     cuda = clips.device.type == "cuda"
 
@@ -41,7 +42,7 @@ def time_encode(model: torch.nn.Module, clips: torch.Tensor, repeats: int, bf16:
             start.record()
         else:
             began = time.perf_counter()
-        with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(clips.device, precision):
             model.encode(clips)
         if cuda:
             end.record()
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.presets, args.batches, args.size, args.frames, args.precisions, args.repeats = "fast", "3", 32, 8, "fp32", 3
         args.device, args.malloc = "cpu", "default"  # the retain switch is process-wide: not inside the test suite
     apply_malloc_option(args)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     batches = [int(k) for k in args.batches.split(",")]
     columns = ["preset", "precision", "batch 1 ms", *[f"batch {k} ms" for k in batches], *[f"speed-up K={k}" for k in batches]]
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     for preset in args.presets.split(","):
         torch.manual_seed(0)
         model = VideoAutoEncoder3D.from_preset(preset, num_frames=args.frames, input_size=args.size).to(device).eval()
+        clips = torch.randn(max(batches), args.frames, 3, args.size, args.size, device=device)
         for precision in args.precisions.split(","):
-            clips = torch.randn(max(batches), args.frames, 3, args.size, args.size, device=device)
-            ms = {k: time_encode(model, clips[:k], args.repeats, precision == "bf16") for k in [1, *batches]}
+            ms = {k: time_encode(model, clips[:k], args.repeats, precision) for k in [1, *batches]}
             speedup = {k: round(k * ms[1] / ms[k], 2) for k in batches}
             records.append({"preset": preset, "precision": precision, "ms": ms, "speedup": speedup})
             rows.append([preset, precision, *[f"{ms[k]:.2f}" for k in [1, *batches]], *[speedup[k] for k in batches]])
