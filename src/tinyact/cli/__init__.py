@@ -6,6 +6,7 @@ status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -14,9 +15,34 @@ from tinyact import __version__
 from tinyact.console import console, setup_logging
 from tinyact.errors import TinyActError
 
+#: Top-level commands in the order a clip travels through the system (``--help`` lists them so).
+COMMAND_ORDER = ("data", "models", "train", "extract", "classify", "teacher", "experiment", "edge", "cloud", "demo")
+
+
+def _escape_option_help(command: click.Command) -> None:
+    """Escape Rich markup in every option's help below ``command``, so ``[default: 8000]`` stays visible."""
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_option_help(sub)
+
 
 class _Group(TyperGroup):
-    """Root command group: a :class:`TinyActError` becomes a red one-line message and exit status 2."""
+    """Root command group: a :class:`TinyActError` becomes a red one-line message and exit status 2.
+
+    Option help is plain text (its square brackets are not Rich markup), and commands are listed in
+    :data:`COMMAND_ORDER`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _escape_option_help(self)
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
     def invoke(self, ctx):
         try:
@@ -29,7 +55,10 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     help="TinyAct: real-time human action recognition split between edge devices and a cloud service.\n\n"
-    "Stages: data (videos -> clips), demo (the whole system on this machine).",
+    "Stages, in the order a clip travels: data (videos -> clips) -> models (families, sizes) -> "
+    "train (autoencoder, teacher, KD student) -> extract (clips -> latents) -> classify (latents -> labels) -> "
+    "teacher (cached logits for KD) -> experiment (the paper's tables) -> edge (cameras -> latents) -> "
+    "cloud (latents -> stored results) -> demo (the whole system on this machine).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,

@@ -8,7 +8,8 @@ import typer
 
 from tinyact.console import console
 
-app = typer.Typer(help="Train models: the unsupervised autoencoder (ae), …", no_args_is_help=True)
+app = typer.Typer(help="Train models: the unsupervised autoencoder (ae), the KD teacher (teacher) and student (kd).",
+                  no_args_is_help=True)
 
 
 @app.command()
