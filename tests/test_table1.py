@@ -90,3 +90,29 @@ def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert json.loads((out / "metrics.json").read_text())["classifiers"] == metrics["classifiers"]
+
+
+def test_a_class_without_a_usable_training_clip_is_one_red_line(tiny_synth, tmp_path):
+    """Its only clip is corrupt: named in one line, exit 2, before any autoencoder training."""
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir())
+    lonely = data / classes[0]
+    videos = sorted(lonely.iterdir())
+    for extra in videos[1:]:
+        extra.unlink()
+    videos[0].write_bytes(b"not a video at all")
+    rows = ["path,split"]
+    for name in classes:
+        for i, video in enumerate(sorted((data / name).iterdir())):
+            rows.append(f"{name}/{video.name},{'test' if i == 1 else 'train'}")
+    (tmp_path / "split.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "t1.yaml").write_text("frames: 4\nworkers: 1\nbatch_size: 4\n")
+    result = runner.invoke(app, [
+        "experiment", "table1", "--data", str(data), "--layout", "folder", "--split-file", str(tmp_path / "split.csv"),
+        "--size", "32", "--epochs", "1", "--folds", "2", "--device", "cpu", "--classifiers", "dt",
+        "--config", str(tmp_path / "t1.yaml"), "--out", str(tmp_path / "run"),
+    ], terminal_width=400)
+    assert result.exit_code == 2, result.output
+    assert "without a usable training clip" in result.output and classes[0] in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "ae").exists()

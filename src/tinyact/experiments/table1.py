@@ -108,6 +108,21 @@ def make_manifest(cfg: Table1Config) -> Manifest:
     return Manifest.read(Path(cfg.out) / "manifest.csv")
 
 
+def check_training_clips(manifest: Manifest, cache_dir: Path) -> None:
+    """Raise :class:`DatasetError` naming every class left without a decodable train clip (the classifiers
+    need each class in train), before any training time is spent."""
+    from tinyact.data.cache import ClipCache
+
+    skipped = ClipCache(cache_dir).skipped
+    usable = {e.label for e in manifest.entries if e.split == "train" and e.clip_id not in skipped}
+    missing = sorted({e.label for e in manifest.entries} - usable)
+    if missing:
+        raise DatasetError(
+            f"class(es) without a usable training clip: {', '.join(missing)} (undecodable files are listed in "
+            f"{Path(cache_dir) / 'skipped.csv'}); add train clips for them or remove them from the dataset"
+        )
+
+
 def train_encoder(cfg: Table1Config, manifest_path: Path, cache_dir: Path) -> tuple[Path, str]:
     """Train the autoencoder (resuming a partial run in ``RUN/ae``); returns (model file, encoder hash)."""
     try:
@@ -180,6 +195,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     t = time.perf_counter()
     sampling.save(cache_dir)
     build_cache(manifest, cache_dir, sampling, workers=cfg.workers)
+    check_training_clips(manifest, cache_dir)
     stage("cache", t)
 
     t = time.perf_counter()
