@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -109,3 +110,15 @@ def test_dataset_in_worker_processes(manifest, tmp_path):
     labels = torch.cat([batch[1] for batch in loader])
     assert sorted(labels.tolist()) == sorted(manifest.label_index(e.label) for e in manifest.entries)
     assert np.unique(labels.numpy()).size == len(manifest.label_names)
+
+
+def test_cache_says_resuming_only_when_an_earlier_run_left_clips_to_finish(manifest, tmp_path, caplog):
+    out = tmp_path / "cache"
+    small = Manifest(manifest.entries[:4], manifest.root)
+    with caplog.at_level(logging.INFO, logger="tinyact.data.cache"):
+        build_cache(small, out, SAMPLING, workers=1)
+        build_cache(small, out, SAMPLING, workers=1)  # e.g. the training stage after the experiment built it
+    assert "resuming" not in caplog.text
+    with caplog.at_level(logging.INFO, logger="tinyact.data.cache"):
+        build_cache(Manifest(manifest.entries[:6], manifest.root), out, SAMPLING, workers=1)
+    assert "resuming, 4 clips already done, 2 to go" in caplog.text

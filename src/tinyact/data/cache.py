@@ -128,8 +128,10 @@ def build_cache(
             stale.unlink()
 
     todo = [e for e in manifest.entries if e.clip_id not in done]
-    if done:
+    if done and todo:  # an earlier, interrupted run's clips
         logger.info("cache: resuming, %d clips already done, %d to go", len(manifest) - len(todo), len(todo))
+    elif done:
+        logger.debug("cache: %s already holds all %d clips", out, len(manifest))
     chunks = [
         [(str(manifest.resolve(e)), e.clip_id) for e in todo[i : i + chunk_size]] for i in range(0, len(todo), chunk_size)
     ]
