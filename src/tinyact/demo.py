@@ -412,12 +412,14 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
     step("encoder", t0)
     if cfg.backend.endswith("int8"):
         t0 = time.perf_counter()
+        logger.info("demo: preparing the %s encoder (calibrated on training clips)", cfg.backend)
         ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
         step("int8", t0)
     t0 = time.perf_counter()
     classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, cache_dir)
     step("classifier", t0)
     t0 = time.perf_counter()
+    logger.info("demo: writing the camera playlists")
     playlist_paths = ensure_playlists(cfg, manifest)
     step("playlists", t0)
 
@@ -431,6 +433,7 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
     summary: dict[str, Any] = {}
     with ExitStack() as stack:
         t0 = time.perf_counter()
+        logger.info("demo: starting the cloud service, the edge agent and its page")
         cloud = stack.enter_context(serve_in_background(
             classifier_dir, cfg.out / "cloud.db", admin_token=admin_token, viewer_token=viewer_token))
         key_file = edge_dir / "device.key"
@@ -490,11 +493,10 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
                                 cfg.duration_s, state.counts.get("captured", 0), state.counts.get("delivered", 0),
                                 sum(r.label is not None for r in state.rows))
         step("run", t0)
-        # Stop capturing, then deliver what is still in the outbox and read any result not yet back.
+        # Stop capturing, then deliver what is still in the outbox and read any result not yet back (before
+        # the transport closes: with an already empty outbox nothing would reopen it).
         t0 = time.perf_counter()
-        agent.stop()
-        flushed = agent.flush(timeout=60)
-        agent.poll_results()
+        flushed, _ = agent.finish(timeout=60)
         step("flush", t0)
         status = agent.status()
         transport = status.get("transport", {})

@@ -49,8 +49,7 @@ def run(
     from tinyact.edge.config import EdgeConfig
 
     cfg = EdgeConfig.from_yaml(config)
-    if cfg.transport.kind == "http":
-        cfg.device_key()  # fail now, with the fix in the message, rather than in the sender thread
+    _check_secrets(cfg, web)  # fail now, with every fix in one message, rather than in the sender thread
     agent = EdgeAgent(cfg)
     server = _start_web(cfg, agent) if web and cfg.web.enabled else None
     console.print(f"edge agent [bold]{cfg.device_id}[/]: {len(agent.cameras)} camera(s) every {cfg.schedule.interval_s:g} s "
@@ -61,18 +60,42 @@ def run(
             for i in range(rounds):
                 started = time.monotonic()
                 report = agent.run_round()
-                agent.flush(timeout=cfg.transport.timeout_s)
-                console.print(f"round {i + 1}: {report['clips']} clip(s), encode {report['encode_ms']} ms, "
+                agent.send_due(timeout=cfg.transport.timeout_s)  # clips in backoff wait for a later round
+                console.print(f"round {i + 1}: {report['clips']} clip(s), encode {_or_na(report['encode_ms'])} ms, "
                               f"failed cameras: {sorted(report['cameras_failed']) or 'none'}")
                 if i + 1 < rounds:
                     time.sleep(max(0.0, cfg.schedule.interval_s - (time.monotonic() - started)))
-            agent.stop()
-            _print_status(agent.status(), stale=False)
         else:
             agent.run_forever()
+    except KeyboardInterrupt:
+        console.print("stopping the edge agent")
     finally:
         if server is not None:
             server.should_exit = True
+    agent.stop()
+    _print_status(agent.status(), stale=False)
+
+
+def _check_secrets(cfg, web: bool) -> None:
+    """Every secret this run needs (device key, local page token) at once: one message names all missing."""
+    needed = []
+    if cfg.transport.kind == "http":
+        needed.append(cfg.device_key)
+    if web and cfg.web.enabled:
+        needed.append(cfg.web_token)
+    problems = []
+    for read in needed:
+        try:
+            read()
+        except ConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _or_na(value, fmt: str = "{}") -> str:
+    """``value`` formatted, or ``n/a`` when there is none yet."""
+    return "n/a" if value is None else fmt.format(value)
 
 
 def _start_web(cfg, agent):
@@ -136,7 +159,7 @@ def _is_stale(status: dict) -> bool:
 def _print_status(status: dict, stale: bool) -> None:
     running = status.get("running") and not stale
     console.print(f"device [bold]{status.get('device_id', '?')}[/]: agent "
-                  + ("[green]running[/]" if running else f"[yellow]not running[/] (last update {status.get('updated_at')})"))
+                  + ("[green]running[/]" if running else f"[yellow]not running[/] (last update {_or_na(status.get('updated_at'))})"))
     table = Table(title="cameras")
     for column in ("camera", "state", "clips", "last result", "score", "captured", "last error"):
         table.add_column(column)
@@ -152,14 +175,14 @@ def _print_status(status: dict, stale: bool) -> None:
     console.print("clips: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in
                                          ("captured", "delivered", "pending", "dropped", "rejected", "results")))
     encode = status.get("encode", {})
-    console.print(f"encoder {encode.get('backend', '?')}: last batch {encode.get('last_batch_ms')} ms "
-                  f"({encode.get('last_per_clip_ms')} ms per clip), mean {encode.get('mean_batch_ms')} ms")
+    console.print(f"encoder {encode.get('backend', '?')}: last batch {_or_na(encode.get('last_batch_ms'))} ms "
+                  f"({_or_na(encode.get('last_per_clip_ms'))} ms per clip), mean {_or_na(encode.get('mean_batch_ms'))} ms")
     if encode.get("cloud_model_problem"):
         console.print(f"[yellow]{encode['cloud_model_problem']}[/]", highlight=False)
     transport = status.get("transport", {})
     if transport:
         console.print(f"transport {transport.get('kind')} ({transport.get('wire_dtype')}): "
-                      f"{transport.get('bytes_per_clip')} bytes per clip; last error: {transport.get('last_error') or 'none'}")
+                      f"{_or_na(transport.get('bytes_per_clip'))} bytes per clip; last error: {transport.get('last_error') or 'none'}")
 
 
 # ---- ONNX export and int8 quantisation (tinyact.models.export / runtime) ------------------------------------

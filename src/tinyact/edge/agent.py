@@ -87,6 +87,19 @@ def enforce_retention(folder: Path, max_age_s: float, max_bytes: float, now: flo
     return deleted, total
 
 
+def slowest_cameras(report: dict[str, Any], n: int = 2) -> str:
+    """What made a round long, from a :meth:`EdgeAgent.run_round` report: ``"slowest camera(s): cam-3 7.0 s,
+    cam-1 0.4 s; encode 80 ms"``."""
+    grab_ms = report.get("grab_ms") or {}
+    parts = []
+    if grab_ms:
+        worst = sorted(grab_ms.items(), key=lambda item: -item[1])[:n]
+        parts.append("slowest camera(s): " + ", ".join(f"{cid} {ms / 1000:.1f} s" for cid, ms in worst))
+    if report.get("encode_ms") is not None:
+        parts.append(f"encode {report['encode_ms']:.0f} ms")
+    return "; ".join(parts) or "no camera was grabbed"
+
+
 class EdgeAgent:
     """Runs one edge device. ``start()`` starts the capture schedule and the sender in background threads;
     ``run_round()`` does one round now (tests, benchmarks); ``status()`` says how things stand.
@@ -142,11 +155,15 @@ class EdgeAgent:
 
     def _ensure_transport(self) -> Any:
         if self.transport is None:
-            from tinyact.edge.transports import HttpTransport, MqttTransport
+            from tinyact.edge.transports import HttpTransport, MqttTransport, outbox_camera
 
             t = self.cfg.transport
             if t.kind == "mqtt":
-                self.transport = MqttTransport(t.mqtt_url, self.cfg.device_id, self.store.record_results)
+                username, password = self.cfg.mqtt_credentials()
+                self.transport = MqttTransport(
+                    t.mqtt_url, self.cfg.device_id, self.store.record_results,
+                    pending_camera=lambda clip_id: outbox_camera(self.store, clip_id), on_rejected=self.store.reject,
+                    username=username, password=password)
             else:
                 self.transport = HttpTransport(self.cfg.cloud_url, self.cfg.device_key(), gzip_mode=t.gzip,
                                                timeout_s=t.timeout_s)
@@ -209,12 +226,7 @@ class EdgeAgent:
         """Stop the threads (a round in progress finishes), give pending clips one last chance to go out (up to
         ``flush_s`` seconds, only if the agent was running), close cameras and the transport; whatever is still
         pending stays in the outbox for the next start."""
-        was_running = bool(self._threads)
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=timeout)
-        self._threads.clear()
+        was_running = self.stop_threads(timeout)
         if was_running and flush_s > 0 and self.transport is not None and not self.last_send_error:
             try:
                 self.flush(timeout=flush_s)
@@ -231,6 +243,28 @@ class EdgeAgent:
                 self.transport = None
         self._owned.clear()
         self._poller = None
+
+    def stop_threads(self, timeout: float = 30.0) -> bool:
+        """Stop the schedule and sender threads (a round in progress finishes); the transport stays open.
+        Returns whether they were running."""
+        was_running = bool(self._threads)
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._threads.clear()
+        return was_running
+
+    def finish(self, timeout: float = 60.0) -> tuple[bool, int]:
+        """Stop capturing, send what is still in the outbox (ignoring backoff, up to ``timeout`` s), read the
+        results not yet back, then :meth:`stop`. Returns ``(outbox emptied, results read)``."""
+        self.stop_threads()
+        try:
+            self._ensure_transport()
+            flushed = self.flush(timeout=timeout)
+            return flushed, self.poll_results()  # before stop(): it closes the transport the poll reads with
+        finally:
+            self.stop()
 
     def __enter__(self) -> EdgeAgent:
         self.start()
@@ -275,7 +309,8 @@ class EdgeAgent:
             late = time.monotonic() - next_at
             if late > 0:
                 self.overruns += 1
-                logger.warning("round took %.1f s longer than the %g s interval; starting the next one now", late, interval)
+                logger.warning("round took %.1f s longer than the %g s interval (%s); starting the next one now",
+                               late, interval, slowest_cameras(self.last_round))
                 next_at = time.monotonic()
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -289,7 +324,13 @@ class EdgeAgent:
             start = time.perf_counter()
             ready = [c for c in self.cameras if c.health.ready()]
             futures = {self._pool.submit(c.grab, encoder.num_frames, sched.capture_fps, encoder.input_size): c for c in ready}
+            grab_ms: dict[str, float] = {}
+            for future, camera in futures.items():
+                future.add_done_callback(lambda _f, cid=camera.camera_id: grab_ms.setdefault(
+                    cid, round((time.perf_counter() - start) * 1000, 1)))
             done, _ = wait_futures(futures, timeout=sched.capture_timeout_s + 1.0)  # stream grabs time out first
+            for camera in futures.values():  # stalled: still grabbing now
+                grab_ms.setdefault(camera.camera_id, round((time.perf_counter() - start) * 1000, 1))
             grabs: list[Grab] = []
             failed: dict[str, str] = {}
             for future, camera in futures.items():
@@ -307,7 +348,7 @@ class EdgeAgent:
                 logger.warning("camera %s is down (%s); next try in %.1f s", camera.camera_id, reason, delay)
             capture_ms = (time.perf_counter() - start) * 1000
             report: dict[str, Any] = {"clips": 0, "cameras_failed": failed, "capture_ms": round(capture_ms, 1),
-                                      "encode_ms": None, "dropped": 0, "at": datetime.now(UTC).isoformat()}
+                                      "grab_ms": dict(grab_ms), "encode_ms": None, "dropped": 0, "at": datetime.now(UTC).isoformat()}
             if grabs:
                 report.update(self._encode_and_queue(grabs))
             self.rounds += 1
@@ -422,6 +463,18 @@ class EdgeAgent:
             self.write_status()
         return len(items)
 
+    def send_due(self, timeout: float = 30.0) -> int:
+        """Send the outbox clips whose backoff has passed until none is due, a send fails or ``timeout`` passes
+        (``tinyact edge run --rounds``: a cloud that is down costs one attempt per backoff step, not a busy loop).
+        Returns the number of clips sent."""
+        deadline = time.monotonic() + timeout
+        before = self.clips_sent
+        while time.monotonic() < deadline and self.store.due(1):
+            self.drain_once()
+            if self.last_send_error:  # failed: those clips wait for their next attempt
+                break
+        return self.clips_sent - before
+
     def poll_results(self) -> int:
         """Read ``GET /v1/results`` from the stored cursor to the end; returns the number of results."""
         self._last_poll = time.time()
@@ -434,11 +487,14 @@ class EdgeAgent:
         cursor = self.store.results_cursor
         try:
             while True:
-                results, next_cursor = poller.fetch_results(cursor, RESULTS_PAGE)
+                page, next_cursor = poller.fetch_results(cursor, RESULTS_PAGE)
+                # The feed is per device id: results for clips another data directory captured are not ours.
+                mine = self.store.known_clip_ids([str(r.clip_id) for r in page]) if page else set()
+                results = [r for r in page if str(r.clip_id) in mine]
                 if results:
                     self.store.record_results(results)
                     total += len(results)
-                if next_cursor == cursor or not results:
+                if next_cursor == cursor or not page:
                     break
                 cursor = next_cursor
                 self.store.results_cursor = cursor

@@ -307,6 +307,14 @@ class EdgeStore:
             earliest = db.execute(select(func.min(outbox.c.next_attempt_at))).scalar()
         return None if earliest is None else max(0.0, earliest - now)
 
+    def known_clip_ids(self, clip_ids: Sequence[str]) -> set[str]:
+        """Which of ``clip_ids`` this store captured (the results feed is applied to those only)."""
+        known: set[str] = set()
+        with self.engine.connect() as db:
+            for chunk in _chunks(list(clip_ids), 500):
+                known.update(db.execute(select(captures.c.clip_id).where(captures.c.clip_id.in_(chunk))).scalars())
+        return known
+
     def pending_ids(self) -> list[str]:
         with self.engine.connect() as db:
             return list(db.execute(select(outbox.c.clip_id).order_by(outbox.c.seq)).scalars())
