@@ -132,6 +132,8 @@ def build_cache(
         logger.info("cache: resuming, %d clips already done, %d to go", len(manifest) - len(todo), len(todo))
     elif done:
         logger.debug("cache: %s already holds all %d clips", out, len(manifest))
+    else:
+        logger.info("cache: decoding %d clip(s) into %s", len(todo), out)
     chunks = [
         [(str(manifest.resolve(e)), e.clip_id) for e in todo[i : i + chunk_size]] for i in range(0, len(todo), chunk_size)
     ]
