@@ -118,7 +118,7 @@ def test_cache_says_resuming_only_when_an_earlier_run_left_clips_to_finish(manif
     with caplog.at_level(logging.INFO, logger="tinyact.data.cache"):
         build_cache(small, out, SAMPLING, workers=1)
         build_cache(small, out, SAMPLING, workers=1)  # e.g. the training stage after the experiment built it
-    assert "resuming" not in caplog.text
+    assert "cache: resuming" not in caplog.text
     assert "cache: decoding 4 clip(s)" in caplog.text  # a fresh build says what it is doing (no bar without a TTY)
     with caplog.at_level(logging.INFO, logger="tinyact.data.cache"):
         build_cache(Manifest(manifest.entries[:6], manifest.root), out, SAMPLING, workers=1)
