@@ -58,7 +58,7 @@ def test_synth_manifest_cache_end_to_end(tmp_path):
     with open(cache / "skipped.csv") as handle:
         assert [r["clip_id"] for r in csv.DictReader(handle)] == [rows[0]["clip_id"]]
     result = runner.invoke(app, ["data", "check", "--manifest", str(manifest), "--workers", "1", "--frames", "4"])
-    assert result.exit_code == 0 and "1 of 6 videos failed" in result.output
+    assert result.exit_code == 1 and "1 of 6 videos failed" in result.output  # a failure is not a success
     result = runner.invoke(app, ["data", "probe", str(data / rows[1]["path"])])
     assert result.exit_code == 0 and json.loads(result.output)["codec"] == "h264"
 

@@ -171,7 +171,8 @@ def check(
     frames: int = typer.Option(16, help="Frames a clip needs (shorter videos are reported)."),
     workers: int = typer.Option(0, help="Processes; 0 = one per core."),
 ) -> None:
-    """Try to read a clip from every video of a manifest and report those that fail (like mmaction's check_videos)."""
+    """Try to read a clip from every video of a manifest and report those that fail (like mmaction's check_videos);
+    exit status 1 when any failed."""
     from tinyact.data.check import check_manifest
     from tinyact.data.manifest import Manifest
 
@@ -179,6 +180,7 @@ def check(
     out = out or manifest.with_name(manifest.stem + ".bad.csv")
     bad = check_manifest(loaded, frames=frames, workers=workers, report=out)
     if bad:
-        console.print(f"[yellow]{len(bad)} of {len(loaded)} videos failed; see {out}[/]")
+        console.print(f"[bold red]{len(bad)} of {len(loaded)} videos failed[/]; see {out}")
+        raise typer.Exit(code=1)
     else:
         console.print(f"all {len(loaded)} videos decode")
