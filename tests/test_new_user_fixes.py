@@ -203,3 +203,21 @@ def test_edge_status_shows_na_before_any_encode(tmp_path):
                        "transport": {"kind": "http", "wire_dtype": "float16", "bytes_per_clip": None}}, stale=True)
     text = captured.get()
     assert "None" not in text and "n/a ms" in text and "n/a bytes per clip" in text
+
+
+class _NotATensor:
+    pass
+
+
+def test_a_checkpoint_torch_refuses_is_one_line_naming_the_file(tmp_path):
+    import torch
+
+    from tinyact.errors import TinyActError
+    from tinyact.models.checkpoint import load_model
+
+    path = tmp_path / "other_tool.pt"
+    torch.save({"model": _NotATensor()}, path)
+    with pytest.raises(TinyActError) as caught:
+        load_model(path)
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message and "weights_only" not in message and len(message) < 300

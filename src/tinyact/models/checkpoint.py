@@ -9,6 +9,7 @@ resume) are separate files written by :mod:`tinyact.training.runtime`.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,15 +67,27 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise TinyActError(f"{path} is not a TinyAct model file ({type(error).__name__}: {error})") from None
+        raise TinyActError(f"{path} is not a TinyAct model file ({_first_line(error)})") from None
     kind = payload.get("kind") if isinstance(payload, dict) else None
     if kind not in BUILDERS:
         raise TinyActError(f"{path}: unknown model kind {kind!r} (known: {sorted(BUILDERS)})")
     model = BUILDERS[kind](payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as error:
+        raise TinyActError(f"{path}: its weights do not fit its {kind} config ({_first_line(error)})") from None
     model.eval()
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, info
+
+
+def _first_line(error: BaseException) -> str:
+    """One line for a user: torch's multi-paragraph messages (e.g. the ``weights_only`` advice) cut to the point."""
+    if "Weights only load failed" in str(error):
+        return "it holds Python objects besides tensors, so it was not made by `save_model`; not unpickled for safety"
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _build_autoencoder3d(config: dict[str, Any]) -> nn.Module:
