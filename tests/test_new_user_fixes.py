@@ -221,3 +221,12 @@ def test_a_checkpoint_torch_refuses_is_one_line_naming_the_file(tmp_path):
         load_model(path)
     message = str(caught.value)
     assert str(path) in message and "\n" not in message and "weights_only" not in message and len(message) < 300
+
+
+def test_edge_run_prints_the_summary_after_ctrl_c(edge_world, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYACT_DEVICE_KEY", "k")
+    monkeypatch.setattr(EdgeAgent, "run_forever", lambda self: None)  # returns once SIGINT was handled
+    result = runner.invoke(app, ["edge", "run", "--config", str(_edge_yaml(edge_world, tmp_path)), "--no-web"],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "clips: captured 0" in result.output and "device edge-1" in result.output
