@@ -32,6 +32,8 @@ from tinyact.errors import ConfigError
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 DEVICE_ID_PATTERN = CAMERA_ID_PATTERN
 WireDtype = Literal["float32", "float16", "int8"]
+MAX_LATENT_VALUES = 16_384  # longest plain-list latent accepted (16× the 1024-d latents of TinyAct's encoders)
+MAX_CLIPS_PER_MESSAGE = 10_000  # hard bound of ClipsIn.clips; the service's max_clips_per_request is lower
 _NUMPY_DTYPE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
 
 
@@ -51,7 +53,7 @@ class EncodedLatent(BaseModel):
 
 
 LatentField = Annotated[
-    EncodedLatent | list[float],
+    EncodedLatent | Annotated[list[float], Field(max_length=MAX_LATENT_VALUES)],
     Field(description="the clip's latent: an encoded object or a plain JSON array of numbers"),
 ]
 
@@ -112,7 +114,8 @@ class ClipsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    clips: list[ClipIn] = Field(min_length=1, description="clips to classify (the server caps the count)")
+    clips: list[ClipIn] = Field(min_length=1, max_length=MAX_CLIPS_PER_MESSAGE,
+                                description="clips to classify (the server caps the count)")
 
 
 class LabelScore(BaseModel):
@@ -157,6 +160,12 @@ def mqtt_result_topic(device_id: str, camera_id: str) -> str:
     return f"tinyact/{device_id}/{camera_id}/result"
 
 
+def mqtt_error_topic(device_id: str, camera_id: str) -> str:
+    """Topic the cloud publishes a refused clip's reason to (body: ``{"clip_id", "error", "detail"}``; QoS 1,
+    not retained). Only the cloud's broker account may write it (``tinyact cloud broker-config``)."""
+    return f"tinyact/{device_id}/{camera_id}/error"
+
+
 class ErrorOut(BaseModel):
     """Body of every 4xx/5xx answer of the cloud API: a machine-readable ``error`` code and a ``detail``
     sentence saying what is wrong (and what to do); validation errors add the failing fields in ``errors``."""
@@ -187,14 +196,12 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     return parsed.hostname, parsed.port or (8883 if tls else 1883), tls
 
 
-def configure_mqtt_client(client, tls: bool) -> None:
-    """Reconnect backoff, credentials (``TINYACT_MQTT_USERNAME`` / ``TINYACT_MQTT_PASSWORD``, never in a URL or
-    config file) and TLS for a paho client: the same for the cloud's bridge and the edge's transport."""
-    import os
-
+def configure_mqtt_client(client, tls: bool, username: str | None = None, password: str | None = None) -> None:
+    """Reconnect backoff, credentials and TLS for a paho client: the same for the cloud's bridge and the edge's
+    transport. Credentials come from the caller (each side reads its config and environment; never a URL or
+    a config file): :func:`tinyact.cloud.broker.cloud_credentials`, :meth:`tinyact.edge.config.EdgeConfig.mqtt_credentials`."""
     client.reconnect_delay_set(1, 30)
-    username = os.environ.get("TINYACT_MQTT_USERNAME")
     if username:
-        client.username_pw_set(username, os.environ.get("TINYACT_MQTT_PASSWORD"))
+        client.username_pw_set(username, password)
     if tls:
         client.tls_set()

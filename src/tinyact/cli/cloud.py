@@ -188,3 +188,40 @@ def _exists(engine) -> bool:
 
     check_connection(engine)
     return True
+
+
+# ---- MQTT broker logins ------------------------------------------------------------------------------------
+@app.command("broker-config")
+def broker_config(
+    out: Path = typer.Option(..., help="Folder for mosquitto.conf, passwd and acl (created)."),
+    db: str = typer.Option(None, help=DB_HELP),
+    listen: str = typer.Option("127.0.0.1:1883", help="HOST:PORT Mosquitto listens on (0.0.0.0:1883 for all)."),
+    cloud_account: str = typer.Option("tinyact-cloud", help="Broker login of the cloud service."),
+    run_as: str = typer.Option(None, help="Mosquitto's `user` when started as root [default: mosquitto]."),
+) -> None:
+    """Write Mosquitto's config, password file and ACL for the active devices and the cloud account: each
+    device logs in as itself and may only publish its own clips and read its own results and errors; only the
+    cloud account writes results. Passwords derive from $TINYACT_MQTT_SECRET. Run again after `device add` or
+    `device revoke`, then send mosquitto SIGHUP."""
+    from tinyact.cloud.broker import MQTT_SECRET_ENV, mqtt_secret, write_broker_config
+    from tinyact.cloud.devices import list_devices
+
+    secret = mqtt_secret()
+    names = [d.name for d in list_devices(db) if d.active]
+    files = write_broker_config(out, names, secret, cloud_account=cloud_account, listen=listen, run_as=run_as)
+    console.print(f"wrote {files.conf}, {files.passwd.name} ({len(names)} device(s) + {files.cloud_account!r}), "
+                  f"{files.acl.name}", highlight=False)
+    console.print(f"run: mosquitto -c {files.conf}   reload after device add/revoke: kill -HUP <mosquitto pid>\n"
+                  f"cloud: tinyact cloud serve --mqtt mqtt://{listen} with ${MQTT_SECRET_ENV} set (logs in as "
+                  f"{files.cloud_account!r}); devices: `tinyact cloud device mqtt-password NAME`", highlight=False)
+
+
+@device_app.command("mqtt-password")
+def device_mqtt_password(name: str = typer.Argument(..., help="Device name (its MQTT username).")) -> None:
+    """Print a device's MQTT password (derived from $TINYACT_MQTT_SECRET), alone on the last line: give it to
+    the device as $TINYACT_MQTT_PASSWORD (or transport.mqtt_password_file); its username is the device name."""
+    from tinyact.cloud.broker import derive_password, mqtt_secret
+
+    password = derive_password(mqtt_secret(), name)
+    console.print(f"MQTT login of device {name!r}: username {name!r}, password on the next line:")
+    typer.echo(password)

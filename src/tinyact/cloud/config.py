@@ -1,7 +1,8 @@
 """Settings of the cloud service (``tinyact cloud serve``): one pydantic model, YAML in, echoed at start-up.
 
 Secrets never live here: the admin token comes from ``TINYACT_ADMIN_TOKEN``, the dashboard's read-only token
-from ``TINYACT_VIEWER_TOKEN``, MQTT credentials from ``TINYACT_MQTT_USERNAME`` / ``TINYACT_MQTT_PASSWORD``.
+from ``TINYACT_VIEWER_TOKEN``, MQTT credentials from ``TINYACT_MQTT_USERNAME`` / ``TINYACT_MQTT_PASSWORD`` (or the
+password derived from ``TINYACT_MQTT_SECRET``, see :mod:`tinyact.cloud.broker`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ class CloudConfig(TinyActConfig):
         title="MQTT client id",
         description="Fixed id with a persistent session (the broker keeps QoS 1 clips while the service is down); "
         "default: a random id and a clean session.",
+    )
+    mqtt_username: str | None = Field(
+        None,
+        title="MQTT username",
+        description="The service's broker login (default: $TINYACT_MQTT_USERNAME, else `tinyact-cloud` when a "
+        "password is known). The password is never configured here: $TINYACT_MQTT_PASSWORD, or derived from "
+        "$TINYACT_MQTT_SECRET, the secret `tinyact cloud broker-config` writes the broker's password file with.",
     )
     log_level: str = Field("info", title="Log level", description="uvicorn log level (debug, info, warning, error).")
 

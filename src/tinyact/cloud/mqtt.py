@@ -8,9 +8,11 @@ JSON and go through the same validation, classification and idempotent store as 
 cannot be accepted gets a JSON reason on ``tinyact/<device>/<camera>/error`` (QoS 1, not retained).
 
 The topic names the device, so MQTT ingest trusts the broker to stop a device from publishing under another
-device's name: give every device broker credentials and an ACL such as
-``pattern readwrite tinyact/%u/#`` (Mosquitto). The service additionally drops clips from devices that are
-not registered or were revoked. Replicas subscribe through a shared subscription (``$share/<group>/…``) so
+device's name: ``tinyact cloud broker-config`` (:mod:`tinyact.cloud.broker`) writes Mosquitto's password file
+and ACL so that each device logs in as itself, writes only ``tinyact/<itself>/+/clip`` and reads only its own
+results and errors, and only the service's account writes results. The service logs in with
+:func:`~tinyact.cloud.broker.cloud_credentials` and additionally drops clips from devices that are not
+registered or were revoked. Replicas subscribe through a shared subscription (``$share/<group>/…``) so
 each clip is classified by one of them.
 """
 
@@ -20,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from tinyact.cloud.broker import cloud_credentials
 from tinyact.wire import configure_mqtt_client, parse_mqtt_url
 
 logger = logging.getLogger(__name__)
@@ -40,7 +43,8 @@ class MqttBridge:
     """A paho client running in its own thread.
 
     ``on_clip(device, camera, payload)`` is called from paho's thread for each clip message; it must hand the
-    work to the service's event loop and return quickly.
+    work to the service's event loop and return quickly. ``username``: the broker login (default
+    ``$TINYACT_MQTT_USERNAME``, else ``tinyact-cloud`` when a password is known; see ``cloud_credentials``).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class MqttBridge:
         share_group: str | None = "tinyact-cloud",
         client_id: str | None = None,
         on_publish_failed: Callable[[], None] | None = None,
+        username: str | None = None,
     ) -> None:
         import paho.mqtt.client as paho
 
@@ -66,7 +71,7 @@ class MqttBridge:
             protocol=paho.MQTTv311,
         )
         self.client.max_queued_messages_set(MAX_QUEUED)
-        configure_mqtt_client(self.client, tls)
+        configure_mqtt_client(self.client, tls, *cloud_credentials(username))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect

@@ -193,6 +193,7 @@ class CloudService:
                 share_group=self.config.mqtt_share_group or None,
                 client_id=self.config.mqtt_client_id,
                 on_publish_failed=lambda: self.metrics.mqtt.labels("out", "failed").inc(),
+                username=self.config.mqtt_username,
             )
             self.mqtt.start()
         self._background.append(asyncio.create_task(self._housekeeping(), name="tinyact-housekeeping"))
@@ -425,7 +426,8 @@ class CloudService:
                     raise APIError(429, "rate_limited", f"device {device.name!r} is over its rate limit; retry later")
                 results, _ = await self.process_clips(device, [clip], where="")
             except ValidationError as error:
-                self._mqtt_reject(device.name, camera, None, describe_validation_error(error, root="message"))
+                self._mqtt_reject(device.name, camera, _clip_id_of(payload),
+                                  describe_validation_error(error, root="message"))
                 return None
             except APIError as error:
                 self._mqtt_reject(device.name, camera, _clip_id_of(payload), error)

@@ -30,6 +30,8 @@ from tinyact.paths import data_home
 from tinyact.wire import CAMERA_ID_PATTERN, DEVICE_ID_PATTERN, WireDtype
 
 DEVICE_KEY_ENV = "TINYACT_DEVICE_KEY"
+MQTT_USERNAME_ENV = "TINYACT_MQTT_USERNAME"
+MQTT_PASSWORD_ENV = "TINYACT_MQTT_PASSWORD"
 WEB_TOKEN_ENV = "TINYACT_EDGE_TOKEN"
 Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8"]
 _SECRET_KEYS = {"device_key", "key", "api_key", "token", "password"}
@@ -87,7 +89,13 @@ class TransportConfig(TinyActConfig):
     """How latents reach the cloud and results come back."""
 
     kind: Literal["http", "mqtt"] = Field("http", description="http: POST /v1/clips; mqtt: publish at QoS 1")
-    mqtt_url: str | None = Field(None, description="mqtt://HOST[:PORT] (transport mqtt); credentials from TINYACT_MQTT_USERNAME/PASSWORD")
+    mqtt_url: str | None = Field(None, description="mqtt://HOST[:PORT] (transport mqtt); login: mqtt_username + password")
+    mqtt_username: str | None = Field(
+        None, description="broker login (default: $TINYACT_MQTT_USERNAME, else device_id when a password is set)")
+    mqtt_password_env: str = Field(
+        MQTT_PASSWORD_ENV, description="environment variable holding the broker password (`tinyact cloud device mqtt-password`)")
+    mqtt_password_file: Path | None = Field(
+        None, description="file holding the broker password (used when the variable is unset); none: anonymous")
     wire_dtype: WireDtype = Field("float16", description="latent encoding: float16 (default), int8 (+scale), float32")
     gzip: Literal["auto", "always", "never"] = Field(
         "auto", description="compress request bodies (Content-Encoding: gzip) when it saves at least 10 %")
@@ -210,6 +218,20 @@ class EdgeConfig(TinyActConfig):
                        f"register the device with `tinyact cloud device add {self.device_id}` and export "
                        f"{self.device_key_env}=<key> (or set device_key_file)")
 
+    def mqtt_credentials(self) -> tuple[str | None, str | None]:
+        """The broker login ``(username, password)``: the password from ``transport.mqtt_password_env`` or
+        ``transport.mqtt_password_file``, the username from ``transport.mqtt_username``, ``$TINYACT_MQTT_USERNAME``
+        or ``device_id`` (what ``tinyact cloud broker-config`` registers); ``(None, None)`` without a password
+        (an anonymous broker)."""
+        t = self.transport
+        password = os.environ.get(t.mqtt_password_env, "").strip() or None
+        if password is None and t.mqtt_password_file is not None:
+            password = _secret(t.mqtt_password_env, t.mqtt_password_file, "MQTT password",
+                               f"print it with `tinyact cloud device mqtt-password {self.device_id}` on the cloud")
+        if password is None:
+            return None, None
+        return t.mqtt_username or os.environ.get(MQTT_USERNAME_ENV, "").strip() or self.device_id, password
+
     def web_token(self) -> str:
         """The local page's token from the environment or the token file; :class:`ConfigError` if none."""
         return _secret(self.web.token_env, self.web.token_file, "web page token",
@@ -269,6 +291,8 @@ schedule:
 transport:
   kind: http                         # http | mqtt
   # mqtt_url: mqtt://127.0.0.1:1883  # for kind: mqtt (QoS 1)
+  # mqtt_password_env: TINYACT_MQTT_PASSWORD   # broker password (`tinyact cloud device mqtt-password edge-1`);
+  # mqtt_password_file: /etc/tinyact/mqtt.pw   # login = device_id; no password: anonymous
   wire_dtype: float16                # float16 (2 KB of latent), int8 (1 KB + scale), float32
   gzip: auto                         # auto | always | never
   # max_clips_per_request: 64
