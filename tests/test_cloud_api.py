@@ -234,8 +234,13 @@ def test_body_over_the_limit_is_413_and_too_many_clips_422(make_cloud):
 def test_repeated_clip_is_answered_from_the_database_and_stored_once(cloud):
     first = clip(1)
     a = cloud.post([first]).json()["results"][0]
-    b = cloud.post([first, clip(2), first]).json()["results"]
-    assert b[0] == a and b[2] == a  # same stored result, same cursor
+    b = cloud.post([first, clip(2)]).json()["results"]
+    assert b[0] == a  # same stored result, same cursor
+    assert cloud.count() == 2
+    # The same id twice in one request is a client bug: 422, nothing stored.
+    twice = cloud.post([clip(3), first, first])
+    assert twice.status_code == 422 and twice.json()["error"] == "duplicate_clip_id"
+    assert "clips[2]" in twice.json()["detail"]
     assert cloud.count() == 2
     # The same clip id from another device is another clip (ids are unique per device).
     other = cloud.post([first], device="edge-2").json()["results"][0]

@@ -49,7 +49,8 @@ def test_device_add_list_revoke_and_the_key_works(tmp_path, monkeypatch):
         assert result.exit_code == 0 and "dt-" in result.output, result.output
         monkeypatch.setenv("TINYACT_ADMIN_TOKEN", "wrong")
         result = runner.invoke(app, ["cloud", "model", str(other), "--url", cloud.url])
-        assert result.exit_code == 2 and "refused" in result.output
+        assert result.exit_code == 2 and "refused the admin token" in result.output
+        assert "TINYACT_ADMIN_TOKEN" in result.output and "device add" not in result.output
         # Revoked: the key stops working.
         assert runner.invoke(app, ["cloud", "device", "revoke", "edge-1", "--db", db]).exit_code == 0
         assert httpx.post(f"{cloud.url}/v1/clips", json=body, headers=headers).status_code == 401

@@ -128,3 +128,36 @@ def test_service_on_postgres(pg_url, model, tmp_path):
     assert pq.ParquetFile(out).num_row_groups == 2  # streamed in chunks of 2 rows
     assert all(uuid.UUID(c) for c in table.column("clip_id").to_pylist())
     engine.dispose()
+
+
+def test_hardening_on_postgresql(pg_url, model):
+    """Camera limit, one-query dashboard summary, idempotency-key reservation and key rotation on PostgreSQL."""
+    from tinyact.cloud.devices import rotate_device
+
+    engine = make_engine(pg_url)
+    upgrade_database(engine)
+    key = add_device(engine, "edge-1").key
+    with TestClient(create_app(CloudConfig(db=pg_url, model=model, max_cameras_per_device=2), viewer_token="viewer-x")) as c:
+        auth = {"Authorization": f"Bearer {key}"}
+
+        def clip(camera: str, **kw) -> dict:
+            return clip_message(toy_latents([0], DIM, len(LABELS), noise=0.3)[0], camera_id=camera, **kw)
+
+        assert c.post("/v1/clips", json={"clips": [clip("a"), clip("b")]}, headers=auth).status_code == 200
+        refused = c.post("/v1/clips", json={"clips": [clip("c")]}, headers=auth)
+        assert refused.status_code == 422 and refused.json()["error"] == "too_many_cameras"
+        summary = c.get("/v1/dashboard/summary", headers={"Authorization": "Bearer viewer-x"}).json()
+        assert [(s["camera"], s["count"]) for s in summary["cameras"]] == [("a", 1), ("b", 1)]
+        assert all(s["last_label"] == "walking" for s in summary["cameras"])
+        body = {"clips": [clip("a")]}
+        first = c.post("/v1/clips", json=body, headers={**auth, "Idempotency-Key": "k"})
+        again = c.post("/v1/clips", json=body, headers={**auth, "Idempotency-Key": "k"})
+        assert first.status_code == again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+        other = c.post("/v1/clips", json={"clips": [clip("b")]}, headers={**auth, "Idempotency-Key": "k"})
+        assert other.status_code == 422
+        new_key = rotate_device(pg_url, "edge-1").key
+        assert c.post("/v1/clips", json={"clips": [clip("a")]}, headers=auth).status_code == 401
+        assert c.post("/v1/clips", json={"clips": [clip("a")]}, headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(predictions)).scalar_one() == 4
+    engine.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -16,7 +16,7 @@ app = typer.Typer(
     help="Cloud service: classify latents from edge devices, store, send back, export, dashboard.",
     no_args_is_help=True,
 )
-device_app = typer.Typer(help="Register, list and revoke edge devices.", no_args_is_help=True)
+device_app = typer.Typer(help="Register, list, rotate the keys of, and revoke edge devices.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
@@ -101,14 +101,26 @@ def device_revoke(
     console.print(f"device {d.name!r} revoked at {d.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
+@device_app.command("rotate")
+def device_rotate(
+    name: str = typer.Argument(..., help="Device name."),
+    db: str = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Give a device a new key (printed once, alone on the last line); its old key stops working at once."""
+    from tinyact.cloud.devices import rotate_device
+
+    new = rotate_device(db, name)
+    console.print(f"new key for device {new.name!r} (the old one no longer works; shown only now) on the next line:")
+    typer.echo(new.key)
+
+
 def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
+    from tinyact.cloud.analytics import parse_time
+
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise TinyActError(f"--{name} {value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value)
+    except ValueError as error:
+        raise TinyActError(f"--{name} {error}") from None
 
 
 @app.command()
@@ -163,8 +175,17 @@ def model_swap(
         )
     except httpx.HTTPError as error:
         raise TinyActError(f"cannot reach {url}: {error}") from None
+    if response.status_code == 401:
+        raise TinyActError(
+            f"the service refused the admin token: set {ADMIN_TOKEN_ENV} to the token the service was started with "
+            f"(its {ADMIN_TOKEN_ENV})"
+        )
     if response.status_code != 200:
-        raise TinyActError(f"the service refused: {response.status_code} {response.json().get('detail', response.text)}")
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text[:200]
+        raise TinyActError(f"the service refused: {response.status_code} {detail}")
     info = response.json()
     console.print(f"active model: {info['version']} ({info['kind']}, {len(info['labels'])} labels, {info['latent_dim']}-d)")
 

@@ -46,6 +46,29 @@ class RowFilter:
         return statement
 
 
+EARLIEST_QUERY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_QUERY_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 filter time (UTC if it has no zone; ``None`` for none) between 1970 and 9000; raises
+    ``ValueError`` with a sentence otherwise (times near year 1 or 9999 overflow when converted to UTC)."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)") from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        in_range = EARLIEST_QUERY_TIME <= parsed.astimezone(UTC) < LATEST_QUERY_TIME
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{value!r} is out of range: give a time between 1970 and 9000")
+    return parsed
+
+
 def iter_predictions(engine: Engine, row_filter: RowFilter, chunk: int = 2000) -> Iterator[list[StoredPrediction]]:
     """Matching predictions in id order, ``chunk`` at a time, streamed from the database."""
     statement = row_filter.apply(_stored_select()).order_by(predictions.c.id)
@@ -79,40 +102,48 @@ def latest(engine: Engine, since_id: int = 0, limit: int = 50) -> tuple[list[Sto
 
 
 def camera_summary(engine: Engine, since: datetime) -> list[dict]:
-    """Per camera: clips since ``since`` and its last prediction (of all time)."""
+    """Per camera: clips since ``since`` and its last prediction (of all time), in one query.
+
+    Per camera row, a correlated count and a correlated "newest prediction id" each read a range of the
+    ``(camera_id, captured_at)`` index (no table scan, no query per camera)::
+
+        SELECT d.name, c.name, (SELECT count(*) … camera_id = c.id AND captured_at >= :since), p.label, …
+        FROM cameras c JOIN devices d … LEFT JOIN predictions p ON p.id = (SELECT id … camera_id = c.id
+                                                                      ORDER BY captured_at DESC LIMIT 1)
+    """
+    recent = (
+        select(func.count())
+        .where(predictions.c.camera_id == cameras.c.id, predictions.c.captured_at >= since)
+        .correlate(cameras)
+        .scalar_subquery()
+    )
+    newest = (
+        select(predictions.c.id)
+        .where(predictions.c.camera_id == cameras.c.id)
+        .order_by(predictions.c.captured_at.desc(), predictions.c.id.desc())
+        .limit(1)
+        .correlate(cameras)
+        .scalar_subquery()
+    )
+    last = predictions.alias("last")
+    statement = (
+        select(devices.c.name, cameras.c.name, recent, last.c.label, last.c.score, last.c.captured_at)
+        .select_from(cameras.join(devices, cameras.c.device_id == devices.c.id).outerjoin(last, last.c.id == newest))
+        .order_by(devices.c.name, cameras.c.name)
+    )
     with engine.connect() as connection:
-        known = connection.execute(
-            select(cameras.c.id, devices.c.name, cameras.c.name)
-            .select_from(cameras.join(devices, cameras.c.device_id == devices.c.id))
-            .order_by(devices.c.name, cameras.c.name)
-        ).all()
-        counts = dict(
-            connection.execute(
-                select(predictions.c.camera_id, func.count())
-                .where(predictions.c.captured_at >= since)
-                .group_by(predictions.c.camera_id)
-            ).all()
-        )
-        out = []
-        for camera_id, device, camera in known:
-            # One indexed probe per camera ((camera_id, captured_at) index) instead of a scan of the table.
-            last = connection.execute(
-                select(predictions.c.label, predictions.c.score, predictions.c.captured_at)
-                .where(predictions.c.camera_id == camera_id)
-                .order_by(predictions.c.captured_at.desc())
-                .limit(1)
-            ).first()
-            out.append(
-                {
-                    "device": device,
-                    "camera": camera,
-                    "count": int(counts.get(camera_id, 0)),
-                    "last_label": last[0] if last else None,
-                    "last_score": float(last[1]) if last else None,
-                    "last_at": last[2].isoformat() if last else None,
-                }
-            )
-    return out
+        rows = connection.execute(statement).all()
+    return [
+        {
+            "device": device,
+            "camera": camera,
+            "count": int(count or 0),
+            "last_label": label,
+            "last_score": float(score) if score is not None else None,
+            "last_at": at.isoformat() if at is not None else None,
+        }
+        for device, camera, count, label, score, at in rows
+    ]
 
 
 def _epoch_bucket(dialect: str, bucket_s: int):

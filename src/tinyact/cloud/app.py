@@ -8,7 +8,7 @@ GET  /v1/results           device key, admin  a device's results after a cursor 
 GET  /v1/model             any token          the active classifier (labels, latent size, encoder hash)
 POST /v1/admin/model       admin              load another classifier folder, no downtime
 GET  /v1/admin/models      admin              every model version the service has loaded
-GET/POST /v1/admin/devices admin              list / add devices; DELETE /v1/admin/devices/{name} revokes
+GET/POST /v1/admin/devices admin              list / add devices; DELETE …/{name} revokes; POST …/{name}/rotate
 GET  /v1/export            admin              stream predictions as CSV, JSONL or Parquet
 GET  /v1/dashboard/*       viewer, admin      the dashboard's data (summary, timeline, latest, unusual)
 GET  /                     anyone             the dashboard page (its data needs a token)
@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import traceback
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -45,16 +46,23 @@ from tinyact.cloud import analytics
 from tinyact.cloud.config import ADMIN_TOKEN_ENV, VIEWER_TOKEN_ENV, CloudConfig, env_token, resolve_db_url
 from tinyact.cloud.db.engine import make_engine
 from tinyact.cloud.db.schema import model_versions
-from tinyact.cloud.devices import DeviceError, add_device, list_devices, revoke_device
+from tinyact.cloud.devices import DeviceError, add_device, list_devices, revoke_device, rotate_device
 from tinyact.cloud.export import MEDIA_TYPES, export_stream
 from tinyact.cloud.service import APIError, CloudService, Principal, describe_validation_error, stored_to_dict
-from tinyact.cloud.store import find_idempotent_response, results_since, save_idempotent_response
+from tinyact.cloud.store import (
+    IDEMPOTENCY_PENDING,
+    finish_idempotency_key,
+    release_idempotency_key,
+    reserve_idempotency_key,
+    results_since,
+)
 from tinyact.errors import TinyActError
 from tinyact.wire import ClipsIn, ClipsOut, ErrorOut, ModelInfo, ResultsPage
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+MAX_CURSOR = 2**63 - 1  # ids are BIGINT: a larger cursor cannot exist (and overflows the database driver)
 ERRORS = {code: {"model": ErrorOut} for code in (401, 403, 409, 413, 415, 422, 429, 503)}
 
 
@@ -172,11 +180,19 @@ async def device_principal(request: Request) -> Principal:
 
 
 async def admin_principal(request: Request) -> Principal:
+    """The admin, checked from the headers alone (before any request body is read)."""
     service = service_of(request)
     if service.admin_token is None:
         raise APIError(401, "admin_disabled", f"admin API is off: start the service with {ADMIN_TOKEN_ENV} set",
                        headers={"WWW-Authenticate": "Bearer"})
-    who = await principal(request)
+    try:
+        who = await principal(request)
+    except APIError as error:
+        if error.status != 401:
+            raise
+        raise APIError(401, "unauthorized",
+                       f"wrong admin token: send the token the service was started with ({ADMIN_TOKEN_ENV}) "
+                       "as `Authorization: Bearer <token>`", headers={"WWW-Authenticate": "Bearer"}) from None
     if who.role != "admin":
         raise APIError(403, "forbidden", "this endpoint needs the admin token")
     return who
@@ -265,13 +281,28 @@ async def post_clips(request: Request, who: Annotated[Principal, Depends(device_
     elif encoding not in {"identity", ""}:
         raise APIError(415, "unsupported_media_type", f"Content-Encoding {encoding!r}: send identity or gzip")
     key = request.headers.get("idempotency-key")
-    request_hash = hashlib.sha256(raw).hexdigest() if key is not None else ""
-    if key is not None:
-        if not 1 <= len(key) <= 200 or not key.isprintable():
-            raise APIError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
-        found = await anyio.to_thread.run_sync(find_idempotent_response, service.engine, device.id, key)
-        if found is not None:
-            return _replay(found, request_hash)
+    if key is None:
+        return Response(await _classify_body(service, device, raw), media_type="application/json")
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise APIError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
+    request_hash = hashlib.sha256(raw).hexdigest()
+    # Claim the key before classifying: a concurrent request with the same key (and maybe another body)
+    # then gets the first one's answer, 409 while it runs, or 422, and nothing of it is stored.
+    found = await anyio.to_thread.run_sync(reserve_idempotency_key, service.engine, device.id, key, request_hash)
+    if found is not None:
+        return _replay(found, request_hash)
+    try:
+        payload = await _classify_body(service, device, raw)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(release_idempotency_key, service.engine, device.id, key, request_hash)
+        raise
+    await anyio.to_thread.run_sync(finish_idempotency_key, service.engine, device.id, key, {"body": payload})
+    return Response(payload, media_type="application/json")
+
+
+async def _classify_body(service: CloudService, device, raw: bytes) -> str:
+    """The ClipsOut JSON for a raw ClipsIn body (built without pydantic models on the way out)."""
     try:
         body = ClipsIn.model_validate_json(raw)
     except ValidationError as error:
@@ -280,13 +311,7 @@ async def post_clips(request: Request, who: Annotated[Principal, Depends(device_
         raise APIError(422, "too_many_clips",
                        f"{len(body.clips)} clips in one request; the limit is {service.config.max_clips_per_request}: split the batch")
     results, _ = await service.process_clips(device, body.clips)
-    payload = to_json({"results": results}).decode()  # the ClipsOut JSON, without building models
-    if key is not None:
-        stored = await anyio.to_thread.run_sync(
-            save_idempotent_response, service.engine, device.id, key, request_hash, {"body": payload}
-        )
-        return _replay(stored, request_hash)
-    return Response(payload, media_type="application/json")
+    return to_json({"results": results}).decode()
 
 
 def _replay(found: tuple[str, dict], request_hash: str) -> Response:
@@ -294,6 +319,10 @@ def _replay(found: tuple[str, dict], request_hash: str) -> Response:
     if stored_hash != request_hash:
         raise APIError(422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different body: use a new key for a new request")
+    if response == IDEMPOTENCY_PENDING:
+        raise APIError(409, "idempotency_key_in_use",
+                       "a request with this Idempotency-Key is still being processed; retry in a moment",
+                       headers={"Retry-After": "1"})
     return Response(response["body"], media_type="application/json", headers={"Idempotent-Replayed": "true"})
 
 
@@ -301,7 +330,7 @@ def _replay(found: tuple[str, dict], request_hash: str) -> Response:
 async def get_results(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
-    since: Annotated[int, Query(ge=0, description="the `next_cursor` of the previous page (0: from the start)")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="the `next_cursor` of the previous page (0: from the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000, description="results per page (capped by the server)")] = 100,
     device: Annotated[str | None, Query(description="whose results (default: the calling device; admin: required)")] = None,
 ) -> Response:
@@ -341,14 +370,34 @@ async def get_model(request: Request, who: Annotated[Principal, Depends(principa
     return _model_info(service_of(request))
 
 
-@router.post("/v1/admin/model", response_model=ModelInfo, responses=ERRORS, tags=["admin"], summary="Swap the classifier")
-async def swap_model(request: Request, body: ModelSwapIn, who: Annotated[Principal, Depends(admin_principal)]) -> ModelInfo:
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _body_doc(model: type[BaseModel]) -> dict:
+    """OpenAPI of a JSON body that a route reads itself (after authentication), see ``openapi()`` below."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+async def _json_body(request: Request, model: type[_Body]) -> _Body:
+    """The request body as ``model``; routes call this after their auth dependency, so an unauthenticated
+    request is refused before its body is read."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise describe_validation_error(error) from None
+
+
+@router.post("/v1/admin/model", response_model=ModelInfo, responses=ERRORS, tags=["admin"], summary="Swap the classifier",
+             openapi_extra=_body_doc(ModelSwapIn))
+async def swap_model(request: Request, who: Annotated[Principal, Depends(admin_principal)]) -> ModelInfo:
     """Load a classifier folder and make it active, here at once and on other replicas within `model_poll_s`.
 
     The old model answers until the new one is loaded and warmed up. A classifier of another encoder or latent
     size is refused (409) unless `allow_encoder_change` is set.
     """
     service = service_of(request)
+    body = await _json_body(request, ModelSwapIn)
     try:
         await anyio.to_thread.run_sync(lambda: service.swap_model(body.path, allow_encoder_change=body.allow_encoder_change))
     except ClassifierMismatchError as error:
@@ -387,9 +436,10 @@ async def admin_list_devices(request: Request, who: Annotated[Principal, Depends
 
 
 @router.post("/v1/admin/devices", response_model=NewDeviceOut, status_code=201, responses=ERRORS, tags=["admin"],
-             summary="Add a device")
-async def admin_add_device(request: Request, body: DeviceIn, who: Annotated[Principal, Depends(admin_principal)]) -> NewDeviceOut:
+             summary="Add a device", openapi_extra=_body_doc(DeviceIn))
+async def admin_add_device(request: Request, who: Annotated[Principal, Depends(admin_principal)]) -> NewDeviceOut:
     """Register a device; the answer holds its key, which is not stored and cannot be shown again."""
+    body = await _json_body(request, DeviceIn)
     try:
         new = await anyio.to_thread.run_sync(add_device, service_of(request).engine, body.name)
     except DeviceError as error:
@@ -409,14 +459,24 @@ async def admin_revoke_device(request: Request, name: str, who: Annotated[Princi
     return DeviceOut(name=d.name, key_hint=d.key_hint, created_at=d.created_at, revoked_at=d.revoked_at, active=d.active)
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None or value == "":
-        return None
+@router.post("/v1/admin/devices/{name}/rotate", response_model=NewDeviceOut, responses=ERRORS, tags=["admin"],
+             summary="Give a device a new key")
+async def admin_rotate_device(request: Request, name: str, who: Annotated[Principal, Depends(admin_principal)]) -> NewDeviceOut:
+    """Replace a device's key; the old key gets 401 at once on every replica (keys are checked in the database)."""
+    service = service_of(request)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise APIError(422, "invalid_request", f"{name}: {value!r} is not an ISO 8601 time (e.g. 2026-11-24T10:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        new = await anyio.to_thread.run_sync(rotate_device, service.engine, name)
+    except DeviceError as error:
+        raise APIError(404 if "no device" in str(error) else 409, "bad_device", str(error)) from None
+    service._auth_cache.clear()
+    return NewDeviceOut(name=new.name, key=new.key)
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    try:
+        return analytics.parse_time(value)
+    except ValueError as error:
+        raise APIError(422, "invalid_request", f"{name}: {error}") from None
 
 
 @router.get(
@@ -487,7 +547,7 @@ async def dashboard_timeline(
 @router.get("/v1/dashboard/latest", tags=["dashboard"], responses=ERRORS, summary="Newest predictions")
 async def dashboard_latest(
     request: Request, who: Annotated[Principal, Depends(viewer_principal)],
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict:
     rows, cursor = await anyio.to_thread.run_sync(analytics.latest, service_of(request).engine, since, limit)
@@ -608,7 +668,10 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        # A plain-text traceback in the message, no exc_info: the console's RichHandler would render a rich
+        # traceback (with source lines) here, in the event loop, stalling every other request.
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=20))
+        logger.error("unhandled error on %s %s: %s", request.method, request.url.path, trace)
         return JSONResponse({"error": "internal", "detail": "internal error; see the service log"}, status_code=500)
 
     def openapi() -> dict:
@@ -620,6 +683,8 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(body.pop("$defs", {}))
             components["ClipsIn"] = body
+            for model in (ModelSwapIn, DeviceIn):  # admin bodies, read after authentication
+                components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
             app.openapi_schema = schema
         return app.openapi_schema
 

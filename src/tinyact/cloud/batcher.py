@@ -10,6 +10,9 @@ before their latents are decoded), and the batch goes as soon as every announced
 lone request on an idle server is therefore classified at once; the window only holds a batch while other
 requests are known to be on their way. ``window_s = 0`` turns batching off: each request is classified on
 its own (the baseline of the benchmark).
+
+A batch whose ``predict_proba`` raises is classified again request by request, so a request that breaks the
+classifier fails alone and never takes the other requests (of other devices) of its batch with it.
 """
 
 from __future__ import annotations
@@ -135,9 +138,22 @@ class MicroBatcher:
             try:
                 probabilities, model = await loop.run_in_executor(self._executor, self._predict, [x for x, _ in live])
             except Exception as error:
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(error)
+                if len(live) == 1 or isinstance(error, NoModelError):
+                    for _, future in live:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                # One request's latents broke the batch: classify each request alone, so that only the
+                # guilty one fails and the other devices in the batch get their results.
+                for x, future in live:
+                    try:
+                        alone = await loop.run_in_executor(self._executor, self._predict, [x])
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        if not future.done():
+                            future.set_result(alone)
                 continue
             offset = 0
             for x, future in live:

@@ -49,7 +49,12 @@ class CloudConfig(TinyActConfig):
         8 << 20, ge=1024, title="Body size limit", description="Request bodies over this many bytes get 413."
     )
     max_future_s: float = Field(
-        300.0, ge=0, title="Clock skew", description="captured_at later than now + this many seconds gets 422."
+        300.0, ge=0, le=86_400, title="Clock skew",
+        description="captured_at later than now + this many seconds gets 422 (at most a day).",
+    )
+    max_cameras_per_device: int = Field(
+        256, ge=1, le=100_000, title="Cameras per device",
+        description="Clips of a new camera_id get 422 once a device has this many cameras.",
     )
     batch_window_ms: float = Field(
         2.0,
@@ -73,8 +78,22 @@ class CloudConfig(TinyActConfig):
     )
     rate_limit_burst: int = Field(200, ge=1, title="Rate-limit burst", description="Requests a device may send at once.")
     auth_cache_s: float = Field(
-        2.0, ge=0, title="Key cache", description="Seconds a verified device key is trusted before the database is "
-        "asked again (a revoked key stops working within this time on every replica).",
+        0.0, ge=0, le=60, title="Key cache", description="Seconds a verified device key is trusted before the "
+        "database is asked again. 0 (default): every request checks the key in the database, so a revoked or "
+        "rotated key stops working at once on every replica; above 0 it keeps working up to this long on other "
+        "replicas.",
+    )
+    max_connections: int = Field(
+        1000, ge=1, title="Connection limit",
+        description="uvicorn limit_concurrency: over this many open connections and tasks, new requests get 503.",
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, le=300, title="Keep-alive timeout",
+        description="uvicorn timeout_keep_alive: idle keep-alive connections are closed after this many seconds.",
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, le=1 << 20, title="Header size limit",
+        description="uvicorn h11_max_incomplete_event_size: a request line plus headers larger than this is refused.",
     )
     model_poll_s: float = Field(
         5.0, ge=0, title="Model poll", description="Seconds between checks for a model activated by another replica (0 = never)."

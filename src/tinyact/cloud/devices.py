@@ -1,4 +1,5 @@
-"""Device registry: add a device (a new key is returned once; only its SHA-256 is stored), list, revoke.
+"""Device registry: add a device (a new key is returned once; only its SHA-256 is stored), list, rotate a key,
+revoke.
 
 Usable from Python without a running service (tests, the demo, the edge helper)::
 
@@ -114,7 +115,7 @@ def list_devices(db: str | Engine) -> list[DeviceInfo]:
 
 
 def revoke_device(db: str | Engine, name: str) -> DeviceInfo:
-    """Revoke ``name``'s key: it gets 401 from then on (within ``auth_cache_s`` on running services). Its
+    """Revoke ``name``'s key: it gets 401 from then on (at once; within ``auth_cache_s`` if that is set). Its
     stored predictions stay."""
     engine, owned = _engine(db)
     try:
@@ -133,6 +134,29 @@ def revoke_device(db: str | Engine, name: str) -> DeviceInfo:
     if row is None:
         raise DeviceError(f"no device named {name!r} (see `tinyact cloud device list`)")
     return DeviceInfo(*row)
+
+
+def rotate_device(db: str | Engine, name: str) -> NewDevice:
+    """Give ``name`` a new key (returned once) and make its old key invalid at once: services check keys in
+    the database on every request (``auth_cache_s`` 0, the default). Raises :class:`DeviceError` for an
+    unknown or revoked device."""
+    engine, owned = _engine(db)
+    key = new_key()
+    try:
+        with write_tx(engine) as connection:
+            row = connection.execute(select(devices.c.revoked_at).where(devices.c.name == name)).first()
+            if row is None:
+                raise DeviceError(f"no device named {name!r} (see `tinyact cloud device list`)")
+            if row[0] is not None:
+                raise DeviceError(f"device {name!r} is revoked: add a new device instead of rotating its key")
+            connection.execute(
+                update(devices).where(devices.c.name == name)
+                .values(key_hash=hash_key(key), key_hint=key[: len(KEY_PREFIX) + 4])
+            )
+    finally:
+        if owned:
+            engine.dispose()
+    return NewDevice(name, key)
 
 
 def find_device_by_key(engine: Engine, key: str) -> DeviceInfo | None:

@@ -85,8 +85,17 @@ class ModelRegistry:
         Raises :class:`ClassifierMismatchError` when its encoder hash or latent size differs from the
         current model's (unless ``allow_encoder_change``), :class:`TinyActError` when it cannot be loaded.
         """
-        path = Path(path).expanduser().resolve()
-        classifier = load_classifier(path)
+        text = str(path)
+        if "\x00" in text:
+            raise TinyActError("the model path contains a NUL character")
+        try:
+            path = Path(text).expanduser().resolve()
+        except (RuntimeError, ValueError, OSError) as error:  # e.g. ~nouser: no such user's home
+            raise TinyActError(f"model path {text!r} cannot be resolved: {error}") from None
+        try:
+            classifier = load_classifier(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # unreadable or malformed files
+            raise TinyActError(f"{path} is not a readable saved classifier: {error}") from None
         with self._lock:
             current = self._current
             if not allow_encoder_change:

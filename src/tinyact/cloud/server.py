@@ -70,6 +70,33 @@ class RunningService:
         return add_device(self.db_url, name).key
 
 
+def uvicorn_limits(cfg: CloudConfig) -> dict[str, Any]:
+    """Connection limits and timeouts passed to uvicorn (docs/CLOUD.md, "Limits and isolation")."""
+    return {
+        "limit_concurrency": cfg.max_connections,  # beyond: 503 instead of unbounded tasks and memory
+        "timeout_keep_alive": cfg.keep_alive_s,  # idle keep-alive connections do not pile up
+        "h11_max_incomplete_event_size": cfg.max_header_bytes,  # request line + headers
+    }
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening); :class:`ServiceStartError` if the address is
+    taken or invalid. The service binds before its start-up (which may activate ``--model`` for every replica),
+    so a second service on a busy port fails without touching the shared database."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ServiceStartError(
+            f"cannot listen on {host}:{port}: {error.strerror or error} (is another service using the port? pick "
+            "another with --port)"
+        ) from None
+    return sock
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
@@ -143,10 +170,10 @@ def _serve_thread(cfg: CloudConfig, admin_token, viewer_token, timeout: float):
     from tinyact.cloud.app import create_app
 
     app = create_app(cfg, admin_token=admin_token, viewer_token=viewer_token)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="on"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((cfg.host, cfg.port))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="on", **uvicorn_limits(cfg))
+    )
+    sock = bind_socket(cfg.host, cfg.port)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -225,8 +252,19 @@ def run_server(cfg: CloudConfig, *, admin_token: str | None = None) -> None:
     if cfg.workers == 1:
         from tinyact.cloud.app import create_app
 
-        app = create_app(cfg, admin_token=admin_token)
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, lifespan="on")
+        # Bind first: uvicorn runs the app's start-up (which activates --model in the shared database) before
+        # it binds, so a service that cannot get its port would still switch every replica's model.
+        sock = bind_socket(cfg.host, cfg.port)
+        try:
+            app = create_app(cfg, admin_token=admin_token)
+            config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, lifespan="on",
+                                    **uvicorn_limits(cfg))
+            server = uvicorn.Server(config)
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+        if not server.started:
+            raise ServiceStartError("the cloud service did not start (see the log above)")
         return
     # Several worker processes: each builds its app from the config in the environment, and metrics are
     # shared through prometheus_client's multiprocess directory.
@@ -235,7 +273,8 @@ def run_server(cfg: CloudConfig, *, admin_token: str | None = None) -> None:
         os.environ[ADMIN_TOKEN_ENV] = admin_token
     metrics_dir = tempfile.mkdtemp(prefix="tinyact-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # uvicorn binds the port in this process before it starts the workers (and their start-up).
     uvicorn.run(
         "tinyact.cloud.app:app_from_env", factory=True, host=cfg.host, port=cfg.port,
-        workers=cfg.workers, log_level=cfg.log_level, lifespan="on",
+        workers=cfg.workers, log_level=cfg.log_level, lifespan="on", **uvicorn_limits(cfg),
     )

@@ -39,6 +39,7 @@ from tinyact.cloud.ratelimit import RateLimiter
 from tinyact.cloud.registry import ClassifierMismatchError, ModelRegistry, active_model_row, record_model
 from tinyact.cloud.store import (
     CameraIds,
+    CameraLimitError,
     GroupWriter,
     NewPrediction,
     StoredPrediction,
@@ -49,6 +50,12 @@ from tinyact.wire import ClipIn, ClipResult, EncodedLatent, WireFormatError, dec
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_LATENT_ABS = 1e4
+"""Largest magnitude a latent value may have. Encoder latents are O(1-10); values near float32's limit (3.4e38)
+overflow inside classifiers (a StandardScaler squares them) and are refused with 422 before classifying."""
+EARLIEST_CAPTURE = datetime(2000, 1, 1, tzinfo=UTC)
+"""``captured_at`` before this is refused (422): a device clock at 0 (1970) or a bogus date, which would also
+overflow time-zone conversion near year 1."""
 CAMERA_RULE = "1-64 characters: letters, digits, _ . : - (starting with a letter or digit)"
 
 
@@ -81,8 +88,11 @@ def describe_validation_error(error: ValidationError, root: str = "body") -> API
         elif item["type"] == "json_invalid":
             message = f"not valid JSON ({item.get('ctx', {}).get('error', message)})"
         items.append({"loc": [root, *item["loc"]], "msg": message, "type": item["type"]})
+    # For a union (latent: object or list) name the branch that matched the input's type, e.g. "List should
+    # have at most 16384 items", not "Input should be a valid dictionary" of the other branch.
+    items.sort(key=lambda item: item["type"] in {"model_type", "list_type", "dict_type"})
     first = items[0] if items else {"loc": [root], "msg": "invalid"}
-    where = ".".join(str(p) for p in first["loc"][1:]) or root
+    where = ".".join(str(p) for p in first["loc"][1:] if p not in {"EncodedLatent", "list[float]"}) or root
     more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
     return APIError(422, "invalid_request", f"{where}: {first['msg']}{more}", errors=items)
 
@@ -161,7 +171,7 @@ class CloudService:
             on_batch=self.metrics.on_batch,
         )
         self.rate_limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
-        self.camera_ids = CameraIds()
+        self.camera_ids = CameraIds(config.max_cameras_per_device)
         self.writer = GroupWriter(engine, self.camera_ids)
         self.mqtt: MqttBridge | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -287,9 +297,10 @@ class CloudService:
             if device is None:
                 raise APIError(401, "unauthorized", "unknown key: register the device with `tinyact cloud device add`",
                                headers={"WWW-Authenticate": "Bearer"})
-            if len(self._auth_cache) > 10_000:
-                self._auth_cache.clear()
-            self._auth_cache[digest] = (device, time.monotonic() + self.config.auth_cache_s)
+            if self.config.auth_cache_s > 0:  # off by default: a rotated or revoked key must die at once everywhere
+                if len(self._auth_cache) > 10_000:
+                    self._auth_cache.clear()
+                self._auth_cache[digest] = (device, time.monotonic() + self.config.auth_cache_s)
         if device.revoked_at is not None:
             raise APIError(401, "revoked", f"the key of device {device.name!r} was revoked; ask the operator for a new one",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -305,8 +316,9 @@ class CloudService:
 
     # ---- clips ------------------------------------------------------------------------------------------
     def decode_clips(self, clips: list[ClipIn], where: str = "clips") -> tuple[np.ndarray, list[ClipIn]]:
-        """Check every clip and decode its latent: (float32 ``[U, D]`` of the U distinct clip ids, those clips).
-        Raises a 422 :class:`APIError` naming the first bad clip; nothing is stored then."""
+        """Check every clip and decode its latent: (float32 ``[N, D]``, the clips). Raises a 422 :class:`APIError`
+        naming the first bad clip (a clip id twice, a time stamp before 2000 or in the future, a latent of the
+        wrong size, NaN/Inf or a value beyond ±:data:`MAX_LATENT_ABS`); nothing is stored then."""
         model = self.registry.current
         if model is None:
             raise APIError(503, "no_model", "no classifier is loaded yet: an admin must POST /v1/admin/model",
@@ -314,14 +326,24 @@ class CloudService:
         latest = datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
         dim = model.latent_dim
         unique: dict[uuid.UUID, ClipIn] = {}
-        for clip in clips:
-            unique.setdefault(clip.clip_id, clip)  # a clip twice in one request: classified and stored once
+        for index, clip in enumerate(clips):
+            if clip.clip_id in unique:
+                raise APIError(422, "duplicate_clip_id",
+                               f"{_at(where, index)}.clip_id {clip.clip_id} appears twice in this request: "
+                               "every clip needs its own id")
+            unique[clip.clip_id] = clip
         rows = {clip_id: row for row, clip_id in enumerate(unique)}
         out = np.empty((len(unique), dim), np.float32)  # [U, D]
         for index, clip in enumerate(clips):
             if clip.captured_at.tzinfo is None or clip.captured_at.utcoffset() is None:
                 raise APIError(422, "naive_timestamp",
                                f"{_at(where, index)}.captured_at has no time zone: send ISO 8601 with Z or ±HH:MM")
+            if clip.captured_at < EARLIEST_CAPTURE:
+                raise APIError(
+                    422, "past_timestamp",
+                    f"{_at(where, index)}.captured_at {clip.captured_at.isoformat()} is before "
+                    f"{EARLIEST_CAPTURE:%Y-%m-%d}: check the device's clock (NTP)",
+                )
             if clip.captured_at > latest:
                 raise APIError(
                     422, "future_timestamp",
@@ -355,6 +377,12 @@ class CloudService:
         if not finite.all():
             bad = next(i for i, clip in enumerate(clips) if not finite[rows[clip.clip_id]])
             raise APIError(422, "bad_latent", f"{_at(where, bad)}.latent: latent contains NaN or Inf")
+        bounded = (np.abs(out) <= MAX_LATENT_ABS).all(axis=1)
+        if not bounded.all():
+            bad = next(i for i, clip in enumerate(clips) if not bounded[rows[clip.clip_id]])
+            raise APIError(422, "bad_latent",
+                           f"{_at(where, bad)}.latent: a value is beyond ±{MAX_LATENT_ABS:g}; encoder latents are "
+                           "far smaller: check the device's encoder")
         return out, list(unique.values())
 
     async def process_clips(self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips") -> tuple[list[dict], int]:
@@ -368,6 +396,16 @@ class CloudService:
                 raise APIError(503, "no_model", "no classifier is loaded", headers={"Retry-After": "5"}) from None
             except ClassifierMismatchError as error:  # swapped to a model of another latent size mid-request
                 raise APIError(409, "model_changed", f"the model changed while classifying: {error}; retry") from None
+        cameras_sent = {clip.camera_id for clip in unique}
+        if not self.camera_ids.known(device.id, cameras_sent):  # a new camera: refuse it here, not in the group
+            try:
+                await anyio.to_thread.run_sync(self._check_camera_room, device.id, cameras_sent)
+            except CameraLimitError as error:
+                raise self._camera_limit_error(device, error) from None
+            except SQLAlchemyError as error:
+                logger.error("checking the cameras of %s failed: %s", device.name, error)
+                raise APIError(503, "database_unavailable", "the database is unavailable; retry later",
+                               headers={"Retry-After": "5"}) from None
         labels = model.label_names
         rows = []
         for clip, indices, scores in zip(unique, *top_k(probabilities), strict=True):  # best first
@@ -376,6 +414,8 @@ class CloudService:
                                       top5[0]["score"], top5, model.version))
         try:
             stored, new_ids = await self.writer.store(device.id, device.name, rows)
+        except CameraLimitError as error:  # a race with another request adding cameras
+            raise self._camera_limit_error(device, error) from None
         except SQLAlchemyError as error:
             logger.error("storing %d predictions failed: %s", len(rows), error)
             raise APIError(503, "database_unavailable", "the database is unavailable; retry later",
@@ -387,6 +427,17 @@ class CloudService:
         if self.mqtt is not None and new_ids:
             self._publish_results([stored[c] for c in sorted(new_ids, key=lambda c: stored[c].id)])
         return results, len(new_ids)
+
+    def _check_camera_room(self, device_id: int, names: set[str]) -> None:
+        with self.engine.connect() as connection:
+            self.camera_ids.check_room(connection, device_id, names)
+
+    def _camera_limit_error(self, device: DeviceInfo, error: CameraLimitError) -> APIError:
+        return APIError(
+            422, "too_many_cameras",
+            f"device {device.name!r} already has {error.limit} cameras, the limit (max_cameras_per_device); "
+            f"new camera_id {error.new[0]!r} refused: reuse a camera name or raise the limit",
+        )
 
     def _publish_results(self, results: list[StoredPrediction]) -> None:
         assert self.mqtt is not None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tinyact.cloud.db.engine import write_tx
@@ -84,16 +84,52 @@ def _insert_predictions(dialect_name: str):
     return _INSERTS[dialect_name]
 
 
-class CameraIds:
-    """``(device id, camera name) -> cameras.id``, created on first sight. Rows never change once written,
-    so each process caches them (safe with any number of replicas)."""
+class CameraLimitError(Exception):
+    """A device would have more cameras than ``max_per_device``."""
 
-    def __init__(self) -> None:
+    def __init__(self, device_id: int, limit: int, new: list[str]) -> None:
+        super().__init__(f"device {device_id} is at its limit of {limit} cameras; new camera(s) {new[:3]} refused")
+        self.device_id = device_id
+        self.limit = limit
+        self.new = new
+
+
+class CameraIds:
+    """``(device id, camera name) -> cameras.id``, created on first sight, at most ``max_per_device`` cameras per
+    device. Rows never change once written, so each process caches them (safe with any number of replicas);
+    ids are cached only once the transaction that created them has committed (:meth:`remember`)."""
+
+    def __init__(self, max_per_device: int = 256) -> None:
+        self.max_per_device = max_per_device
         self._ids: dict[tuple[int, str], int] = {}
 
-    def resolve(self, connection: Connection, device_id: int, names: set[str]) -> dict[str, int]:
+    def known(self, device_id: int, names: set[str]) -> bool:
+        """Whether every camera in ``names`` is cached (no database work needed to resolve them)."""
+        return all((device_id, name) in self._ids for name in names)
+
+    def check_room(self, connection: Connection, device_id: int, names: set[str]) -> None:
+        """Raise :class:`CameraLimitError` if adding ``names`` would take the device over its camera limit
+        (caches the device's existing cameras on the way)."""
+        if self.known(device_id, names):
+            return
+        rows = connection.execute(select(cameras.c.name, cameras.c.id).where(cameras.c.device_id == device_id)).all()
+        for name, camera_id in rows:
+            self._ids[(device_id, name)] = camera_id
+        existing = {name for name, _ in rows}
+        new = sorted(names - existing)
+        if new and len(existing) + len(new) > self.max_per_device:
+            raise CameraLimitError(device_id, self.max_per_device, new)
+
+    def resolve(self, connection: Connection, device_id: int, names: set[str],
+                created: dict[tuple[int, str], int] | None = None) -> dict[str, int]:
+        """Ids of ``names`` (created if missing; refused beyond the limit). Ids of cameras first seen here go
+        into ``created``, to be :meth:`remember`-ed after commit."""
         found = {name: self._ids[(device_id, name)] for name in names if (device_id, name) in self._ids}
         missing = sorted(names - found.keys())
+        if missing:
+            self.check_room(connection, device_id, set(missing))
+            found.update({name: self._ids[(device_id, name)] for name in missing if (device_id, name) in self._ids})
+            missing = sorted(names - found.keys())
         if missing:
             now = datetime.now(UTC)
             connection.execute(
@@ -105,9 +141,15 @@ class CameraIds:
                 select(cameras.c.name, cameras.c.id).where(cameras.c.device_id == device_id, cameras.c.name.in_(missing))
             ).all()
             for name, camera_id in rows:
-                self._ids[(device_id, name)] = camera_id
+                if created is not None:
+                    created[(device_id, name)] = camera_id
+                else:
+                    self._ids[(device_id, name)] = camera_id
                 found[name] = camera_id
         return found
+
+    def remember(self, created: dict[tuple[int, str], int]) -> None:
+        self._ids.update(created)
 
 
 _STORED_COLUMNS = (
@@ -149,6 +191,7 @@ def store_jobs(engine: Engine, jobs: list[WriteJob], camera_ids: CameraIds) -> l
     """
     received_at = datetime.now(UTC)
     results: list[StoreResult] = [({}, set()) for _ in jobs]
+    created: dict[tuple[int, str], int] = {}  # camera ids cached only after commit
     with write_tx(engine) as connection:
         if connection.dialect.name == "postgresql":
             for device_id in sorted({job.device_id for job in jobs}):  # sorted: no lock-order deadlocks
@@ -156,7 +199,7 @@ def store_jobs(engine: Engine, jobs: list[WriteJob], camera_ids: CameraIds) -> l
         names: dict[int, set[str]] = {}
         for job in jobs:
             names.setdefault(job.device_id, set()).update(row.camera for row in job.rows)
-        camera_pk = {device_id: camera_ids.resolve(connection, device_id, cams) for device_id, cams in names.items()}
+        camera_pk = {device_id: camera_ids.resolve(connection, device_id, cams, created) for device_id, cams in names.items()}
         first: dict[tuple[int, uuid.UUID], int] = {}  # (device, clip) -> index of the job that inserts it
         values = []
         for index, job in enumerate(jobs):
@@ -207,6 +250,7 @@ def store_jobs(engine: Engine, jobs: list[WriteJob], camera_ids: CameraIds) -> l
             for row in job.rows:
                 if row.clip_id not in out:
                     out[row.clip_id] = stored[(job.device_id, row.clip_id)]
+    camera_ids.remember(created)
     return results
 
 
@@ -221,7 +265,8 @@ class GroupWriter:
     """Group commit: requests queue their rows; one writer thread stores everything queued meanwhile in one
     transaction. On SQLite this replaces many threads polling for the write lock (its busy handler sleeps
     between tries, which showed up as 100-500 ms stalls under load) by one short transaction per group; on
-    PostgreSQL it saves a commit per request. Use from one event loop: ``start()``, ``await store(...)``,
+    PostgreSQL it saves a commit per request. A group that fails is written again one request per
+    transaction, so one bad request never fails the others of its group. Use from one event loop: ``start()``, ``await store(...)``,
     ``await stop()``."""
 
     def __init__(self, engine: Engine, camera_ids: CameraIds, max_rows: int = 4096) -> None:
@@ -267,9 +312,22 @@ class GroupWriter:
                     self._executor, store_jobs, self.engine, [job for job, _ in items], self.camera_ids
                 )
             except Exception as error:
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(error)
+                if len(items) == 1:
+                    if not items[0][1].done():
+                        items[0][1].set_exception(error)
+                    continue
+                # The group's transaction was rolled back: write each request in its own transaction, so a
+                # request that cannot be stored fails alone and the others of the group are stored.
+                for job, future in items:
+                    try:
+                        (result,) = await loop.run_in_executor(self._executor, store_jobs, self.engine, [job], self.camera_ids)
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        self.groups += 1
+                        if not future.done():
+                            future.set_result(result)
                 continue
             self.groups += 1
             for (_, future), result in zip(items, results, strict=True):
@@ -298,6 +356,62 @@ def find_idempotent_response(engine: Engine, device_id: int, key: str) -> tuple[
             )
         ).first()
     return (row[0], row[1]) if row else None
+
+
+IDEMPOTENCY_PENDING = {"pending": True}
+"""The stored response of an ``Idempotency-Key`` whose first request is still being processed."""
+IDEMPOTENCY_STALE = timedelta(minutes=5)
+"""A pending key older than this belongs to a request that died (process crash); a new request may take it."""
+
+
+def reserve_idempotency_key(engine: Engine, device_id: int, key: str, request_hash: str) -> tuple[str, dict] | None:
+    """Claim ``key`` for a request with body hash ``request_hash`` before anything is classified or stored.
+
+    ``None``: claimed, process the request, then :func:`finish_idempotency_key` (or
+    :func:`release_idempotency_key` if it fails). Otherwise ``(request hash, response)`` of the request that
+    holds the key: its answer, or :data:`IDEMPOTENCY_PENDING` while it is still running. Two requests with
+    the same key can therefore never both store clips.
+    """
+    now = datetime.now(UTC)
+    where = (idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key)
+    with write_tx(engine) as connection:
+        claimed = connection.execute(
+            _insert(connection, idempotency_keys)
+            .values(device_id=device_id, key=key, request_hash=request_hash, response=IDEMPOTENCY_PENDING, created_at=now)
+            .on_conflict_do_nothing(index_elements=["device_id", "key"])
+            .returning(idempotency_keys.c.id)
+        ).first()
+        if claimed is not None:
+            return None
+        row = connection.execute(
+            select(idempotency_keys.c.request_hash, idempotency_keys.c.response, idempotency_keys.c.created_at).where(*where)
+        ).one()
+        created_at = row[2] if row[2].tzinfo else row[2].replace(tzinfo=UTC)
+        if row[1] == IDEMPOTENCY_PENDING and created_at < now - IDEMPOTENCY_STALE:
+            connection.execute(update(idempotency_keys).where(*where).values(request_hash=request_hash, created_at=now))
+            return None
+    return row[0], row[1]
+
+
+def finish_idempotency_key(engine: Engine, device_id: int, key: str, response: dict) -> None:
+    """Store the answer to a key claimed by :func:`reserve_idempotency_key`."""
+    with write_tx(engine) as connection:
+        connection.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key)
+            .values(response=response)
+        )
+
+
+def release_idempotency_key(engine: Engine, device_id: int, key: str, request_hash: str) -> None:
+    """Give up a claim whose request failed (nothing was stored): the key may be used again."""
+    with write_tx(engine) as connection:
+        connection.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key,
+                idempotency_keys.c.request_hash == request_hash,
+            )
+        )
 
 
 def save_idempotent_response(engine: Engine, device_id: int, key: str, request_hash: str, response: dict) -> tuple[str, dict]:
