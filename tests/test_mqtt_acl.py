@@ -11,11 +11,14 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -44,9 +47,24 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
+@dataclass
+class Broker:
+    """A running Mosquitto: its port and process, and how to rewrite its files (as after `device revoke`)."""
+
+    port: int
+    process: subprocess.Popen
+    folder: Path
+    run_as: str | None
+
+    def rewrite(self, devices: list[str]) -> None:
+        """`tinyact cloud broker-config` again for ``devices``, then SIGHUP (the documented reload)."""
+        write_broker_config(self.folder, devices, SECRET, listen=f"127.0.0.1:{self.port}", run_as=self.run_as)
+        self.process.send_signal(signal.SIGHUP)
+
+
 @pytest.fixture
 def broker(tmp_path):
-    """A Mosquitto with the generated mosquitto.conf / passwd / acl on a free port; yields the port."""
+    """A Mosquitto with the generated mosquitto.conf / passwd / acl on a free port, killed at the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -64,7 +82,7 @@ def broker(tmp_path):
         wait_until(accepting)
         if process.poll() is not None:
             pytest.fail(f"mosquitto exited: {(tmp_path / 'mosquitto.log').read_text()}")
-        yield port
+        yield Broker(port, process, files.conf.parent, run_as)
     finally:
         process.terminate()
         try:
@@ -163,15 +181,17 @@ def test_broker_config_files(tmp_path):
 def test_anonymous_and_wrong_logins_are_refused(broker):
     for user, password in [(None, None), ("edge-a", "wrong"), ("edge-a", derive_password(SECRET, "edge-b")),
                            ("stranger", derive_password(SECRET, "stranger"))]:
-        client = Client(broker, user, password)
+        client = Client(broker.port, user, password)
         assert client.reason.is_failure, f"{user!r} logged in"
         client.close()
-    assert not Client(broker, "edge-a").reason.is_failure
+    ok = Client(broker.port, "edge-a")
+    assert not ok.reason.is_failure
+    ok.close()
 
 
 def test_a_device_cannot_publish_as_another_nor_read_its_results(broker):
-    cloud = Client(broker, CLOUD_ACCOUNT)
-    a, b = Client(broker, "edge-a"), Client(broker, "edge-b")
+    cloud = Client(broker.port, CLOUD_ACCOUNT)
+    a, b = Client(broker.port, "edge-a"), Client(broker.port, "edge-b")
     try:
         cloud.subscribe("$share/tinyact-cloud/tinyact/+/+/clip")
         a.subscribe("tinyact/#", mqtt_result_topic("edge-b", "+"), mqtt_error_topic("edge-b", "+"))
@@ -185,7 +205,7 @@ def test_a_device_cannot_publish_as_another_nor_read_its_results(broker):
         a.publish(mqtt_result_topic("edge-b", "cam-1"), "forged by a", retain=True)  # only the cloud writes results
         assert a.received() == [(mqtt_result_topic("edge-a", "cam-1"), b"for a")]
         assert b.received() == [(mqtt_result_topic("edge-b", "cam-1"), b"for b")]
-        late = Client(broker, "edge-a")  # a retained result does not leak to a later subscriber either
+        late = Client(broker.port, "edge-a")  # a retained result does not leak to a later subscriber either
         late.subscribe(mqtt_result_topic("edge-b", "+"), "tinyact/+/+/result")
         assert late.received() == []
         late.close()
@@ -194,11 +214,26 @@ def test_a_device_cannot_publish_as_another_nor_read_its_results(broker):
             client.close()
 
 
+def test_a_revoked_device_is_disconnected_on_reload(broker):
+    b = Client(broker.port, "edge-b")
+    disconnected: queue.Queue = queue.Queue()
+    b.client.on_disconnect = lambda *args: disconnected.put(True)
+    try:
+        broker.rewrite(["edge-a"])  # edge-b revoked: out of passwd
+        assert disconnected.get(timeout=10)
+        assert b.connack.get(timeout=10).is_failure  # paho reconnects, and is refused
+        a = Client(broker.port, "edge-a")
+        assert not a.reason.is_failure
+        a.close()
+    finally:
+        b.close()
+
+
 def test_forged_results_cannot_take_a_clip_out_of_the_outbox(broker, tmp_path):
     store = EdgeStore(tmp_path / "edge.db")
     sent = pending_clip(store, "cam-1")
-    transport = edge_transport(broker, store)
-    b, cloud = Client(broker, "edge-b"), Client(broker, CLOUD_ACCOUNT)
+    transport = edge_transport(broker.port, store)
+    b, cloud = Client(broker.port, "edge-b"), Client(broker.port, CLOUD_ACCOUNT)
     try:
         # Another device's account forges a result for the pending clip: the broker drops it.
         b.publish(mqtt_result_topic("edge-a", "cam-1"), result_json(sent["clip_id"], "cam-1"))
@@ -234,9 +269,9 @@ def test_a_refusal_on_the_error_topic_marks_the_clip_rejected(broker, tmp_path, 
     monkeypatch.delenv("TINYACT_MQTT_PASSWORD", raising=False)
     model = fit_toy_classifier(tmp_path / "clf", labels=LABELS, latent_dim=DIM, per_class=10).path
     store = EdgeStore(tmp_path / "edge.db")
-    with serve_in_background(model, tmp_path / "cloud.db", mqtt=f"mqtt://127.0.0.1:{broker}") as cloud:
+    with serve_in_background(model, tmp_path / "cloud.db", mqtt=f"mqtt://127.0.0.1:{broker.port}") as cloud:
         cloud.add_device("edge-a")
-        transport = edge_transport(broker, store)
+        transport = edge_transport(broker.port, store)
         try:
             good = pending_clip(store, "cam-1")
             naive = pending_clip(store, "cam-2")  # captured_at without a time zone: refused for good
