@@ -17,7 +17,14 @@ pip() {
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 }
 
-pip "torch==2.13.0"
+# The CPU build of torch: a local wheel where pip's config provides one (--no-index: no download; this
+# machine's find-links), else PyTorch's CPU index (a plain PyPI install would pull the multi-GB CUDA build).
+if pip --no-index --no-deps "torch==2.13.0"; then
+  pip "torch==2.13.0"  # its dependencies, from the configured index
+else
+  echo "no local torch wheel: installing the CPU build from https://download.pytorch.org/whl/cpu"
+  pip "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+fi
 if [[ $dev == 1 ]]; then
   pip -e ".[dev]"
   # Browser tests drive Debian's Chromium with Playwright; never let Playwright download a browser.

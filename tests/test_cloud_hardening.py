@@ -424,3 +424,32 @@ def test_serve_on_a_busy_port_does_not_change_the_active_model(tmp_path, models)
             assert time.monotonic() - started < 30
         assert active_model_row(engine) == before
     engine.dispose()
+
+
+# ---- 5. set-up script -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("local_wheel", [True, False], ids=["local_wheel", "ordinary_machine"])
+def test_setup_script_installs_the_cpu_build_of_torch(tmp_path, local_wheel):
+    """scripts/setup.sh with a stand-in for .venv/bin/python that logs each pip call: the local wheel when
+    pip's config has one, else PyTorch's CPU index (never a plain PyPI torch, the CUDA build)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(root / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    log = tmp_path / "pip.log"
+    fake = tmp_path / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fail_no_index = "" if local_wheel else 'case " $* " in *" --no-index "*) exit 1;; esac\n'
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n{fail_no_index}exit 0\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(tmp_path / "scripts" / "setup.sh")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [line for line in log.read_text().splitlines() if "torch==2.13.0" in line]
+    assert "--no-index" in calls[0]  # the local wheel first, no download
+    if local_wheel:
+        assert all("download.pytorch.org" not in c for c in calls)
+    else:
+        assert any("--index-url https://download.pytorch.org/whl/cpu" in c for c in calls)
+        assert all("--no-index" in c or "download.pytorch.org/whl/cpu" in c for c in calls)  # never plain PyPI

@@ -36,7 +36,8 @@ def test_demo_whole_system(tmp_path):
     # under the paper's 4 KB per clip; 16 raw frames of 32x32 RGB would be 49 KB.
     assert 500 < summary["bytes_per_clip"] < 4096
     assert summary["h264_bytes_per_clip"] > 0
-    assert summary["urls"]["edge"].startswith("http://127.0.0.1:") and "token=" in summary["urls"]["edge"]
+    assert summary["urls"]["edge"].startswith("http://127.0.0.1:") and "token" not in summary["urls"]["edge"]
+    assert summary["urls"]["edge_token"]  # printed beside the address, not in it
     # The numbers agree with the databases the run left behind.
     with sqlite3.connect(run / "cloud.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT clip_id) FROM predictions").fetchone() == (

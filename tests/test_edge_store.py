@@ -112,3 +112,19 @@ def test_backoff_and_bound(tmp_path):
     assert store.defer(ids[2:4], 5.0, max_s=40.0) == 20.0
     store.results_cursor = 42
     assert EdgeStore(tmp_path / "edge.db").results_cursor == 42
+
+
+def test_prune_removes_old_dropped_and_rejected_rows_too(tmp_path):
+    store = EdgeStore(tmp_path / "edge.db")
+    old = datetime.now(UTC) - timedelta(days=10)
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    store.enqueue([(c, "cam-1", old + timedelta(seconds=i), 1.0, f'{{"clip_id":"{c}"}}') for i, c in enumerate(ids)],
+                  max_pending=4)  # the two oldest are dropped
+    store.mark_delivered(ids[2:3])
+    store.reject({ids[3]: "wrong_latent_size"})
+    fresh = str(uuid.uuid4())
+    store.enqueue([(fresh, "cam-1", datetime.now(UTC), 1.0, f'{{"clip_id":"{fresh}"}}')])
+    before = store.counts()
+    assert store.prune(datetime.now(UTC) - timedelta(days=1)) == 4  # delivered, 2 dropped, rejected
+    assert {r["clip_id"] for r in store.recent(10)} == {ids[4], ids[5], fresh}  # pending rows stay
+    assert store.counts() == before  # pruned rows still counted (captured, delivered, dropped, rejected)

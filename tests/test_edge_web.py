@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,14 +89,53 @@ def test_token_required_everywhere(edge):
         assert client.get(path, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
     assert client.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert client.get("/api/status", headers={"X-TinyAct-Token": TOKEN}).status_code == 200
-    assert client.get(f"/api/status?token={TOKEN}").status_code == 200
+    assert client.get(f"/api/status?token={TOKEN}").status_code == 401  # never a token in an API URL
     assert client.post("/api/login", json={"token": "nope"}).status_code == 401
-    # A link with ?token= signs the browser in (cookie) and redirects to a clean address.
+    # A link with ?token= signs the browser in (cookie) and redirects to a clean address. (A fresh client:
+    # this one has just sent five wrong tokens and is throttled.)
+    client = TestClient(app, client=("10.0.0.2", 50000))
     response = client.get(f"/?token={TOKEN}", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/"
     assert client.get("/api/status").status_code == 200
     client.post("/api/logout")
     assert client.get("/api/status").status_code == 401
+
+
+def test_login_cookie_is_a_signed_session_not_the_token(edge):
+    from tinyact.edge.web import COOKIE, SessionSigner
+
+    app, *_ = edge
+    client = TestClient(app)
+    response = client.post("/api/login", json={"token": TOKEN})
+    assert response.status_code == 200
+    cookie = client.cookies.get(COOKIE)
+    assert cookie and TOKEN not in cookie and cookie.startswith("v1.")
+    assert client.get("/api/status").status_code == 200
+    # A forged or tampered cookie, the raw token as cookie, or a session of another token: all refused.
+    for value in (TOKEN, cookie[:-2] + ("00" if cookie[-2:] != "00" else "11"), SessionSigner("another-token").issue(),
+                  "v1.0.x.y"):
+        other = TestClient(app)
+        other.cookies.set(COOKIE, value)
+        assert other.get("/api/status").status_code == 401, value
+    expired = SessionSigner(TOKEN).issue(now=time.time() - 31 * 86400)
+    other = TestClient(app)
+    other.cookies.set(COOKIE, expired)
+    assert other.get("/api/status").status_code == 401
+
+
+def test_wrong_logins_are_throttled_per_client(edge):
+    from tinyact.edge.web import LOGIN_FAILURES
+
+    app, *_ = edge
+    client = TestClient(app)
+    for _ in range(LOGIN_FAILURES):
+        assert client.post("/api/login", json={"token": "guess"}).status_code == 401
+    refused = client.post("/api/login", json={"token": TOKEN})  # even the right one, until the minute is over
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert refused.json()["error"] == "too_many_attempts"
+    assert client.get("/api/status", headers={"Authorization": "Bearer guess-again"}).status_code == 429
+    other = TestClient(app, client=("10.0.0.9", 50000))  # another address is not affected
+    assert other.post("/api/login", json={"token": TOKEN}).status_code == 200
 
 
 def test_status_history_and_snapshots(edge):
@@ -125,7 +165,7 @@ def test_mjpeg_stream(edge):
     app, *_ = edge
     url, stop = serve_edge_app(app)
     try:
-        with httpx.stream("GET", f"{url}/stream/door.mjpg?token={TOKEN}", timeout=10) as response:
+        with httpx.stream("GET", f"{url}/stream/door.mjpg", headers={"X-TinyAct-Token": TOKEN}, timeout=10) as response:
             assert response.headers["content-type"].startswith("multipart/x-mixed-replace")
             data = b""
             for chunk in response.iter_bytes():

@@ -458,7 +458,8 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
         web_app = create_edge_app(lambda: current["agent"].status(), agent.store, edge_cfg.snapshot_dir, edge_token)
         edge_url, stop_web = serve_edge_app(web_app)
         stack.callback(stop_web)
-        urls = {"edge": f"{edge_url}/?token={edge_token}", "cloud_dashboard": f"{cloud.url}/",
+        # The token is shown next to the address, never inside it (URLs end up in history and logs).
+        urls = {"edge": f"{edge_url}/", "edge_token": edge_token, "cloud_dashboard": f"{cloud.url}/",
                 "cloud_viewer_token": viewer_token, "cloud_api_docs": f"{cloud.url}/docs"}
         logger.info("demo: cloud at %s, edge page at %s", cloud.url, edge_url)
         agent.start()
@@ -551,7 +552,7 @@ def _wait_for_interrupt(console, urls: dict) -> None:
     """Block until Ctrl-C or SIGTERM (then the caller's cleanup stops the agent, the pages and the cloud)."""
     import signal
 
-    console.print(f"serving: edge page {urls['edge']}  ·  cloud dashboard {urls['cloud_dashboard']} "
+    console.print(f"serving: edge page {urls['edge']} (token {urls['edge_token']})  ·  cloud dashboard {urls['cloud_dashboard']} "
                   f"(viewer token {urls['cloud_viewer_token']})  ·  Ctrl-C to stop")
     done = threading.Event()
     previous = {}

@@ -31,7 +31,7 @@ def demo(
                                encoder_checkpoint=encoder)
 
     def ready(urls: dict) -> None:
-        console.print(f"edge page:        {urls['edge']}")
+        console.print(f"edge page:        {urls['edge']}  (sign in with token {urls['edge_token']})")
         console.print(f"cloud dashboard:  {urls['cloud_dashboard']}  (viewer token {urls['cloud_viewer_token']})")
 
     run_demo(cfg, serve=serve, on_ready=ready, on_summary=lambda s: print_summary(s, cfg.out, serving=serve))

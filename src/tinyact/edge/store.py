@@ -389,9 +389,10 @@ class EdgeStore:
             results = db.execute(select(func.count()).select_from(captures).where(captures.c.label.is_not(None))).scalar_one()
             pending = db.execute(select(func.count()).select_from(outbox)).scalar_one()
             named = dict(db.execute(select(counters.c.name, counters.c.value)).all())
-        pruned = int(named.get("pruned", 0))
+        pruned = int(named.get("pruned", 0))  # delivered rows deleted by prune
+        pruned_other = int(named.get("pruned_other", 0))  # dropped/rejected rows deleted (counted by their counters)
         return {
-            "captured": int(sum(states.values())) + pruned,
+            "captured": int(sum(states.values())) + pruned + pruned_other,
             "delivered": int(states.get("delivered", 0)) + pruned,
             "pending": int(pending),
             "dropped": int(named.get("dropped", 0)),
@@ -401,13 +402,17 @@ class EdgeStore:
         }
 
     def prune(self, older_than: datetime | float) -> int:
-        """Delete delivered/dropped capture rows captured before ``older_than`` (retention); pending clips stay.
-        Pruned rows are still counted as captured and delivered by :meth:`counts`."""
+        """Delete delivered, dropped and rejected capture rows captured before ``older_than`` (retention);
+        pending clips stay. Pruned rows are still counted by :meth:`counts` (as captured, and as delivered,
+        dropped or rejected, which have their own counters)."""
         cutoff = _epoch(older_than)
         with self._write, self.engine.begin() as db:
-            n = db.execute(delete(captures).where(captures.c.captured_at < cutoff, captures.c.state == "delivered")).rowcount
+            old = captures.c.captured_at < cutoff
+            n = db.execute(delete(captures).where(old, captures.c.state == "delivered")).rowcount
             self._bump(db, "pruned", n)
-        return n
+            other = db.execute(delete(captures).where(old, captures.c.state.in_(("dropped", "rejected")))).rowcount
+            self._bump(db, "pruned_other", other)
+        return n + other
 
 
 def _row_dict(row) -> dict[str, Any]:

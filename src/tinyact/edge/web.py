@@ -1,9 +1,13 @@
 """The edge web page: live camera views, the latest action per camera, the local history and the outbox.
 
 Served by the agent on the LAN address of its config (``web.host``/``web.port``) and protected by a local
-token. The browser signs in once (``POST /api/login``, or opening ``/?token=…``) and gets an HTTP-only cookie,
-so ``<img>`` tags of the snapshots are authorised too; scripts may instead send ``Authorization: Bearer …``,
-``X-TinyAct-Token`` or ``?token=``. Everything the page needs is served from here (no CDN: works offline).
+token. The browser signs in once (``POST /api/login``, or opening ``/?token=…``) and gets an HTTP-only cookie
+holding a signed session (``v1.<issued>.<nonce>.<HMAC-SHA256>`` keyed by the token, valid 30 days; never the
+token itself), so ``<img>`` tags of the snapshots are authorised too; scripts may instead send
+``Authorization: Bearer …`` or ``X-TinyAct-Token``. API routes do not accept ``?token=`` (a token in a URL ends
+up in browser history and logs). Wrong tokens are throttled per client: after ``LOGIN_FAILURES`` failures in a
+minute, sign-in attempts get 429 until the minute is over. Everything the page needs is served from here (no
+CDN: works offline).
 
 Routes::
 
@@ -19,8 +23,11 @@ Routes::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
+import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,6 +45,9 @@ from tinyact.wire import CAMERA_ID_PATTERN
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "tinyact_edge"
+SESSION_MAX_AGE_S = 30 * 86400
+LOGIN_FAILURES = 5  # wrong tokens per client and minute before sign-in attempts are refused (429)
+LOGIN_WINDOW_S = 60.0
 _CAMERA_RE = re.compile(CAMERA_ID_PATTERN)
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
@@ -133,6 +143,68 @@ def _scalars(status: dict) -> dict[str, Any]:
     return out
 
 
+class SessionSigner:
+    """Cookie values for signed-in browsers: ``v1.<issued epoch s>.<nonce>.<HMAC-SHA256 hex>``, keyed by a key
+    derived from the page token, so the cookie never holds the token and a new token ends every session."""
+
+    def __init__(self, token: str, max_age_s: float = SESSION_MAX_AGE_S) -> None:
+        self._key = hashlib.sha256(b"tinyact-edge-session\0" + token.encode()).digest()
+        self.max_age_s = max_age_s
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float | None = None) -> str:
+        payload = f"v1.{int(now if now is not None else time.time())}.{secrets.token_urlsafe(12)}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def valid(self, value: str | None, now: float | None = None) -> bool:
+        if not value or value.count(".") != 3:
+            return False
+        payload, _, mac = value.rpartition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
+            return False
+        try:
+            issued = int(payload.split(".")[1])
+        except ValueError:
+            return False
+        age = (now if now is not None else time.time()) - issued
+        return 0 <= age <= self.max_age_s
+
+
+class LoginThrottle:
+    """Wrong tokens per client (IP address): after ``limit`` failures within ``window_s`` the client is refused
+    until the oldest of them is ``window_s`` old."""
+
+    def __init__(self, limit: int = LOGIN_FAILURES, window_s: float = LOGIN_WINDOW_S) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str, now: float | None = None) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < self.window_s]
+            if recent:
+                self._failures[client] = recent
+            else:
+                self._failures.pop(client, None)
+            return self.window_s - (now - recent[0]) if len(recent) >= self.limit else 0.0
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if len(self._failures) > 10_000:  # many clients: forget the oldest state rather than grow
+                self._failures.clear()
+            self._failures.setdefault(client, []).append(now)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
 def create_edge_app(
     agent_status: Callable[[], dict],
     store: EdgeStoreLike,
@@ -150,16 +222,35 @@ def create_edge_app(
     snapshot_dir = Path(snapshot_dir)
     app = FastAPI(title="TinyAct edge", docs_url=None, redoc_url=None, openapi_url=None)
     started = time.time()
+    sessions = SessionSigner(token)
+    throttle = LoginThrottle()
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def token_ok(given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    def check_throttle(request: Request) -> None:
+        wait = throttle.wait_s(client_of(request))
+        if wait > 0:
+            raise HTTPException(429, f"too many wrong tokens from this address; try again in {int(wait) + 1} s",
+                                headers={"Retry-After": str(int(wait) + 1)})
 
     def authorized(request: Request) -> bool:
         header = request.headers.get("authorization", "")
-        candidates = (
-            header[7:].strip() if header.lower().startswith("bearer ") else None,
-            request.headers.get("x-tinyact-token"),
-            request.query_params.get("token"),
-            request.cookies.get(COOKIE),
-        )
-        return any(c and hmac.compare_digest(c.encode(), token.encode()) for c in candidates)
+        given = [header[7:].strip() if header.lower().startswith("bearer ") else None,
+                 request.headers.get("x-tinyact-token")]
+        given = [g for g in given if g]
+        if sessions.valid(request.cookies.get(COOKIE)):
+            return True
+        if not given:
+            return False
+        check_throttle(request)  # a script guessing tokens in headers is throttled like the login form
+        if any(token_ok(g) for g in given):
+            return True
+        throttle.failed(client_of(request))
+        return False
 
     def require(request: Request) -> None:
         if not authorized(request):
@@ -173,27 +264,36 @@ def create_edge_app(
 
     @app.exception_handler(HTTPException)
     async def _error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": "unauthorized" if error.status_code == 401 else "error", "detail": error.detail},
-                            status_code=error.status_code)
+        code = {401: "unauthorized", 429: "too_many_attempts"}.get(error.status_code, "error")
+        return JSONResponse({"error": code, "detail": error.detail}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
 
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:
         given = request.query_params.get("token")
         if given is not None:
-            # A link with ?token= signs in and drops the token from the address bar.
+            # A link with ?token= signs in and drops the token from the address bar (throttled like a login).
             response = RedirectResponse("/", status_code=303)
-            if hmac.compare_digest(given.encode(), token.encode()):
+            if throttle.wait_s(client_of(request)) > 0:
+                return response
+            if token_ok(given):
+                throttle.succeeded(client_of(request))
                 _set_cookie(response)
+            else:
+                throttle.failed(client_of(request))
             return response
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     def _set_cookie(response: Response) -> None:
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
+        response.set_cookie(COOKIE, sessions.issue(), httponly=True, samesite="strict", max_age=SESSION_MAX_AGE_S)
 
     @app.post("/api/login")
-    async def login(body: Login) -> Response:
-        if not hmac.compare_digest(body.token.encode(), token.encode()):
+    async def login(body: Login, request: Request) -> Response:
+        check_throttle(request)
+        if not token_ok(body.token):
+            throttle.failed(client_of(request))
             raise HTTPException(401, "token not accepted")
+        throttle.succeeded(client_of(request))
         response = JSONResponse({"ok": True})
         _set_cookie(response)
         return response
