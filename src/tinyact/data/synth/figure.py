@@ -90,6 +90,7 @@ class Pose:
     leg_foreshorten: tuple[float, float] = (1.0, 1.0)
     dx: float = 0.0  # body offset, figure heights
     dy: float = 0.0  # negative = up
+    tilt: float = 0.0  # whole-body rotation about the feet (falling), positive towards +x
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,6 +131,15 @@ def skeleton(actor: Actor, pose: Pose) -> dict[str, tuple[float, float]]:
             {f"shoulder{side}": shoulder, f"elbow{side}": elbow, f"wrist{side}": wrist,
              f"hip{side}": hip, f"knee{side}": knee, f"ankle{side}": ankle}
         )
+    if pose.tilt:
+        # Rotate the whole body about the point between the feet: y is down, so +tilt moves the head to +x.
+        pivot_x, pivot_y = pose.dx, pose.dy
+        cos_t, sin_t = math.cos(pose.tilt), math.sin(pose.tilt)
+        joints = {
+            name: (pivot_x + (x - pivot_x) * cos_t - (y - pivot_y) * sin_t,
+                   pivot_y + (x - pivot_x) * sin_t + (y - pivot_y) * cos_t)
+            for name, (x, y) in joints.items()
+        }
     return joints
 
 

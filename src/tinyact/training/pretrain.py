@@ -1,0 +1,309 @@
+"""Pretraining the edge encoder on the synthetic corpus, selected by how well it transfers to real footage.
+
+::
+
+    corpus (tinyact data synth --profile pretrain)            uint8 [T, 3, S, S] clips, 25 action classes
+      ─► VideoAutoEncoder3D.encode ─► 1024-d latent ─► dropout ─► linear head ─► cross-entropy
+      ─► every epoch: top-1 on the corpus's held-out actors
+                      + a probe on real footage (optional; never its test split): the frozen encoder's
+                        latents of the non-test clips, a logistic regression, stratified k-fold accuracy
+      ─► OUT/model.pt (the epoch the selection picks), OUT/last.pt (resume), OUT/metrics.csv, OUT/curves.png
+
+The objective is supervised cross-entropy on the corpus's labels: of the objectives measured
+(docs/MODELS.md, "Pretrained encoder"), it is the one whose latents transfer to real footage. Selection
+reads ``select_on``: ``probe`` (mean probe accuracy on real footage) when probes are configured, else the
+corpus's validation top-1. Resuming (``resume=True``) continues from ``OUT/last.pt`` with the same
+per-epoch shuffling, so a run can be spread over several sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tinyact.config import TinyActConfig
+from tinyact.console import progress_bar
+from tinyact.data.synth.corpus import CorpusDataset
+from tinyact.data.transforms import normalize
+from tinyact.errors import ConfigError
+from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
+from tinyact.models.checkpoint import save_model, state_dict_hash
+from tinyact.training.runtime import (
+    MetricsLog,
+    Precision,
+    autocast,
+    epoch_generator,
+    load_checkpoint,
+    pick_device,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ProbeSpec(BaseModel):
+    """Real footage that ranks epochs: a folder of class sub-folders and its split file (test rows are never read)."""
+
+    name: str = Field(..., title="Short name in metrics.csv")
+    data: Path = Field(..., title="Dataset root (ROOT/<class>/<video>)")
+    split_file: Path | None = Field(None, title="CSV path,split; rows with split 'test' are left out")
+    folds: int = Field(5, ge=2, title="Stratified folds over the non-test clips")
+
+
+class PretrainConfig(TinyActConfig):
+    """What ``tinyact zoo build`` / ``tinyact train pretrain`` runs with (echoed to ``OUT/config.yaml``)."""
+
+    corpus: Path = Field(..., title="Corpus folder (tinyact data synth --profile pretrain)")
+    out: Path = Field(..., title="Run folder")
+    objective: Literal["supervised"] = Field("supervised", title="Training objective")
+    preset: str = Field("fast-motion", title="VideoAutoEncoder3D preset")
+    model_overrides: dict[str, Any] = Field(default_factory=dict, title="AutoEncoder3DConfig overrides")
+    epochs: int = Field(12, ge=1, title="Epochs")
+    batch_size: int = Field(32, ge=2, title="Batch size")
+    lr: float = Field(2e-3, gt=0, title="Peak learning rate (AdamW, cosine)")
+    lr_min: float = Field(5e-5, ge=0, title="Final learning rate")
+    weight_decay: float = Field(0.05, ge=0, title="AdamW weight decay")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, title="Label smoothing")
+    dropout: float = Field(0.2, ge=0, lt=1, title="Dropout before the head")
+    crop_scale: float = Field(0.8, gt=0, le=1, title="Smallest random crop (share of the side) per batch")
+    seed: int = Field(0, title="Seed")
+    device: str = Field("auto", title="Device (auto, cpu, cuda)")
+    precision: Precision = Field("fp32", title="fp32, bf16 (CPU or GPU) or amp (GPU)")
+    threads: int = Field(0, ge=0, title="torch CPU threads (0 = torch's default)")
+    probes: list[ProbeSpec] = Field(default_factory=list, title="Real footage that ranks the epochs")
+    select_on: Literal["probe", "val"] = Field("probe", title="What picks the shipped epoch")
+    max_batches: int | None = Field(None, ge=1, title="Stop each epoch after this many batches (smoke tests)")
+
+
+@dataclass
+class PretrainResult:
+    """Where the chosen model is and what it measured."""
+
+    model: Path
+    encoder_hash: str
+    epoch: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+class ClassifierHead(nn.Module):
+    """Dropout and a linear layer on the encoder's latent: the training-only part of the network."""
+
+    def __init__(self, latent_dim: int, classes: int, dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(latent_dim, classes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(z))
+
+
+def build_encoder(cfg: PretrainConfig, frames: int, size: int) -> VideoAutoEncoder3D:
+    """The encoder to pretrain, sized for the corpus's clips."""
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model_overrides.items()}
+    config = replace(PRESETS[cfg.preset], num_frames=frames, input_size=(size, size), **overrides)
+    return VideoAutoEncoder3D(config)
+
+
+def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float) -> torch.Tensor:
+    """A random square crop (one per batch, resized back) and a random horizontal flip per clip.
+
+    uint8 ``[B, T, 3, S, S]`` in and out. Flips keep the labels: no corpus class depends on direction.
+    """
+    b, t, c, s, _ = clips.shape
+    side = int(round(s * float(torch.empty(1).uniform_(crop_scale, 1.0, generator=generator))))
+    if side < s:
+        top, left = (int(torch.randint(0, s - side + 1, (1,), generator=generator)) for _ in range(2))
+        crop = clips[..., top : top + side, left : left + side].reshape(b * t, c, side, side).float()
+        clips = F.interpolate(crop, size=(s, s), mode="bilinear", align_corners=False)
+        clips = clips.round_().clamp_(0, 255).to(torch.uint8).reshape(b, t, c, s, s)
+    flip = torch.rand(b, generator=generator) < 0.5
+    if flip.any():
+        clips = clips.clone()
+        clips[flip] = clips[flip].flip(-1)
+    return clips
+
+
+@torch.no_grad()
+def encode_clips(model: VideoAutoEncoder3D, clips: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
+    """uint8 ``[N, T, 3, S, S]`` -> latents ``[N, latent_dim]`` with the model in eval mode."""
+    model.eval()
+    out = []
+    for start in range(0, len(clips), batch):
+        x = normalize(clips[start : start + batch].to(device), model.config.normalization)
+        out.append(model.encode(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.latent_dim), np.float32)
+
+
+@dataclass
+class ProbeData:
+    """The non-test clips of one probe dataset, decoded once."""
+
+    spec: ProbeSpec
+    clips: torch.Tensor  # uint8 [N, T, 3, S, S]
+    labels: np.ndarray
+
+
+def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path) -> ProbeData:
+    """Decode the probe's non-test clips through the data path's clip cache (uniform sampling)."""
+    from tinyact.data.cache import ClipCache, build_cache
+    from tinyact.data.layouts import read_folder
+    from tinyact.data.manifest import Manifest
+    from tinyact.data.video import ClipSampling
+
+    entries, _ = read_folder(spec.data, split_file=spec.split_file)
+    entries = [e for e in entries if e.split != "test"]  # the test split is reported once, elsewhere
+    manifest = Manifest(entries, Path(spec.data).resolve())
+    sampling = ClipSampling(num_frames=frames, size=size, strategy="uniform")
+    cache_dir = cache_root / f"probe-{spec.name}-{frames}x{size}"
+    sampling.save(cache_dir)
+    build_cache(manifest, cache_dir, sampling, workers=1)
+    cache = ClipCache(cache_dir)
+    kept = [e for e in manifest.entries if e.clip_id in cache]
+    clips = torch.stack([cache[e.clip_id] for e in kept])
+    labels = np.array([manifest.label_names.index(e.label) for e in kept])
+    return ProbeData(spec, clips, labels)
+
+
+def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> float:
+    """Stratified k-fold accuracy of a standardised logistic regression on ``latents``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    k = int(min(folds, np.bincount(labels).min()))
+    if k < 2:
+        raise ConfigError("a probe needs at least two clips of every class outside its test split")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return float(cross_val_score(model, latents, labels, cv=cv).mean())
+
+
+def _evaluate(model: VideoAutoEncoder3D, head: ClassifierHead, loader: DataLoader, device: torch.device,
+              precision: Precision) -> float:
+    model.eval()
+    head.eval()
+    correct = total = 0
+    with torch.no_grad(), autocast(device, precision):
+        for clips, labels in loader:
+            x = normalize(clips.to(device), model.config.normalization)
+            logits = head(model.encode(x))
+            correct += int((logits.argmax(1).cpu() == labels).sum())
+            total += len(labels)
+    return correct / max(1, total)
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
+    """Train (or resume) into ``cfg.out``; returns the selected model."""
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    train_set, val_set = CorpusDataset(cfg.corpus, "train"), CorpusDataset(cfg.corpus, "val")
+    frames, size = train_set.cfg.frames, train_set.cfg.size
+    model = build_encoder(cfg, frames, size).to(device)
+    head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
+    params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    probes = [load_probe(spec, frames, size, out / "probe-cache") for spec in cfg.probes]
+    log = MetricsLog(out / "metrics.csv")
+    start_epoch, best = 0, {"score": -1.0, "epoch": -1}
+    if resume and (out / "last.pt").is_file():
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        log.truncate(start_epoch)
+        logger.info("pretrain: resuming after epoch %d (best so far: epoch %d)", state["epoch"], best["epoch"])
+    elif (out / "last.pt").is_file():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
+    val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    if cfg.max_batches:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_batches)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        generator = epoch_generator(cfg.seed, epoch)
+        order = torch.randperm(len(train_set), generator=generator)
+        model.train()
+        head.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        t0 = time.perf_counter()
+        with progress_bar(f"pretrain epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, unit="batch") as bar:
+            for step in range(steps_per_epoch):
+                done = epoch * steps_per_epoch + step
+                lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + np.cos(np.pi * done / total_steps))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * min(1.0, (done + 1) / max(1, steps_per_epoch // 2))  # half-epoch warm-up
+                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
+                batch = [train_set[i] for i in idx]
+                clips = augment(torch.stack([c for c, _ in batch]), generator, cfg.crop_scale)
+                labels = torch.tensor([y for _, y in batch], device=device)
+                with autocast(device, cfg.precision):
+                    logits = head(model.encode(normalize(clips.to(device), model.config.normalization)))
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                seen += len(idx)
+                correct += int((logits.argmax(1) == labels).sum())
+                loss_sum += float(loss) * len(idx)
+                bar.advance()
+        train_seconds = time.perf_counter() - t0
+        row: dict[str, float] = {
+            "epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_top1": correct / max(1, seen),
+            "val_top1": _evaluate(model, head, val_loader, device, cfg.precision),
+            "clips_per_s": seen / max(train_seconds, 1e-9), "lr": lr,
+        }
+        for probe in probes:
+            latents = encode_clips(model, probe.clips, device)
+            row[f"probe_{probe.spec.name}"] = probe_accuracy(latents, probe.labels, probe.spec.folds, cfg.seed)
+        probe_keys = [f"probe_{p.spec.name}" for p in probes]
+        score = float(np.mean([row[k] for k in probe_keys])) if probes and cfg.select_on == "probe" else row["val_top1"]
+        row["score"] = score
+        log.append(row)
+        logger.info("pretrain: epoch %d %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch, **{k: row[k] for k in ("val_top1", *probe_keys)}}
+            save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
+                                                      "label_names": train_set.label_names, "selection": best})
+        save_checkpoint(out / "last.pt", {"model": model.state_dict(), "head": head.state_dict(),
+                                          "optimizer": optimizer.state_dict(), "rng": rng_state(), "epoch": epoch,
+                                          "best": best})
+        log.plot(out / "curves.png", {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1", *probe_keys]},
+                 title=f"pretrain {cfg.preset} on {Path(cfg.corpus).name}")
+    (out / "best.json").write_text(json.dumps(best, indent=2))
+    from tinyact.models.checkpoint import load_model
+
+    chosen, _ = load_model(out / "model.pt")
+    return PretrainResult(model=out / "model.pt", encoder_hash=state_dict_hash(chosen.state_dict()),
+                          epoch=int(best["epoch"]), metrics={k: float(v) for k, v in best.items()},
+                          seconds=time.perf_counter() - started)
+
+
+__all__ = ["PretrainConfig", "PretrainResult", "ProbeSpec", "augment", "encode_clips", "pretrain", "probe_accuracy"]
