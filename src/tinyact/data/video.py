@@ -14,7 +14,10 @@ How a clip is read::
     open ─► demux packet pts (cheap, no decode) ─► exact frame times
          ─► target instants (strategy) ─► wanted frames (last frame shown at each instant)
          ─► seek to the keyframe before the first wanted frame ─► decode, convert only wanted frames
-         ─► [T, H, W, 3] uint8 ─► resize (torch) ─► [T, 3, S, S] uint8
+         ─► [T, H, W, 3] uint8 ─► prepare_frames (torch resize + crop) ─► [T, 3, S, S] uint8
+
+``prepare_frames`` (:mod:`tinyact.data.transforms`) is also what the edge cameras call on the frames of a
+grab, so a clip the edge encodes has the pixels the encoder was trained on (``tests/test_preprocessing_parity.py``).
 
 Any failure a user's file can cause (missing, empty, corrupt, truncated, audio-only, too short) raises one
 :class:`VideoDecodeError` carrying the path and the reason; PyAV's own exceptions never escape.
@@ -34,7 +37,7 @@ import torch
 from pydantic import Field, model_validator
 
 from tinyact.config import TinyActConfig
-from tinyact.data.transforms import resize_short_side_center_crop
+from tinyact.data.transforms import prepare_frames
 from tinyact.errors import TinyActError
 
 logger = logging.getLogger(__name__)
@@ -356,11 +359,9 @@ def sample_clips(source: str | Path, sampling: ClipSampling | None = None, info:
     images = decode_frames_at(source, info, all_indices, threads=sampling.threads)
     clips = []
     for k, indices in enumerate(per_clip):
-        block = images[k * len(indices) : (k + 1) * len(indices)]
-        frames = torch.from_numpy(block).permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
-        if sampling.size is not None:
-            frames = resize_short_side_center_crop(frames, sampling.size)
-        clips.append(Clip(frames=frames.contiguous(), timestamps=info.frame_times[indices]))
+        block = images[k * len(indices) : (k + 1) * len(indices)]  # [T, H, W, 3] rgb24, native size
+        frames = prepare_frames(block, sampling.size)  # -> [T, 3, S, S]: the edge cameras call the same function
+        clips.append(Clip(frames=frames, timestamps=info.frame_times[indices]))
     return clips
 
 

@@ -7,12 +7,17 @@ encoder's input size, plus a snapshot for the local page.
 * :class:`FileCamera`: a video file played at real-time pace and looped, a simulated CCTV camera. Its
   position is ``(now - start) · speed`` modulo the file's length, so two grabs 10 s apart see frames 10 s
   apart. A grab seeks to the keyframe before the window and decodes only up to the window's last frame; only
-  the frames kept are converted to RGB (and scaled by swscale while converting). Frames between windows are
-  never decoded: this is what decides how many cameras one box can serve.
+  the frames kept are converted to RGB. Frames between windows are never decoded: this is what decides how
+  many cameras one box can serve.
 * :class:`StreamCamera`: RTSP / HTTP streams and V4L2 webcams through PyAV. A reader thread demuxes packets
   all the time (cheap) but *decodes* only while a grab is waiting: it starts at the next keyframe and stops
   after the last frame of the window, dropping the packets in between windows. A stream that fails or stalls
   (no packet within the read timeout) is reopened with exponential backoff; meanwhile the camera is down.
+
+The frames kept become the clip through :func:`clip_of`: RGB at the camera's native size, then
+:func:`tinyact.data.transforms.prepare_frames`, the same function that made the training clips (read_clip,
+the cache), so the encoder sees the pixels it was trained on. Only the snapshot for the local page is scaled
+by swscale (display only).
 
 A camera's failure is its own: ``grab`` raises :class:`CameraError` and records the error in ``health()``;
 the agent skips it for this round and retries it later (backoff), and the other cameras go on.
@@ -25,6 +30,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +39,7 @@ from typing import Any
 import av
 import numpy as np
 
+from tinyact.data.transforms import prepare_frames
 from tinyact.data.video import VideoDecodeError, frames_at, probe_video
 from tinyact.edge.config import CameraConfig
 from tinyact.errors import TinyActError
@@ -51,21 +58,29 @@ class Grab:
     """One clip from one camera."""
 
     camera_id: str
-    frames: np.ndarray  # uint8 [T, 3, H, W]
+    frames: np.ndarray  # uint8 [T, 3, H, W], from prepare_frames (like every training clip)
     captured_at: datetime  # end of the window, UTC
     snapshot: np.ndarray  # uint8 [h, w, 3] RGB, the window's last frame at snapshot size
     decoded_frames: int  # frames the decoder produced for this clip (the cost of the grab)
     position_s: float | None = None  # file cameras: time in the file of the window's last frame
 
 
-def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    """``frame`` -> uint8 ``[3, H, W]``: scaled (swscale) so its short side covers ``size``, centre-cropped."""
-    height, width = size
-    scale = max(height / frame.height, width / frame.width)
-    sw, sh = max(width, round(frame.width * scale)), max(height, round(frame.height * scale))
-    rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24")
-    top, left = (sh - height) // 2, (sw - width) // 2
-    return np.ascontiguousarray(rgb[top : top + height, left : left + width].transpose(2, 0, 1))
+def clip_of(frames: Sequence[av.VideoFrame], size: tuple[int, int]) -> np.ndarray:
+    """Decoded frames (oldest first; the same frame may repeat) -> uint8 ``[T, 3, H, W]``, ``size = (H, W)``.
+
+    Each distinct frame is converted to rgb24 at its native size, exactly as the training path decodes it
+    (:func:`tinyact.data.video.decode_frames_at`), then all go through the shared
+    :func:`~tinyact.data.transforms.prepare_frames` (scale to cover ``size``, centre crop) in one call.
+    """
+    slot: dict[int, int] = {}  # id(frame) -> row of the converted frame
+    distinct: list[av.VideoFrame] = []
+    for frame in frames:
+        if id(frame) not in slot:
+            slot[id(frame)] = len(distinct)
+            distinct.append(frame)
+    rgb = [f.to_ndarray(format="rgb24") for f in distinct]  # t x [H, W, 3] at native size, not stacked
+    clip = prepare_frames(rgb, size).numpy()  # [t, 3, h, w]
+    return clip if len(distinct) == len(frames) else clip[[slot[id(f)] for f in frames]]
 
 
 def snapshot_of(frame: av.VideoFrame, max_width: int = SNAPSHOT_WIDTH) -> np.ndarray:
@@ -215,26 +230,26 @@ class FileCamera(Camera):
             if i < runs[-1][-1]:
                 runs.append([])
             runs[-1].append(int(i))
-        converted: dict[int, np.ndarray] = {}
+        kept: dict[int, av.VideoFrame] = {}
         snapshot = None
         decoded = 0
         last_index = int(indices[-1])
         for run in runs:
-            got, last_frame, n = self._decode_run(sorted(set(run)), size, want_snapshot=last_index in run)
-            converted.update(got)
+            got, last_frame, n = self._decode_run(sorted(set(run)), want_snapshot=last_index in run)
+            kept.update(got)
             decoded += n
             if last_frame is not None:
                 snapshot = snapshot_of(last_frame)
         if snapshot is None:
             raise CameraError("the window's last frame could not be decoded")
-        return np.stack([converted[int(i)] for i in indices]), snapshot, decoded
+        return clip_of([kept[int(i)] for i in indices], size), snapshot, decoded
 
-    def _decode_run(self, wanted: list[int], size, want_snapshot: bool):
+    def _decode_run(self, wanted: list[int], want_snapshot: bool):
         times = self.info.frame_times
         tolerance = self.info.frame_duration / 2
         stream = self._stream
         self._container.seek(int(times[wanted[0]] / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
-        got: dict[int, np.ndarray] = {}
+        got: dict[int, av.VideoFrame] = {}  # converted later, all at once (clip_of)
         previous = None
         last_frame = None
         decoded = 0
@@ -244,13 +259,13 @@ class FileCamera(Camera):
                 continue
             decoded += 1
             t = float(frame.pts * stream.time_base)
-            # Frames before a wanted one are decoded (the codec needs them) but never converted.
+            # Frames before a wanted one are decoded (the codec needs them) but never kept or converted.
             while pos < len(wanted) and t > times[wanted[pos]] + tolerance and previous is not None:
-                got[wanted[pos]] = to_rgb(previous, size)  # a damaged frame: the one on screen before it
+                got[wanted[pos]] = previous  # a damaged frame: the one on screen before it
                 last_frame = previous
                 pos += 1
             if pos < len(wanted) and abs(t - times[wanted[pos]]) <= tolerance:
-                got[wanted[pos]] = to_rgb(frame, size)
+                got[wanted[pos]] = frame
                 last_frame = frame
                 pos += 1
             if pos >= len(wanted):
@@ -409,7 +424,7 @@ class StreamCamera(Camera):
                 self.decoded_frames += 1
                 ft = float(frame.pts * time_base) if frame.pts is not None else t
                 if window.next_t is None or ft + 1e-6 >= window.next_t:
-                    window.frames.append(to_rgb(frame, window.size))
+                    window.frames.append(frame)  # converted by grab's thread (clip_of), not this reader
                     window.last_frame = frame
                     # Next target one step after this one (not after this frame), so the mean spacing is
                     # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
@@ -444,8 +459,8 @@ class StreamCamera(Camera):
         if window.error:
             raise CameraError(window.error)
         self.clips += 1
-        return Grab(self.camera_id, np.stack(window.frames), datetime.now(UTC), snapshot_of(window.last_frame),
-                    window.decoded)
+        return Grab(self.camera_id, clip_of(window.frames, window.size), datetime.now(UTC),
+                    snapshot_of(window.last_frame), window.decoded)
 
     def close(self) -> None:
         self._stop.set()
