@@ -69,21 +69,21 @@ def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
         "frames: 8\nworkers: 1\nbatch_size: 4\nextract_batch: 8\n"
     )
     out = tmp_path / "run"
-    args = ["experiment", "table1", "--data", str(data), "--layout", "folder", "--size", "32", "--epochs", "1",
-            "--folds", "2", "--device", "cpu", "--config", str(grids), "--out", str(out)]
+    args = ["experiment", "table1", "--data", str(data), "--layout", "folder", "--encoder", "scratch", "--size", "32",
+            "--epochs", "1", "--folds", "2", "--device", "cpu", "--config", str(grids), "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["classifiers"]) == {"svm", "rf", "xgboost", "dt"}
     for row in metrics["classifiers"].values():
         assert {"top1", "precision", "recall", "f1"} <= set(row) and 0 <= row["top1"] <= 1
-    assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder"}
+    assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
     assert all(0 <= b["top1"] <= 1 for b in metrics["baselines"].values())
     assert metrics["n_train"] == 9 and metrics["n_test"] == 3 and len(metrics["classes"]) == 3
     assert metrics["config"]["frames"] == 8 and (out / "config.yaml").is_file()
     table = (out / "table1.md").read_text()
     assert "Random forest" in table and "Kinetics-400" in table and "Raw pixels" in table
-    for name in ("trained", "raw_pixels", "random_encoder"):
+    for name in ("trained", "raw_pixels", "random_encoder", "motion_history"):
         assert (out / "latents" / f"{name}.npz").is_file()
         assert (out / "classifiers" / name / "svm" / "classifier.json").is_file()
     # A rerun reuses every stage and gives the same table.

@@ -34,7 +34,7 @@ def test_pipeline_with_a_random_forest_on_video_paths(videos):
     _, paths, labels, splits = videos
     train, test = splits != "test", splits == "test"
     pipe = Pipeline([
-        ("enc", VideoEncoder(size=32, frames=8, model_overrides=SMALL, batch_size=4)),
+        ("enc", VideoEncoder(checkpoint=None, size=32, frames=8, model_overrides=SMALL, batch_size=4)),
         ("clf", RandomForestClassifier(n_estimators=30, random_state=0)),
     ])
     pipe.fit([p for p, keep in zip(paths, train, strict=True) if keep], labels[train])
@@ -65,7 +65,7 @@ def test_checkpoint_gives_the_same_rows_as_tinyact_extract(videos, tmp_path):
 
 def test_fit_can_train_the_encoder_and_bad_files_raise(videos, tmp_path):
     _, paths, _, _ = videos
-    encoder = VideoEncoder(size=32, frames=8, model_overrides=SMALL, train_epochs=1, batch_size=8,
+    encoder = VideoEncoder(checkpoint=None, size=32, frames=8, model_overrides=SMALL, train_epochs=1, batch_size=8,
                            work_dir=tmp_path / "run").fit(paths[:6])
     assert (tmp_path / "run" / "model.pt").is_file()
     assert encoder.transform(paths[6:8]).shape == (2, 1024)

@@ -55,14 +55,15 @@ class DemoConfig(TinyActConfig):
     clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")
     seed: int = 0
     # encoder + classifier
-    encoder_checkpoint: Path | None = Field(
-        None, title="Use this encoder instead of training one",
-        description="a model.pt (tinyact train ae, or a KD student); its input size replaces clip_size")
+    encoder: str = Field(
+        "zoo:everyday-64", title="Encoder: zoo:NAME, a model file, or scratch",
+        description="zoo:NAME / a model.pt (e.g. a KD student): its input size replaces clip_size; scratch trains "
+                    "the paper's autoencoder briefly on the demo's clips (close to chance: it shows the plumbing)")
     encoder_preset: str = Field(
-        "fast-motion", title="3-D autoencoder preset",
+        "fast-motion", title="3-D autoencoder preset (scratch)",
         description="fast-motion: background-subtracted input, what makes latents carry the action (docs/MODELS.md)",
     )
-    encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (brief: this is a demo)")
+    encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (scratch; brief: this is a demo)")
     encoder_batch: int = Field(8, ge=1)
     classifier: str = Field("svm", title="Classifier kind (tinyact classify fit kinds)")
     classifier_folds: int = Field(3, ge=2)
@@ -105,16 +106,18 @@ def ensure_dataset(cfg: DemoConfig) -> Manifest:
 
 
 def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tuple[Path, str]:
-    """Train the autoencoder briefly (h1's trainer), or reuse the one trained with the same settings.
-    Returns ``(checkpoint, encoder_hash)``."""
+    """The pretrained (zoo) or given encoder as a model file; with ``encoder: scratch`` the autoencoder trained
+    briefly here, or reused when the same settings ran before. Returns ``(checkpoint, encoder_hash)``."""
     from tinyact.training.ae import AETrainConfig, train_autoencoder
 
-    if cfg.encoder_checkpoint is not None:
+    if cfg.encoder != "scratch":
         from tinyact.models.checkpoint import load_model
+        from tinyact.zoo import materialize
 
-        _, info = load_model(cfg.encoder_checkpoint)
-        logger.info("demo: using the encoder %s", cfg.encoder_checkpoint)
-        return Path(cfg.encoder_checkpoint), str(info["hash"])
+        checkpoint = materialize(cfg.encoder, cfg.models_dir() / "zoo")
+        _, info = load_model(checkpoint)
+        logger.info("demo: using the encoder %s (%s)", cfg.encoder, checkpoint)
+        return checkpoint, str(info["hash"])
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
     key = _key(synth_yaml, cfg.encoder_preset, cfg.clip_size, cfg.encoder_epochs, cfg.encoder_batch, cfg.seed)
     run = cfg.models_dir() / f"ae-{key}"
@@ -387,10 +390,10 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
-    if cfg.encoder_checkpoint is not None:  # the encoder decides the clip size
+    if cfg.encoder != "scratch":  # the encoder decides the clip size
         from tinyact.models.checkpoint import load_model
 
-        model, _ = load_model(cfg.encoder_checkpoint)
+        model, _ = load_model(cfg.encoder)
         size = getattr(getattr(model, "config", None), "input_size", (cfg.clip_size, cfg.clip_size))
         cfg = cfg.model_copy(update={"clip_size": int(size[0])})
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -517,8 +520,9 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
             "h264_note": "the same 16 frames at the encoder's input size as H.264 (crf 23), the first clip per camera",
             "flushed": flushed,
             "wire_dtype": cfg.wire_dtype,
-            "encoder": {"checkpoint": str(checkpoint), "hash": encoder_hash, "backend": cfg.backend,
-                        "preset": cfg.encoder_preset, "epochs": cfg.encoder_epochs, "size": cfg.clip_size},
+            "encoder": {"spec": cfg.encoder, "checkpoint": str(checkpoint), "hash": encoder_hash, "backend": cfg.backend,
+                        "size": cfg.clip_size,
+                        **({"preset": cfg.encoder_preset, "epochs": cfg.encoder_epochs} if cfg.encoder == "scratch" else {})},
             "classifier": {"kind": cfg.classifier, "folder": str(classifier_dir),
                            "test_metrics": {k: v for k, v in classifier_metrics.items() if isinstance(v, (int, float))}},
             "interval_s": cfg.interval_s,

@@ -7,12 +7,13 @@
 
 so a whole video classifier is one scikit-learn object::
 
-    pipe = Pipeline([("enc", VideoEncoder(checkpoint="runs/ae/model.pt")),
+    pipe = Pipeline([("enc", VideoEncoder()),          # the pretrained zoo encoder; or checkpoint="model.pt"
                      ("clf", RandomForestClassifier())])
     pipe.fit(train_paths, train_labels)
     pipe.predict(["new_clip.mp4"])
 
-``fit`` loads the encoder from ``checkpoint``; without one it trains an autoencoder on the fit videos when
+``fit`` loads the encoder from ``checkpoint`` (by default the pretrained ``zoo:everyday-64``); with
+``checkpoint=None`` it trains an autoencoder on the fit videos when
 ``train_epochs > 0`` (unsupervised: the labels are not used), and otherwise builds a randomly initialised
 encoder from ``seed`` (the "random encoder" baseline). Learned state ends in ``_`` as scikit-learn expects.
 """
@@ -45,7 +46,8 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
     """Video paths -> latent vectors ``[N, latent_dim]`` (float32) with a TinyAct autoencoder.
 
     Args:
-        checkpoint: model file to load in ``fit`` (``model.pt`` of ``tinyact train ae``).
+        checkpoint: ``zoo:NAME`` (default: the shipped pretrained encoder) or a model file to load in ``fit``;
+            ``None`` for an encoder trained on the ``fit`` videos or randomly initialised (see ``train_epochs``).
         kind, preset, model_overrides: the model to build when there is no checkpoint.
         size: crop size in pixels (default: the checkpoint's training size, else 112).
         frames: frames per clip (default: the checkpoint's, else 16).
@@ -60,7 +62,7 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        checkpoint: str | Path | None = None,
+        checkpoint: str | Path | None = "zoo:everyday-64",
         kind: str = "ae3d",
         preset: str = "fast",
         model_overrides: dict[str, Any] | None = None,

@@ -16,7 +16,7 @@ from tinyact.console import console, setup_logging
 from tinyact.errors import TinyActError
 
 #: Top-level commands in the order a clip travels through the system (``--help`` lists them so).
-COMMAND_ORDER = ("data", "models", "train", "extract", "classify", "teacher", "experiment", "edge", "cloud", "demo")
+COMMAND_ORDER = ("data", "models", "zoo", "train", "extract", "classify", "teacher", "experiment", "edge", "cloud", "demo")
 
 
 def _escape_option_help(command: click.Command) -> None:
@@ -56,6 +56,7 @@ app = typer.Typer(
     cls=_Group,
     help="TinyAct: real-time human action recognition split between edge devices and a cloud service.\n\n"
     "Stages, in the order a clip travels: data (videos -> clips) -> models (families, sizes) -> "
+    "zoo (pretrained encoders) -> "
     "train (autoencoder, teacher, KD student) -> extract (clips -> latents) -> classify (latents -> labels) -> "
     "teacher (cached logits for KD) -> experiment (the paper's tables) -> edge (cameras -> latents) -> "
     "cloud (latents -> stored results) -> demo (the whole system on this machine).",
@@ -81,12 +82,13 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import classify, cloud, data, demo, edge, experiment, extract, models, teacher, train
+    from tinyact.cli import classify, cloud, data, demo, edge, experiment, extract, models, teacher, train, zoo
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
     app.add_typer(train.app, name="train")
     app.add_typer(models.app, name="models")
+    app.add_typer(zoo.app, name="zoo")
     app.add_typer(classify.app, name="classify")
     app.add_typer(teacher.app, name="teacher")
     app.add_typer(experiment.app, name="experiment")

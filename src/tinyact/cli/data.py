@@ -28,11 +28,26 @@ def synth(
     seed: int = typer.Option(None, help="Random seed; the same seed gives the same files [default: 0]."),
     size: int = typer.Option(None, help="Frame height in pixels; frames are 4:3 [default: 128]."),
     workers: int = typer.Option(None, help="Worker processes; 0 = one per core [default: 0]."),
-    config: Path = typer.Option(None, help="YAML file with SynthConfig fields (options override it)."),
+    profile: str = typer.Option("benchmark", help="benchmark: the 12-class set as H.264 files in the Kinetics "
+                                "layout; pretrain: the 25-class pretraining corpus (many views and camera styles) "
+                                "as ready-to-train uint8 shards."),
+    clips: int = typer.Option(None, help="pretrain profile: clips in all [default: 20000]."),
+    config: Path = typer.Option(None, help="YAML file with SynthConfig (or, for --profile pretrain, CorpusConfig) fields."),
 ) -> None:
-    """Generate synthetic human-action videos (real H.264 mp4) with held-out test actors, plus preview.png."""
+    """Generate synthetic human actions: the benchmark set (real H.264 mp4, held-out test actors, preview.png) or
+    the pretraining corpus (--profile pretrain; resumable)."""
     from tinyact.data.synth import SynthConfig, generate
 
+    if profile == "pretrain":
+        from tinyact.data.synth.corpus import CorpusConfig, build_corpus, write_corpus_preview
+
+        corpus_cfg = CorpusConfig.from_yaml(config, out=out, clips=clips, seed=seed, size=size, workers=workers)
+        index = build_corpus(corpus_cfg)
+        preview = write_corpus_preview(corpus_cfg, corpus_cfg.out / "preview.png")
+        console.print(f"corpus of {corpus_cfg.clips} clips in {corpus_cfg.out} (index {index}); contact sheet: {preview}")
+        return
+    if profile != "benchmark":
+        raise typer.BadParameter("use benchmark or pretrain", param_hint="--profile")
     cfg = SynthConfig.from_yaml(
         config, out=out, classes=classes, clips_per_class=clips_per_class, seed=seed, size=size, workers=workers
     )

@@ -19,7 +19,8 @@ def demo(
     data: Path = typer.Option(None, help="Synthetic dataset folder, generated if missing [default: $TINYACT_HOME/synth]."),
     classes: int = typer.Option(None, help="Action classes to generate [default: 10]."),
     clips_per_class: int = typer.Option(None, help="Clips per class [default: 20]."),
-    encoder: Path = typer.Option(None, help="Use this encoder (model.pt, e.g. a KD student) instead of training one briefly."),
+    encoder: str = typer.Option(None, help="zoo:NAME (a pretrained encoder), a model.pt (e.g. a KD student), or "
+                                "scratch (train the paper's autoencoder briefly) [default: zoo:everyday-64]."),
     config: Path = typer.Option(None, help="YAML file with DemoConfig fields (options override it)."),
 ) -> None:
     """Run TinyAct end to end on this machine: synthetic videos, a briefly trained encoder and classifier, the
@@ -28,7 +29,7 @@ def demo(
 
     cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class,
                                duration_s=duration, cameras=cameras, interval_s=interval,
-                               encoder_checkpoint=encoder)
+                               encoder=encoder)
 
     def ready(urls: dict) -> None:
         console.print(f"edge page:        {urls['edge']}  (sign in with token {urls['edge_token']})")

@@ -57,6 +57,9 @@ def run(
                   f"data in {cfg.data_dir}")
     try:
         if rounds:
+            problem = agent.check_cloud_model()  # as the long-running mode does at start
+            if problem:
+                console.print(f"[yellow]{problem}[/]", highlight=False)
             for i in range(rounds):
                 started = time.monotonic()
                 report = agent.run_round()
@@ -137,7 +140,13 @@ def status(
     store = EdgeStore(db_path)
     status["counts"] = {**status.get("counts", {}), **store.counts()}  # the database is the live truth
     latest = store.latest_per_camera()
+    held = store.held_summary()
     store.close()
+    if held:  # the database's held clips, with or without a running agent's view of the cloud
+        status["encoder_mismatch"] = {**(status.get("encoder_mismatch") or {}), "held": status["counts"]["held"],
+                                      "held_by_encoder": held}
+    elif status.get("encoder_mismatch"):
+        status["encoder_mismatch"]["held"] = 0
     for camera in status.get("cameras", []):
         camera["last_result"] = latest.get(camera["camera_id"], camera.get("last_result"))
     stale = _is_stale(status)
@@ -173,16 +182,86 @@ def _print_status(status: dict, stale: bool) -> None:
     console.print(table)
     counts = status.get("counts", {})
     console.print("clips: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                                         ("captured", "delivered", "pending", "dropped", "rejected", "results")))
+                                         ("captured", "delivered", "pending", "held", "dropped", "rejected",
+                                          "discarded", "results")))
+    _print_mismatch(status.get("encoder_mismatch"))
     encode = status.get("encode", {})
     console.print(f"encoder {encode.get('backend', '?')}: last batch {_or_na(encode.get('last_batch_ms'))} ms "
                   f"({_or_na(encode.get('last_per_clip_ms'))} ms per clip), mean {_or_na(encode.get('mean_batch_ms'))} ms")
-    if encode.get("cloud_model_problem"):
+    if encode.get("cloud_model_problem") and not status.get("encoder_mismatch"):
         console.print(f"[yellow]{encode['cloud_model_problem']}[/]", highlight=False)
     transport = status.get("transport", {})
     if transport:
         console.print(f"transport {transport.get('kind')} ({transport.get('wire_dtype')}): "
                       f"{_or_na(transport.get('bytes_per_clip'))} bytes per clip; last error: {transport.get('last_error') or 'none'}")
+
+
+def _print_mismatch(mismatch: dict | None) -> None:
+    """The encoder-mismatch hold: what the cloud refuses, how many clips are kept, and how to fix it."""
+    if not mismatch:
+        return
+    console.print(f"[red]encoder mismatch[/]: {mismatch.get('held', 0)} clip(s) held in the outbox (kept, not sent) "
+                  f"since {_or_na(mismatch.get('since'))}", highlight=False)
+    if mismatch.get("cloud_encoder_hash") or mismatch.get("edge_encoder_hash"):
+        console.print(f"  this device's encoder {_or_na(mismatch.get('edge_encoder_hash'))}; the cloud's classifier "
+                      f"{_or_na(mismatch.get('cloud_model_version'))} expects encoder "
+                      f"{_or_na(mismatch.get('cloud_encoder_hash'))}", highlight=False)
+    for group in mismatch.get("held_by_encoder") or []:
+        console.print(f"  {group['clips']} clip(s) of encoder {group['encoder_hash'] or '?'} (oldest captured "
+                      f"{_or_na(group['oldest'])})", highlight=False)
+    if mismatch.get("detail"):
+        console.print(f"  [yellow]{mismatch['detail']}[/]", highlight=False)
+    console.print("  fix: " + (mismatch.get("fix") or "activate a classifier fitted on this encoder's latents on the "
+                  "cloud, or run the edge with the cloud's encoder; or drop the held clips: "
+                  "`tinyact edge outbox drop --reason encoder_mismatch`"), highlight=False)
+
+
+outbox_app = typer.Typer(help="The outbox of clips not yet delivered: give up on held clips.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("drop")
+def outbox_drop(
+    reason: str = typer.Option(..., help="Which held clips: encoder_mismatch (clips the cloud refuses because its "
+                               "classifier expects another encoder)."),
+    config: Path = typer.Option(None, help=CONFIG_HELP),
+    data_dir: Path = typer.Option(None, help="The agent's data directory (instead of --config)."),
+    encoder_hash: str = typer.Option(None, help="Only the held clips of this encoder (default: all held for REASON)."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Discard held clips for good: they leave the outbox, their capture rows become `discarded` (counted).
+    Safe while the agent runs. Without this, held clips are sent once the cloud's classifier matches."""
+    from tinyact.edge.config import EdgeConfig
+    from tinyact.edge.store import EdgeStore
+    from tinyact.wire import ENCODER_MISMATCH
+
+    if reason != ENCODER_MISMATCH:
+        raise ConfigError(f"--reason {reason!r}: only {ENCODER_MISMATCH} clips are held (other refusals are "
+                          "already marked rejected, and failed sends are retried)")
+    if config is not None:
+        data_dir = EdgeConfig.from_yaml(config).data_dir
+    if data_dir is None:
+        raise ConfigError("give --config edge.yaml or --data-dir DIR")
+    db_path = data_dir / "edge.db"
+    if not db_path.is_file():
+        raise TinyActError(f"no edge database at {db_path}: has the agent run with this data directory?")
+    store = EdgeStore(db_path)
+    try:
+        groups = [g for g in store.held_summary() if g["reason"] == reason
+                  and (encoder_hash is None or g["encoder_hash"] == encoder_hash)]
+        total = sum(g["clips"] for g in groups)
+        if not total:
+            console.print(f"no clips held for {reason}" + (f" of encoder {encoder_hash}" if encoder_hash else ""))
+            return
+        for group in groups:
+            console.print(f"{group['clips']} clip(s) of encoder {group['encoder_hash'] or '?'} held since "
+                          f"{_or_na(group['oldest'])}: {group['last_error'] or ''}", highlight=False)
+        if not yes and not typer.confirm(f"discard these {total} clip(s) for good?"):
+            raise typer.Exit(1)
+        n = store.discard_held(reason, encoder_hash)
+    finally:
+        store.close()
+    console.print(f"discarded {n} held clip(s); they are counted as `discarded` in `tinyact edge status`")
 
 
 # ---- ONNX export and int8 quantisation (tinyact.models.export / runtime) ------------------------------------
@@ -194,9 +273,17 @@ def _export_module():
     return export
 
 
+def _as_file(checkpoint: Path) -> Path:
+    """A zoo encoder written once under $TINYACT_HOME/zoo, so exports have a folder to go next to."""
+    from tinyact.paths import data_home
+    from tinyact.zoo import materialize
+
+    return materialize(checkpoint, data_home() / "zoo")
+
+
 @app.command("export-onnx")
 def export_onnx(
-    checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt)."),
+    checkpoint: Path = typer.Option(Path("zoo:everyday-64"), help="Encoder: zoo:NAME or a model file (model.pt)."),
     out: Path = typer.Option(None, help="ONNX file to write [default: next to the checkpoint, .onnx]."),
 ) -> None:
     """Export the encoder to ONNX (fp32) for the `onnx` backend."""
@@ -204,6 +291,7 @@ def export_onnx(
     from tinyact.models.checkpoint import load_model
 
     export = _export_module()
+    checkpoint = _as_file(checkpoint)
     model, info = load_model(checkpoint)
     config = info["config"]
     out = out or default_onnx_path(checkpoint)
@@ -242,7 +330,7 @@ def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> n
 
 @app.command()
 def quantize(
-    checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt)."),
+    checkpoint: Path = typer.Option(Path("zoo:everyday-64"), help="Encoder: zoo:NAME or a model file (model.pt)."),
     calibrate_on: Path = typer.Option(..., help="Manifest CSV or folder of videos: real clips to calibrate on."),
     format: str = typer.Option("onnx", "--format", help="onnx: ONNX Runtime QDQ graph (backend onnx-int8); "
                                "torch: PyTorch int8 on oneDNN, TorchScript (backend torch-int8)."),
@@ -258,6 +346,7 @@ def quantize(
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
     backend = f"{format}-int8"
+    checkpoint = _as_file(checkpoint)
     model, info = load_model(checkpoint)
     config = info["config"]
     frames, size = int(config.get("num_frames", 16)), int(config["input_size"][0])

@@ -22,10 +22,12 @@ def table1(
     out: Path = typer.Option(None, help="Run folder (metrics.json, table1.md, config.yaml, …); a rerun resumes."),
     layout: str = typer.Option(None, help="kinetics (CVDF layout) or folder (ROOT/<class>/<video>) [default: kinetics]."),
     split_file: Path = typer.Option(None, help="folder layout: CSV path,split; without it a seeded stratified split."),
-    preset: str = typer.Option(None, help="Autoencoder preset (fast, fast-motion, paper) [default: fast]."),
-    size: int = typer.Option(None, help="Crop size in pixels [default: 112]."),
-    frames: int = typer.Option(None, help="Frames per clip [default: 16]."),
-    epochs: int = typer.Option(None, help="Autoencoder training epochs [default: 10]."),
+    encoder: str = typer.Option(None, help="zoo:NAME (a pretrained encoder, see `tinyact zoo list`), a model file, "
+                                "or scratch (train the paper's autoencoder on this data) [default: zoo:everyday-64]."),
+    preset: str = typer.Option(None, help="scratch: autoencoder preset (fast, fast-motion, paper) [default: fast]."),
+    size: int = typer.Option(None, help="Crop size in pixels [default: the encoder's; scratch: 112]."),
+    frames: int = typer.Option(None, help="Frames per clip [default: the encoder's; scratch: 16]."),
+    epochs: int = typer.Option(None, help="scratch: autoencoder training epochs [default: 10]."),
     batch_size: int = typer.Option(None, help="Autoencoder batch size [default: 8]."),
     folds: int = typer.Option(None, help="Stratified k-fold CV on train [default: 10]."),
     classifiers: str = typer.Option(None, help="Comma-separated kinds [default: svm,rf,xgboost,dt]."),
@@ -33,12 +35,13 @@ def table1(
     device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
     config: Path = typer.Option(None, help="YAML file with Table1Config fields (options override it)."),
 ) -> None:
-    """Manifest -> cache -> autoencoder training -> latents -> SVM/RF/XGBoost/DT + raw-pixel and random-encoder
+    """Manifest -> cache -> encoder (pretrained zoo encoder, or trained here with --encoder scratch) -> latents ->
+    SVM/RF/XGBoost/DT + raw-pixel, random-encoder and motion-history
     baselines; writes OUT/table1.md and OUT/metrics.json."""
     from tinyact.experiments.table1 import Table1Config, run_table1
 
     cfg = Table1Config.from_yaml(
-        config, data=data, out=out, layout=layout, split_file=split_file, preset=preset, size=size, frames=frames,
+        config, data=data, out=out, layout=layout, split_file=split_file, encoder=encoder, preset=preset, size=size, frames=frames,
         epochs=epochs, batch_size=batch_size, folds=folds, classifiers=_split_list(classifiers), seed=seed,
         device=device,
     )

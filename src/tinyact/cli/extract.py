@@ -10,7 +10,8 @@ from tinyact.console import console
 
 
 def extract(
-    checkpoint: Path = typer.Option(..., help="Encoder model file (model.pt from `tinyact train ae`)."),
+    checkpoint: Path = typer.Option(Path("zoo:everyday-64"), help="Encoder: zoo:NAME (a pretrained encoder shipped "
+                                    "with TinyAct) or a model file (model.pt from `tinyact train ae` / `train kd`)."),
     manifest: Path = typer.Option(..., help="Manifest CSV (from `tinyact data manifest`)."),
     out: Path = typer.Option(..., help="Latents file to write (.npz); an interrupted run resumes when run again."),
     size: int = typer.Option(None, help="Crop size in pixels [default: the size the encoder was trained at]."),
@@ -21,7 +22,7 @@ def extract(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(True, help="Reuse the rows of an interrupted run with the same encoder."),
 ) -> None:
-    """Encode every clip of MANIFEST with the encoder CHECKPOINT into OUT (latents, labels, splits, encoder hash)."""
+    """Encode every clip of MANIFEST with the encoder (the pretrained zoo encoder by default) into OUT (latents, labels, splits, encoder hash)."""
     from tinyact.data.manifest import Manifest
     from tinyact.data.video import ClipSampling
     from tinyact.models.checkpoint import load_model

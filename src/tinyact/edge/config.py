@@ -72,7 +72,8 @@ class ScheduleConfig(TinyActConfig):
 class EncoderConfig(TinyActConfig):
     """The clip encoder that runs on the device."""
 
-    checkpoint: Path = Field(description="model file from `tinyact train ae` (`model.pt`)")
+    checkpoint: Path = Field(Path("zoo:everyday-64"), description="zoo:NAME (a pretrained encoder shipped with "
+                             "TinyAct, see `tinyact zoo list`) or a model file (`tinyact train ae` / `train kd`)")
     backend: Backend = Field(
         "torch", description="torch (fp32), torch-bf16, torch-channels-last, torch-compile, torch-int8, onnx, onnx-int8")
     onnx_path: Path | None = Field(None, description="onnx backends: the exported model (default: next to the checkpoint)")
@@ -105,6 +106,11 @@ class TransportConfig(TinyActConfig):
     retry_max_s: float = Field(60.0, gt=0, description="longest retry delay")
     ack_timeout_s: float = Field(30.0, gt=0, description="mqtt: republish a clip whose result has not come back in this time")
     results_poll_s: float = Field(30.0, gt=0, description="poll GET /v1/results this often for results missed during outages")
+    model_check_s: float = Field(
+        60.0, gt=0,
+        description="while the cloud's classifier expects another encoder (clips held back), read GET /v1/model "
+                    "this often and send the held clips once it matches",
+    )
 
     @model_validator(mode="after")
     def _mqtt_needs_url(self) -> TransportConfig:
@@ -264,7 +270,7 @@ cloud_url: http://127.0.0.1:8000     # base URL of `tinyact cloud serve`
 # device_key_file: /etc/tinyact/device.key   # or a file with the key (read when the variable is unset)
 
 encoder:
-  checkpoint: tinyact-data/runs/ae/model.pt   # from `tinyact train ae`
+  checkpoint: zoo:everyday-64        # the pretrained encoder shipped with TinyAct, or a model.pt of yours
   backend: torch                     # torch | torch-bf16 | torch-int8 | onnx | onnx-int8 (int8: `tinyact edge quantize`)
   # onnx_path: model.onnx            # default: next to the checkpoint
   # int8_path: model.int8.pt         # torch-int8; default: next to the checkpoint

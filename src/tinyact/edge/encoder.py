@@ -52,7 +52,11 @@ def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
     """Load the encoder the config names; a missing or unusable file raises a :class:`ConfigError`."""
     from tinyact.models.checkpoint import load_model
 
-    checkpoint = Path(cfg.checkpoint)
+    from tinyact.paths import data_home
+    from tinyact.zoo import materialize
+
+    # A zoo encoder becomes a model file once, so ONNX / int8 exports have a place next to it.
+    checkpoint = materialize(cfg.checkpoint, data_home() / "zoo")
     if not checkpoint.is_file():
         raise ConfigError(f"encoder.checkpoint {checkpoint} does not exist (train one with `tinyact train ae`)")
     if cfg.threads:

@@ -59,10 +59,12 @@ class Table1Config(TinyActConfig):
     layout: Literal["kinetics", "folder"] = Field("kinetics", title="Dataset layout")
     split_file: Path | None = Field(None, title="folder layout: CSV path,split (else a seeded stratified split)")
     split_fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), title="train/val/test for the stratified split")
-    kind: Literal["ae3d", "ae2d"] = Field("ae3d", title="Autoencoder kind")
-    preset: str = Field("fast", title="Autoencoder preset")
-    size: int = Field(112, ge=16, le=512, title="Crop size (px)")
-    frames: int = Field(16, ge=2, le=64, title="Frames per clip")
+    encoder: str = Field("zoo:everyday-64", title="Encoder: zoo:NAME (pretrained), a model file, or scratch",
+                         description="scratch trains the paper's autoencoder on this dataset (the original Table 1)")
+    kind: Literal["ae3d", "ae2d"] = Field("ae3d", title="Autoencoder kind (scratch)")
+    preset: str = Field("fast", title="Autoencoder preset (scratch)")
+    size: int | None = Field(None, ge=16, le=512, title="Crop size (px) [default: the encoder's; scratch: 112]")
+    frames: int | None = Field(None, ge=2, le=64, title="Frames per clip [default: the encoder's; scratch: 16]")
     epochs: int = Field(10, ge=1, title="Autoencoder epochs")
     batch_size: int = Field(8, ge=1, title="Autoencoder batch size")
     lr: float = Field(1e-3, gt=0, title="Autoencoder learning rate")
@@ -125,6 +127,13 @@ def check_training_clips(manifest: Manifest, cache_dir: Path) -> None:
         )
 
 
+def architecture_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an ``AutoEncoder3DConfig`` dict that fix its architecture (for a random twin of it)."""
+    keys = ("channels", "stem_stride", "block_stride", "pool_size", "latent_dim", "in_channels", "normalization",
+            "input_mode", "residual_gain", "seed_channels")
+    return {k: tuple(config[k]) if isinstance(config[k], list) else config[k] for k in keys if k in config}
+
+
 def train_encoder(cfg: Table1Config, manifest_path: Path, cache_dir: Path) -> tuple[Path, str]:
     """Train the autoencoder (resuming a partial run in ``RUN/ae``); returns (model file, encoder hash)."""
     try:
@@ -133,8 +142,8 @@ def train_encoder(cfg: Table1Config, manifest_path: Path, cache_dir: Path) -> tu
         raise TinyActError(f"autoencoder training is not available: {error}") from None
     ae_dir = Path(cfg.out) / "ae"
     ae_cfg = AETrainConfig.from_dict({
-        "manifest": manifest_path, "out": ae_dir, "kind": cfg.kind, "preset": cfg.preset, "size": cfg.size,
-        "frames": cfg.frames, "batch_size": cfg.batch_size, "lr": cfg.lr, "epochs": cfg.epochs, "seed": cfg.seed,
+        "manifest": manifest_path, "out": ae_dir, "kind": cfg.kind, "preset": cfg.preset, "size": cfg.size or 112,
+        "frames": cfg.frames or 16, "batch_size": cfg.batch_size, "lr": cfg.lr, "epochs": cfg.epochs, "seed": cfg.seed,
         "workers": cfg.train_workers, "precision": cfg.precision, "device": cfg.device, "cache_dir": cache_dir,
         **cfg.ae,
     }, source="table1 autoencoder settings")
@@ -180,6 +189,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     )
     from tinyact.data.cache import build_cache
     from tinyact.training.extract import extract_latents
+    from tinyact.zoo import resolve_encoder
 
     unknown = [k for k in [*cfg.classifiers, *(cfg.baseline_classifiers or [])] if k not in FACTORIES]
     if unknown:
@@ -193,10 +203,23 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         timings[name] = round(time.perf_counter() - started, 1)
         logger.info("table1: %s done in %.1f s", name, timings[name])
 
+    choice = resolve_encoder(cfg.encoder)
+    if choice.is_scratch:
+        size, frames, preset, overrides = cfg.size or 112, cfg.frames or 16, cfg.preset, cfg.ae.get("model_overrides", {})
+    else:
+        enc_config = choice.model.config.to_dict()  # type: ignore[union-attr]
+        size = cfg.size or int(enc_config["input_size"][0])
+        frames = cfg.frames or int(enc_config["num_frames"])
+        preset, overrides = str(enc_config.get("preset", "fast")), architecture_overrides(enc_config)
+        if preset not in ("paper", "fast", "fast-motion"):
+            preset = "fast"
+        if size != int(enc_config["input_size"][0]):
+            logger.warning("table1: the encoder was trained on %d px clips; running it at %d px as asked",
+                           int(enc_config["input_size"][0]), size)
     t = time.perf_counter()
     manifest = make_manifest(cfg)
     stage("manifest", t)
-    sampling = ClipSampling(num_frames=cfg.frames, size=cfg.size, strategy="uniform")
+    sampling = ClipSampling(num_frames=frames, size=size, strategy="uniform")
     cache_dir = out / "cache"
     t = time.perf_counter()
     sampling.save(cache_dir)
@@ -204,9 +227,13 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     check_training_clips(manifest, cache_dir)
     stage("cache", t)
 
-    t = time.perf_counter()
-    checkpoint, encoder_hash = train_encoder(cfg, out / "manifest.csv", cache_dir)
-    stage("train_autoencoder", t)
+    checkpoint: Any
+    if choice.is_scratch:
+        t = time.perf_counter()
+        checkpoint, encoder_hash = train_encoder(cfg, out / "manifest.csv", cache_dir)
+        stage("train_autoencoder", t)
+    else:
+        checkpoint, encoder_hash = choice.model, str(choice.encoder_hash)
 
     latents: dict[str, LatentsFile] = {}
     t = time.perf_counter()
@@ -216,9 +243,9 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     if "random_encoder" in cfg.baselines:
         t = time.perf_counter()
         latents["random_encoder"] = random_encoder_latents(
-            manifest, sampling, out / "latents" / "random_encoder.npz", kind=cfg.kind, preset=cfg.preset,
-            seed=cfg.seed, cache_dir=cache_dir, batch_size=cfg.extract_batch,
-            **cfg.ae.get("model_overrides", {}),  # the same architecture as the trained encoder
+            manifest, sampling, out / "latents" / "random_encoder.npz", kind=cfg.kind if choice.is_scratch else "ae3d",
+            preset=preset, seed=cfg.seed, cache_dir=cache_dir, batch_size=cfg.extract_batch,
+            **overrides,  # the same architecture as the encoder under test
         )
         stage("extract_random_encoder", t)
     if "raw_pixels" in cfg.baselines:
@@ -259,8 +286,9 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         "n_test": counts["test"],
         "classes": list(trained.label_names),
         "best": {"classifier": best_kind, "top1": classifiers[best_kind]["top1"]},
-        "encoder": {"checkpoint": str(checkpoint), "hash": encoder_hash, "kind": cfg.kind, "preset": cfg.preset,
-                    "size": cfg.size, "frames": cfg.frames, "epochs": cfg.epochs},
+        "encoder": {"spec": cfg.encoder, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
+                    "hash": encoder_hash, "kind": cfg.kind if choice.is_scratch else "ae3d", "preset": preset,
+                    "size": size, "frames": frames, "epochs": cfg.epochs if choice.is_scratch else None},
         "skipped_clips": len(trained.meta.get("skipped", {})),
         "timings_s": timings,
         "machine": _machine(),
@@ -273,6 +301,13 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     logger.info("table1: best %s top-1 %.3f; wrote %s and %s", best_kind, classifiers[best_kind]["top1"],
                 out / "metrics.json", out / "table1.md")
     return metrics
+
+
+def _encoder_text(enc: dict[str, Any]) -> str:
+    spec = str(enc.get("spec") or "scratch")
+    if spec == "scratch":
+        return f"{enc.get('kind')} `{enc.get('preset')}` trained here for {enc.get('epochs')} epochs (from scratch)"
+    return f"`{spec}` (pretrained, frozen)"
 
 
 def _pct(value: float | None) -> str:
@@ -289,8 +324,8 @@ def format_table1(metrics: dict[str, Any]) -> str:
         "",
         f"Data: `{cfg.get('data')}` ({cfg.get('layout')} layout), {len(metrics['classes'])} classes, "
         f"{metrics['n_train']} train / {metrics.get('n_val', 0)} val / {metrics['n_test']} test clips. "
-        f"Encoder: {enc.get('kind')} `{enc.get('preset')}`, {enc.get('frames')}x{enc.get('size')}² clips, "
-        f"{enc.get('epochs')} epochs (hash `{enc.get('hash')}`). Test split; grid search with stratified "
+        f"Encoder: {_encoder_text(enc)}, {enc.get('frames')}x{enc.get('size')}² clips "
+        f"(hash `{enc.get('hash')}`). Test split; grid search with stratified "
         f"k-fold on train (k = {cfg.get('folds')}), final choice on val.",
         "",
         "| Classifier | Top-1 (%) | Top-5 (%) | Precision (%) | Recall (%) | F1 (%) | Paper top-1 (%), Kinetics-400 |",
@@ -315,11 +350,14 @@ def format_table1(metrics: dict[str, Any]) -> str:
             "|---|" + "---:|" * (len(kinds) + 1),
         ]
         rows = {"trained": metrics["classifiers"]}
+        trained_label = ("Trained autoencoder" if str(enc.get("spec") or "scratch") == "scratch"
+                         else f"Pretrained encoder `{enc.get('spec')}`")
         rows.update({name: b["by_classifier"] for name, b in baselines.items()})
         for name, by_kind in rows.items():
             best = max(r["top1"] for r in by_kind.values())
             cells = [_pct(by_kind[k]["top1"]) if k in by_kind else "–" for k in kinds]
-            lines.append(f"| {FEATURES.get(name, name)} | " + " | ".join(cells) + f" | {_pct(best)} |")
+            label = trained_label if name == "trained" else FEATURES.get(name, name)
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {_pct(best)} |")
     if "trained_minus_random_top1" in metrics:
         lines += ["", f"Best trained minus best random encoder: {100 * metrics['trained_minus_random_top1']:+.2f} points."]
     notes = sorted({row["folds_note"] for row in metrics["classifiers"].values() if row.get("folds_note")})

@@ -87,6 +87,8 @@ class PretrainConfig(TinyActConfig):
     probes: list[ProbeSpec] = Field(default_factory=list, title="Real footage that ranks the epochs")
     select_on: Literal["probe", "val"] = Field("probe", title="What picks the shipped epoch")
     max_batches: int | None = Field(None, ge=1, title="Stop each epoch after this many batches (smoke tests)")
+    session_epochs: int | None = Field(None, ge=1, title="Stop this call after so many epochs (resume continues)",
+                                       description="spreads one run over several sessions: the schedule is the whole run's")
 
 
 @dataclass
@@ -246,7 +248,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
         steps_per_epoch = min(steps_per_epoch, cfg.max_batches)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
-    for epoch in range(start_epoch, cfg.epochs):
+    stop = cfg.epochs if cfg.session_epochs is None else min(cfg.epochs, start_epoch + cfg.session_epochs)
+    for epoch in range(start_epoch, stop):
         generator = epoch_generator(cfg.seed, epoch)
         order = torch.randperm(len(train_set), generator=generator)
         model.train()
@@ -272,7 +275,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
                 optimizer.step()
                 seen += len(idx)
                 correct += int((logits.argmax(1) == labels).sum())
-                loss_sum += float(loss) * len(idx)
+                loss_sum += float(loss.detach()) * len(idx)
                 bar.advance()
         train_seconds = time.perf_counter() - t0
         row: dict[str, float] = {

@@ -280,11 +280,11 @@ def apply_view(pose: Pose, motion: Motion, sideness: float) -> Pose:
 
 
 def grounded(actor: Actor, pose: Pose) -> Pose:
-    """``pose`` with the lowest body point on the ground (y = 0) plus its flight (``dy < 0``)."""
+    """``pose`` with its lowest joint just above the ground (y = 0, where the drawn foot ends) plus its flight."""
     flight = min(0.0, pose.dy)
     level = replace(pose, dy=0.0)
     lowest = max(y for _, y in skeleton(actor, level).values())
-    return replace(pose, dy=flight - lowest + actor.limb_thickness * 0.3)
+    return replace(pose, dy=flight - lowest - actor.limb_thickness * 0.3)  # joint centres a foot above y = 0
 
 
 def pose_of(motion: Motion, t: float, duration: float, speed: float, phase0: float, style: Style) -> Pose:

@@ -1,0 +1,114 @@
+"""Re-creating a zoo entry from its recipe: render the corpus, pretrain, package the chosen epoch.
+
+``tinyact zoo build NAME`` reads ``tinyact/zoo/recipes/NAME.yaml`` (a corpus config and a pretraining
+config), and runs them in ``--work DIR`` (default ``$TINYACT_HOME/zoo-build/NAME``). Both stages resume:
+corpus shards already rendered are kept and training continues from ``last.pt``, so a build can be spread
+over several sessions of the 2-core CPU, or run on a GPU (``--device cuda``). ``--install`` writes the
+result into the package's ``entries/`` folder (what ``zoo:NAME`` loads); without it the entry is written to
+``DIR/entry`` for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tinyact.errors import ConfigError
+from tinyact.zoo import ENTRIES_DIR, WEIGHTS_FILE, build_from_config, encoder_state, sha256_of
+
+logger = logging.getLogger(__name__)
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def read_recipe(name: str) -> dict[str, Any]:
+    """``recipes/NAME.yaml``: ``{"description", "corpus": {...}, "pretrain": {...}}``."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(RECIPES_DIR.glob("*.yaml"))) or "none"
+        raise ConfigError(f"no recipe for zoo entry {name!r} (recipes: {known})")
+    return yaml.safe_load(path.read_text())
+
+
+def machine_description(device: str) -> dict[str, Any]:
+    """Where a model was trained: CPU model and core count, or the GPU's name."""
+    info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(), "device": device}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, Any], metrics: dict[str, Any],
+                  trained_on: dict[str, Any], description: str = "") -> Path:
+    """Write ``out_dir/{entry.yaml, encoder.fp16.pt}`` from a pretraining ``model.pt``; returns ``out_dir``."""
+    from tinyact.models.checkpoint import load_model, state_dict_hash
+
+    model, info = load_model(model_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in encoder_state(model).items()}
+    weights = out_dir / WEIGHTS_FILE
+    tmp = weights.with_name(weights.name + ".tmp")
+    torch.save(half, tmp)
+    tmp.replace(weights)
+    # The hash every latent will carry is that of the model as users load it: float16 weights made float32.
+    shipped = build_from_config(model.config.to_dict())
+    shipped.load_state_dict({k: v.float() for k, v in half.items()}, strict=False)
+    entry = {
+        "name": name,
+        "description": description,
+        "kind": type(model).__name__,
+        "config": model.config.to_dict(),
+        "input": {"frames": model.config.num_frames, "size": list(model.config.input_size),
+                  "normalization": model.config.normalization, "sampling": "uniform"},
+        "label_names": list(info.get("extra", {}).get("label_names", [])),
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
+                    "dtype": "float16"},
+        "encoder_hash": state_dict_hash(shipped.state_dict()),
+        "selection": info.get("extra", {}).get("selection", {}),
+        "metrics": metrics,
+        "recipe": recipe,
+        "trained_on": trained_on,
+    }
+    (out_dir / "entry.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return out_dir
+
+
+def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = False,
+                epochs: int | None = None) -> Path:
+    """Render, pretrain (both resumable) and package zoo entry ``name``; returns the entry folder."""
+    from tinyact.data.synth.corpus import CorpusConfig, build_corpus
+    from tinyact.training.pretrain import PretrainConfig, pretrain
+
+    recipe = read_recipe(name)
+    started = time.perf_counter()
+    corpus_cfg = CorpusConfig.from_dict({**recipe["corpus"], "out": work / "corpus"}, source=f"recipe {name}: corpus")
+    build_corpus(corpus_cfg)
+    train = dict(recipe["pretrain"])
+    probes = [p for p in train.pop("probes", []) if Path(p["data"]).is_dir()]
+    if len(probes) < len(recipe["pretrain"].get("probes", [])):
+        logger.warning("zoo build: some recipe probes are not on this machine; selection uses the rest "
+                       "(or the corpus's validation split), so the result may differ from the shipped entry")
+    train_cfg = PretrainConfig.from_dict(
+        {**train, "probes": probes, "corpus": work / "corpus", "out": work / "train", "device": device,
+         **({"epochs": epochs} if epochs else {})},
+        source=f"recipe {name}: pretrain",
+    )
+    resume = (work / "train" / "last.pt").is_file()
+    result = pretrain(train_cfg, resume=resume)
+    target = ENTRIES_DIR / name if install else work / "entry"
+    trained_on = {**machine_description(str(train_cfg.device)), "seconds_this_session": round(time.perf_counter() - started),
+                  "date": time.strftime("%Y-%m-%d")}
+    return package_entry(name, result.model, target, recipe, {"selection": result.metrics}, trained_on,
+                         recipe.get("description", ""))

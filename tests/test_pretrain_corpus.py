@@ -1,0 +1,176 @@
+"""The pretraining corpus (tinyact data synth --profile pretrain) and supervised pretraining end to end on a
+tiny configuration: determinism, styles, views, actor splits, resume, and the real-footage probe (on
+generated, really encoded videos)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tinyact.cli import app
+from tinyact.data.encode import encode_video
+from tinyact.data.synth.actions import Style
+from tinyact.data.synth.corpus import CorpusConfig, CorpusDataset, build_corpus, clip_split, render_corpus_clip
+from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS, apply_view, grounded, pose_of
+from tinyact.data.synth.figure import Actor, skeleton
+from tinyact.training.pretrain import PretrainConfig, ProbeSpec, augment, pretrain
+
+TINY = {"channels": [4, 8, 8, 16], "latent_dim": 32}
+
+
+def tiny_corpus(root: Path, clips: int = 75, **overrides) -> CorpusConfig:
+    return CorpusConfig(out=root, clips=clips, size=24, frames=6, actors=30, shard_size=25, workers=1,
+                        min_canvas=48, max_canvas=64, **overrides)
+
+
+def test_at_least_24_everyday_classes_with_a_no_action_class():
+    assert len(MOTIONS) >= 24 and len(set(MOTION_NAMES)) == len(MOTION_NAMES)
+    assert {"walk", "run", "skip", "gallop sideways", "jump forward", "jump in place", "jumping jacks", "bend",
+            "wave one hand", "wave two hands", "fall", "sit down", "standing"} <= set(MOTION_NAMES)
+
+
+def test_a_clip_is_the_same_for_the_same_seed_and_index_and_differs_across_indices(tmp_path):
+    cfg = tiny_corpus(tmp_path)
+    a, info_a = render_corpus_clip(cfg, 7)
+    b, info_b = render_corpus_clip(cfg, 7)
+    assert a.dtype == np.uint8 and a.shape == (6, 3, 24, 24)
+    assert np.array_equal(a, b) and info_a == info_b
+    assert not np.array_equal(a, render_corpus_clip(cfg, 8)[0])
+    other_seed = render_corpus_clip(cfg.model_copy(update={"seed": 1}), 7)[0]
+    assert not np.array_equal(a, other_seed)
+
+
+def test_classes_are_balanced_and_test_actors_never_train(tmp_path):
+    cfg = tiny_corpus(tmp_path, clips=25 * 20)
+    plans = [clip_split(cfg, i) for i in range(cfg.clips)]
+    actors = {s: {a for _, split, a in plans if split == s} for s in ("train", "val", "test")}
+    assert actors["test"] and actors["val"] and not (actors["test"] & actors["train"]) and not (actors["val"] & actors["train"])
+    for split in ("train", "val", "test"):
+        counts = np.bincount([label for label, s, _ in plans if s == split], minlength=len(MOTIONS))
+        assert counts.min() == counts.max() > 0, split
+
+
+@pytest.mark.parametrize("style", ["rgb", "grey", "ir", "mask"])
+def test_each_rendering_style(tmp_path, style):
+    cfg = tiny_corpus(tmp_path, style_weights={style: 1.0})
+    for index in range(4):
+        clip, info = render_corpus_clip(cfg, index)
+        assert info.style.startswith(style)
+        pixels = clip.astype(np.int16)
+        grey = np.abs(pixels[:, 0] - pixels[:, 1]).max() + np.abs(pixels[:, 1] - pixels[:, 2]).max()
+        if style == "rgb":
+            continue
+        assert grey <= 3 * 2, f"{style} clips are grey (R = G = B, up to JPEG rounding)"
+        if style == "mask":
+            share_extreme = np.mean((clip < 40) | (clip > 215))
+            assert share_extreme > 0.9, "a foreground mask is (nearly) black and white"
+        if style == "ir":
+            assert np.percentile(clip, 50) < 140, "infrared-like scenes are dim"
+
+
+def test_views_foreshorten_the_swing_that_points_at_the_camera():
+    walk = MOTIONS[MOTION_NAMES.index("walk")]
+    jacks = MOTIONS[MOTION_NAMES.index("jumping jacks")]
+    style = Style(1.0, 0, 0.3)
+    pose = pose_of(walk, 0.3, 2.0, 1.0, math.pi / 2, style)
+    side, front = apply_view(pose, walk, 1.0), apply_view(pose, walk, 0.0)
+    assert abs(front.leg_upper[0]) < abs(side.leg_upper[0])  # a stride is seen from the side
+    assert front.leg_foreshorten[0] < side.leg_foreshorten[0]
+    pose = pose_of(jacks, 0.5, 2.0, 1.0, math.pi, style)
+    assert abs(apply_view(pose, jacks, 0.0).arm_upper[1]) > abs(apply_view(pose, jacks, 1.0).arm_upper[1])
+
+
+def test_grounded_poses_stand_on_the_floor_and_falls_end_lying():
+    actor = Actor.sample(0, 0)
+    fall = MOTIONS[MOTION_NAMES.index("fall")]
+    for name in ("squat", "sit down", "crouch", "fall"):
+        motion = MOTIONS[MOTION_NAMES.index(name)]
+        pose = grounded(actor, pose_of(motion, 1.9, 2.0, 1.0, 0.0, Style(1.0, 0, 0.3)))
+        lowest = max(y for _, y in skeleton(actor, pose).values())
+        assert abs(lowest + actor.limb_thickness * 0.3) < 1e-6, name
+    lying = grounded(actor, pose_of(fall, 1.9, 2.0, 1.0, 0.0, Style(1.0, 0, 0.3)))
+    joints = skeleton(actor, lying)
+    assert abs(joints["head"][1] - joints["ankle0"][1]) < 0.3  # head and feet at about the same height
+
+
+def test_build_is_resumable_and_independent_of_the_worker_count(tmp_path):
+    one = tiny_corpus(tmp_path / "one", clips=125)  # 5 blocks of 25 classes: test, test, val, val, train
+    build_corpus(one)
+    first = np.load(tmp_path / "one" / "shard-00001.npy")
+    (tmp_path / "one" / "shard-00001.npy").unlink()  # a killed build: the next run renders only what is missing
+    build_corpus(one)
+    assert np.array_equal(np.load(tmp_path / "one" / "shard-00001.npy"), first)
+    two = tiny_corpus(tmp_path / "two", clips=125).model_copy(update={"workers": 2})
+    build_corpus(two)
+    for shard in ("shard-00000.npy", "shard-00001.npy"):
+        assert np.array_equal(np.load(tmp_path / "one" / shard), np.load(tmp_path / "two" / shard))
+    data = CorpusDataset(tmp_path / "one", "train")
+    clip, label = data[0]
+    assert clip.shape == (6, 3, 24, 24) and 0 <= label < len(MOTIONS)
+    with pytest.raises(Exception, match="other settings"):
+        build_corpus(tiny_corpus(tmp_path / "one", clips=125, seed=3))
+
+
+def test_augment_keeps_shape_dtype_and_range():
+    clips = torch.randint(0, 256, (4, 6, 3, 24, 24), dtype=torch.uint8)
+    out = augment(clips, torch.Generator().manual_seed(0), crop_scale=0.7)
+    assert out.shape == clips.shape and out.dtype == torch.uint8
+    assert not torch.equal(out, clips)
+
+
+def _probe_folder(root: Path) -> tuple[Path, Path]:
+    """Real encoded videos: a bright square moving left-right vs up-down, 4 'persons' each."""
+    rows = ["path,split"]
+    for cls in ("horizontal", "vertical"):
+        for k, split in enumerate(["train", "train", "val", "test"]):
+            frames = []
+            for t in range(12):
+                image = np.zeros((32, 32, 3), np.uint8)
+                shift = 4 + (t * 2 + k) % 20
+                y, x = (12, shift) if cls == "horizontal" else (shift, 12)
+                image[y : y + 8, x : x + 8] = 255
+                frames.append(image)
+            path = root / cls / f"p{k}_{cls}.mkv"
+            encode_video(path, frames, 12)
+            rows.append(f"{cls}/p{k}_{cls}.mkv,{split}")
+    (root.parent / "split.csv").write_text("\n".join(rows) + "\n")
+    return root, root.parent / "split.csv"
+
+
+def test_pretraining_end_to_end_resumes_exactly_and_reads_the_probe(tmp_path):
+    corpus = tiny_corpus(tmp_path / "corpus", clips=125)
+    build_corpus(corpus)
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    base = dict(corpus=tmp_path / "corpus", epochs=2, batch_size=8, max_batches=3, model_overrides=TINY, threads=1,
+                probes=[ProbeSpec(name="boxes", data=folder, split_file=split, folds=2)])
+    straight = pretrain(PretrainConfig(out=tmp_path / "a", **base))
+    assert straight.model.is_file() and (tmp_path / "a" / "curves.png").is_file()
+    rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "probe_boxes" in rows[0] and "val_top1" in rows[0]
+    # The probe never reads the test split: 3 non-test clips per class were cached.
+    cached = list((tmp_path / "a" / "probe-cache").glob("*/index.csv"))[0].read_text().splitlines()
+    assert len(cached) == 1 + 6
+    pretrain(PretrainConfig(out=tmp_path / "b", session_epochs=1, **base))  # one session stops after epoch 1
+    resumed = pretrain(PretrainConfig(out=tmp_path / "b", **base), resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.epoch == straight.epoch
+    with pytest.raises(Exception, match="--resume"):
+        pretrain(PretrainConfig(out=tmp_path / "a", **base))
+
+
+def test_synth_cli_pretrain_profile(tmp_path):
+    config = tmp_path / "corpus.yaml"
+    config.write_text("size: 24\nframes: 4\nactors: 30\nshard_size: 25\nworkers: 1\nmin_canvas: 48\nmax_canvas: 64\n")
+    result = CliRunner().invoke(app, ["data", "synth", "--profile", "pretrain", "--out", str(tmp_path / "c"),
+                                      "--clips", "50", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c" / "clips.csv").is_file() and (tmp_path / "c" / "preview.png").stat().st_size > 0
+    bad = CliRunner().invoke(app, ["data", "synth", "--profile", "nope", "--out", str(tmp_path / "d")])
+    assert bad.exit_code != 0 and "pretrain" in bad.output
