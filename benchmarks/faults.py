@@ -169,8 +169,9 @@ def make_inputs(work: Path, size: int) -> tuple[Path, Path, list[Path]]:
 
     torch.manual_seed(0)
     checkpoint = work / "encoder.pt"
-    save_model(checkpoint, VideoAutoEncoder3D.from_preset("fast", input_size=size))
-    model = fit_toy_classifier(work / "classifier", per_class=10).path
+    encoder_hash = save_model(checkpoint, VideoAutoEncoder3D.from_preset("fast", input_size=size))
+    # Fitted "on" this encoder: the cloud refuses clips of another encoder than its classifier's (409).
+    model = fit_toy_classifier(work / "classifier", per_class=10, encoder_hash=encoder_hash).path
     files = []
     for k in range(2):
         path = work / f"camera-{k}.mp4"

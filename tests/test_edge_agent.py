@@ -40,13 +40,13 @@ def world(tmp_path_factory):
     """A tiny encoder checkpoint (16 frames of 32×32 -> 32-d), a classifier on 32-d latents, three videos."""
     root = tmp_path_factory.mktemp("edge")
     model = VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 8, 8, 8), latent_dim=DIM, seed_channels=2)
-    save_model(root / "ae.pt", model)
+    encoder_hash = save_model(root / "ae.pt", model)
     for i in range(3):
         # Grey level = frame index + 60·camera: a test can tell which frame of which camera it got.
         frames = [np.full((48, 64, 3), (j + 60 * i) % 256, np.uint8) for j in range(75)]  # 3 s
         encode_video(root / f"cam{i}.mp4", frames, FPS, crf=5, gop_seconds=1.0)
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
-    fit_toy_classifier(root / "clf", latent_dim=DIM, per_class=10)
+    fit_toy_classifier(root / "clf", latent_dim=DIM, per_class=10, encoder_hash=encoder_hash)  # fitted on this encoder
     return root
 
 
@@ -192,8 +192,8 @@ def test_no_duplicates_after_lost_responses_and_results_feed(world, tmp_path, mo
         client = httpx.Client(transport=LosingTransport(), headers={"Authorization": f"Bearer {key}"}, timeout=10)
         cfg = edge_config(world, tmp_path / "edge", cloud_url=cloud.url)
         agent = EdgeAgent(cfg, transport=HttpTransport(cloud.url, key, client=client))
-        problem = agent.check_cloud_model()  # the toy classifier was fitted on another encoder's latents
-        assert "toy-encoder" in problem and agent.status()["encode"]["cloud_model_problem"] == problem
+        assert agent.check_cloud_model() is None  # fitted on this encoder (mismatches: tests/test_encoder_hash.py)
+        assert agent.status()["encode"]["cloud_model_problem"] is None and agent.encoder_hold is None
         agent.run_round()
         assert agent.drain_once() == 3 and agent.store.counts()["pending"] == 3  # answer lost: still pending
         assert agent.flush(timeout=20)
@@ -245,7 +245,8 @@ def test_payload_holds_only_wire_fields_and_gzip(world, tmp_path):
         headers, content = bodies[0]
         body = json.loads(gzip.decompress(content) if headers.get("content-encoding") == "gzip" else content)
         for clip in body["clips"]:
-            assert set(clip) == {"clip_id", "camera_id", "captured_at", "latent"}
+            assert set(clip) == {"clip_id", "camera_id", "captured_at", "encoder_hash", "latent"}
+            assert clip["encoder_hash"] == agent.encoder.encoder_hash and len(clip["encoder_hash"]) == 16
             assert uuid.UUID(clip["clip_id"]).version == 4
             latent = clip["latent"]
             assert latent["dtype"] == dtype and set(latent) <= {"dtype", "data", "scale", "zero_point"}

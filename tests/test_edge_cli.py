@@ -28,10 +28,10 @@ def test_init_run_status(tmp_path, monkeypatch):
     example = yaml.safe_load(config.read_text())
     assert example["schedule"]["interval_s"] == 10 and "device_key" not in config.read_text().split("#")[0]
 
-    save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 4, 4, 4), latent_dim=16,
-                                                      seed_channels=2))
+    encoder_hash = save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 4, 4, 4),
+                                                                     latent_dim=16, seed_channels=2))
     encode_video(tmp_path / "a.mp4", [np.full((48, 64, 3), j * 3, np.uint8) for j in range(50)], 25)
-    fit_toy_classifier(tmp_path / "clf", latent_dim=16, per_class=10)
+    fit_toy_classifier(tmp_path / "clf", latent_dim=16, per_class=10, encoder_hash=encoder_hash)
     example.update({"encoder": {"checkpoint": str(tmp_path / "ae.pt")}, "data_dir": str(tmp_path / "edge"),
                     "cameras": [{"id": "cam-1", "source": str(tmp_path / "a.mp4")},
                                 {"id": "cam-2", "source": str(tmp_path / "missing.mp4")}]})
@@ -122,10 +122,10 @@ def test_agent_process_killed_and_restarted_loses_nothing_and_duplicates_nothing
 
     from sqlalchemy import create_engine, text
 
-    save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 4, 4, 4), latent_dim=16,
-                                                      seed_channels=2))
+    encoder_hash = save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=16, input_size=32, channels=(4, 4, 4, 4),
+                                                                     latent_dim=16, seed_channels=2))
     encode_video(tmp_path / "a.mp4", [np.full((48, 64, 3), j * 3, np.uint8) for j in range(50)], 25)
-    fit_toy_classifier(tmp_path / "clf", latent_dim=16, per_class=10)
+    fit_toy_classifier(tmp_path / "clf", latent_dim=16, per_class=10, encoder_hash=encoder_hash)
     status_file = tmp_path / "edge" / "status.json"
 
     def wait_rounds(n: int) -> None:

@@ -75,7 +75,8 @@ def test_outbox_survives_reopen_and_delivery_removes(tmp_path):
     store.close()
     store = EdgeStore(tmp_path / "edge.db")  # a restart
     assert [item.clip_id for item in store.due(10)] == ids
-    assert store.counts() == {"captured": 5, "delivered": 0, "pending": 5, "dropped": 0, "rejected": 0, "results": 0, "send_failures": 0}
+    assert store.counts() == {"captured": 5, "delivered": 0, "pending": 5, "held": 0, "dropped": 0, "rejected": 0,
+                              "discarded": 0, "results": 0, "send_failures": 0}
     assert store.mark_delivered(ids[:2]) == 2
     assert store.mark_delivered(ids[:2]) == 0  # a repeated ack changes nothing
     store.record_results([_result(uuid.UUID(ids[2]), "running", "cam-2", now + timedelta(seconds=2))])

@@ -10,9 +10,12 @@ One module, imported by both sides, so the edge and the cloud cannot drift apart
 A batch sent to ``POST /v1/clips``::
 
     {"clips": [{"clip_id": "<uuid4>", "camera_id": "cam-1", "captured_at": "2026-11-24T10:00:00Z",
-                "latent": {"dtype": "float16", "data": "…"}}]}
+                "encoder_hash": "3f2a…", "latent": {"dtype": "float16", "data": "…"}}]}
 
-Raw video never appears here: a clip message has exactly the fields above.
+``encoder_hash`` names the encoder that made the latent (the weight hash of its model file); the cloud refuses
+a clip whose encoder differs from the one its active classifier was fitted on (409 ``encoder_mismatch``), so a
+mismatched encoder and classifier never give silent nonsense. Messages of older edges without it are accepted
+and counted. Raw video never appears here: a clip message has exactly the fields above.
 """
 
 from __future__ import annotations
@@ -106,6 +109,12 @@ class ClipIn(BaseModel):
     clip_id: UUID = Field(description="unique per device; a repeated id returns the stored result")
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN, description="camera name: letters, digits, _ . : - (max 64)")
     captured_at: datetime = Field(description="capture time, ISO 8601 with time zone")
+    encoder_hash: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="hash of the encoder that made the latent (its model file's weight hash); the cloud refuses "
+                    "(409 encoder_mismatch) a clip whose encoder is not the active classifier's. Optional for "
+                    "older edges: a clip without it is accepted and counted",
+    )
     latent: LatentField
 
 
@@ -158,6 +167,11 @@ def mqtt_clip_topic(device_id: str, camera_id: str) -> str:
 def mqtt_result_topic(device_id: str, camera_id: str) -> str:
     """Topic the cloud publishes results to (body: one :class:`ClipResult`; QoS 1, retained)."""
     return f"tinyact/{device_id}/{camera_id}/result"
+
+
+ENCODER_MISMATCH = "encoder_mismatch"
+"""Error code of a clip made by another encoder than the active classifier's (HTTP 409, MQTT ``…/error``): not
+the clip's fault, so the edge keeps it until the two sides match again."""
 
 
 def mqtt_error_topic(device_id: str, camera_id: str) -> str:

@@ -39,6 +39,10 @@ class Metrics:
         self.clips = Counter("tinyact_clips_classified", "Clips classified and stored", ["model_version"], registry=r)
         self.duplicates = Counter("tinyact_clips_duplicate", "Repeated clips answered from the database", registry=r)
         self.rejects = Counter("tinyact_rejects", "Rejected requests and clips by reason", ["reason"], registry=r)
+        self.unnamed_encoder = Counter(
+            "tinyact_clips_without_encoder_hash",
+            "Clips accepted without encoder_hash (older edges): their encoder cannot be checked", registry=r,
+        )
         self.batch_clips = Histogram("tinyact_batch_clips", "Clips per classified micro-batch", buckets=BATCH_BUCKETS, registry=r)
         self.batch_requests = Histogram(
             "tinyact_batch_requests", "Requests per classified micro-batch", buckets=BATCH_BUCKETS, registry=r

@@ -3,7 +3,8 @@ send back.
 
 One clip's path through :meth:`CloudService.process_clips`::
 
-    ClipIn (validated JSON)   -> check time stamp, decode latent (tinyact.wire), check its length   [422]
+    ClipIn (validated JSON)   -> encoder_hash = the active classifier's encoder?                     [409]
+                              -> check time stamp, decode latent (tinyact.wire), check its length   [422]
     float32 [N, D]            -> MicroBatcher: stacked with concurrent requests, predict_proba       [N, C]
     label, score, top-5       -> store.store_predictions (INSERT … ON CONFLICT DO NOTHING)
     ClipResult per clip       -> HTTP response / MQTT tinyact/<device>/<camera>/result
@@ -36,7 +37,13 @@ from tinyact.cloud.devices import DeviceInfo, find_device_by_key, find_device_by
 from tinyact.cloud.metrics import Metrics
 from tinyact.cloud.mqtt import MqttBridge
 from tinyact.cloud.ratelimit import RateLimiter
-from tinyact.cloud.registry import ClassifierMismatchError, ModelRegistry, active_model_row, record_model
+from tinyact.cloud.registry import (
+    ClassifierMismatchError,
+    LoadedModel,
+    ModelRegistry,
+    active_model_row,
+    record_model,
+)
 from tinyact.cloud.store import (
     CameraIds,
     CameraLimitError,
@@ -45,7 +52,15 @@ from tinyact.cloud.store import (
     StoredPrediction,
     purge_idempotency_keys,
 )
-from tinyact.wire import ClipIn, ClipResult, EncodedLatent, WireFormatError, decode_latent, mqtt_result_topic
+from tinyact.wire import (
+    ENCODER_MISMATCH,
+    ClipIn,
+    ClipResult,
+    EncodedLatent,
+    WireFormatError,
+    decode_latent,
+    mqtt_result_topic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +193,7 @@ class CloudService:
         self._auth_cache: dict[str, tuple[DeviceInfo, float]] = {}
         self._background: list[asyncio.Task] = []
         self._mqtt_tasks: set[asyncio.Task] = set()
+        self._unnamed_logged: dict[str, float] = {}  # device -> when clips without encoder_hash were last logged
 
     # ---- life cycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -315,14 +331,18 @@ class CloudService:
                            headers={"Retry-After": str(max(1, int(np.ceil(wait))))})
 
     # ---- clips ------------------------------------------------------------------------------------------
-    def decode_clips(self, clips: list[ClipIn], where: str = "clips") -> tuple[np.ndarray, list[ClipIn]]:
+    def decode_clips(self, clips: list[ClipIn], where: str = "clips", device: str | None = None,
+                     model: LoadedModel | None = None) -> tuple[np.ndarray, list[ClipIn]]:
         """Check every clip and decode its latent: (float32 ``[N, D]``, the clips). Raises a 422 :class:`APIError`
         naming the first bad clip (a clip id twice, a time stamp before 2000 or in the future, a latent of the
-        wrong size, NaN/Inf or a value beyond ±:data:`MAX_LATENT_ABS`); nothing is stored then."""
-        model = self.registry.current
+        wrong size, NaN/Inf or a value beyond ±:data:`MAX_LATENT_ABS`), or a 409 ``encoder_mismatch`` for a clip
+        made by another encoder than the one ``model`` (default: the active one) was fitted on; nothing is stored
+        then. Clips without ``encoder_hash`` (older edges) are accepted and counted."""
+        model = model or self.registry.current
         if model is None:
             raise APIError(503, "no_model", "no classifier is loaded yet: an admin must POST /v1/admin/model",
                            headers={"Retry-After": "5"})
+        self.check_encoder(model, clips, where)
         latest = datetime.now(UTC) + timedelta(seconds=self.config.max_future_s)
         dim = model.latent_dim
         unique: dict[uuid.UUID, ClipIn] = {}
@@ -383,19 +403,61 @@ class CloudService:
             raise APIError(422, "bad_latent",
                            f"{_at(where, bad)}.latent: a value is beyond ±{MAX_LATENT_ABS:g}; encoder latents are "
                            "far smaller: check the device's encoder")
+        unnamed = sum(1 for clip in clips if clip.encoder_hash is None)
+        if unnamed:
+            self._count_unnamed(device, unnamed)
         return out, list(unique.values())
+
+    def check_encoder(self, model: LoadedModel, clips: list[ClipIn], where: str = "clips") -> None:
+        """409 ``encoder_mismatch`` (naming both hashes and the fix) when a clip's ``encoder_hash`` is not the
+        encoder ``model`` was fitted on; ``errors`` lists every such clip. A classifier that recorded no encoder
+        hash, and clips that name none, are not checked."""
+        expected = model.classifier.encoder_hash
+        if not expected:
+            return
+        bad = [(i, clip) for i, clip in enumerate(clips) if clip.encoder_hash is not None and clip.encoder_hash != expected]
+        if not bad:
+            return
+        index, first = bad[0]
+        detail = (
+            f"{_at(where, index)} was encoded by encoder {first.encoder_hash}, but the active classifier "
+            f"{model.version} was fitted on latents of encoder {expected}: its predictions would be meaningless, so "
+            "the clip is refused (nothing stored). Fix one side: activate a classifier fitted on latents of encoder "
+            f"{first.encoder_hash} (`tinyact cloud model DIR --allow-encoder-change`), or start the edge with "
+            f"encoder {expected} (encoder.checkpoint in its edge.yaml). The edge keeps the clip and sends it once "
+            "they match (`tinyact edge outbox drop --reason encoder_mismatch` discards it instead)"
+        )
+        errors = [{"loc": ["body", *(([where, i]) if where else []), "encoder_hash"], "type": ENCODER_MISMATCH,
+                   "msg": f"encoder {clip.encoder_hash}, expected {expected}"} for i, clip in bad[:20]]
+        raise APIError(409, ENCODER_MISMATCH, detail, errors=errors)
+
+    def _count_unnamed(self, device: str | None, n: int) -> None:
+        """Clips without ``encoder_hash`` (older edges): accepted, counted, and logged once an hour per device."""
+        self.metrics.unnamed_encoder.inc(n)
+        key = device or "?"
+        now = time.monotonic()
+        if now - self._unnamed_logged.get(key, -3600.0) >= 3600.0:
+            self._unnamed_logged[key] = now
+            logger.warning(
+                "device %s sends clips without encoder_hash (an older edge): accepted, but the cloud cannot check "
+                "that they come from the encoder the classifier was fitted on; update the edge "
+                "(counted in tinyact_clips_without_encoder_hash_total; logged once an hour per device)", key)
 
     async def process_clips(self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips") -> tuple[list[dict], int]:
         """Validate, classify and store ``clips`` of ``device``: (one result per clip in order, as
         :func:`stored_to_dict` dicts; how many were stored now)."""
         with self.batcher.ticket() as ticket:
-            latents, unique = self.decode_clips(clips, where)
+            checked = self.registry.current
+            latents, unique = self.decode_clips(clips, where, device.name, checked)
             try:
                 probabilities, model = await self.batcher.classify(latents, ticket)
             except NoModelError:
                 raise APIError(503, "no_model", "no classifier is loaded", headers={"Retry-After": "5"}) from None
             except ClassifierMismatchError as error:  # swapped to a model of another latent size mid-request
                 raise APIError(409, "model_changed", f"the model changed while classifying: {error}; retry") from None
+            if checked is not None and model.classifier.encoder_hash != checked.classifier.encoder_hash:
+                # Swapped to another encoder's classifier mid-request: the hashes were checked against the old one.
+                raise APIError(409, "model_changed", "the model changed to another encoder's while classifying; retry")
         cameras_sent = {clip.camera_id for clip in unique}
         if not self.camera_ids.known(device.id, cameras_sent):  # a new camera: refuse it here, not in the group
             try:

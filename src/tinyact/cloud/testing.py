@@ -108,12 +108,15 @@ def clip_message(
     clip_id: uuid.UUID | None = None,
     captured_at: datetime | None = None,
     dtype: WireDtype | None = "float16",
+    encoder_hash: str | None = None,
 ) -> dict:
-    """One clip as the JSON dict of :class:`tinyact.wire.ClipIn`; ``dtype=None`` sends a plain JSON array."""
+    """One clip as the JSON dict of :class:`tinyact.wire.ClipIn`; ``dtype=None`` sends a plain JSON array;
+    ``encoder_hash=None`` leaves the field out (an older edge's message)."""
     clip = ClipIn(
         clip_id=clip_id or uuid.uuid4(),
         camera_id=camera_id,
         captured_at=captured_at or datetime.now(UTC) - timedelta(seconds=1),
+        encoder_hash=encoder_hash,
         latent=encode_latent(latent, dtype) if dtype else [float(v) for v in np.asarray(latent, np.float32)],
     )
     return clip.model_dump(mode="json", exclude_none=True)

@@ -15,10 +15,18 @@ Data path of one round (every ``schedule.interval_s``)::
        ▼                                        (the cloud is idempotent by clip_id: a retry is never a duplicate)
     results: POST response, MQTT result topic, and GET /v1/results?since=cursor after an outage
 
-Frames never leave this process: only the wire fields of :class:`tinyact.wire.ClipIn` are stored and sent.
-Every loss path has a counter and a log line: a camera that fails (``cameras[].failures``), a round whose
-encoding failed (``encode_failures``, ``lost_encode``), the outbox bound (``dropped``), a clip the cloud
-refused for good (``rejected``).
+Frames never leave this process: only the wire fields of :class:`tinyact.wire.ClipIn` are stored and sent;
+every clip names the encoder that made it (``encoder_hash``). Every loss path has a counter and a log line: a
+camera that fails (``cameras[].failures``), a round whose encoding failed (``encode_failures``,
+``lost_encode``), the outbox bound (``dropped``), a clip the cloud refused for good (``rejected``), held clips
+the operator dropped (``discarded``).
+
+Encoder mismatch: when the cloud's classifier was fitted on another encoder's latents (``GET /v1/model``, or
+the cloud's 409 / MQTT ``encoder_mismatch`` refusal), the clips are *held* in the outbox, not rejected: new
+clips go in held, nothing of this encoder is sent, ``GET /v1/model`` is read again every
+``transport.model_check_s`` (60 s), and the held clips of the encoder the cloud's classifier matches are sent
+as soon as it does. The status (``encoder_mismatch``), the page and ``tinyact edge status`` show it;
+``tinyact edge outbox drop --reason encoder_mismatch`` gives up on the held clips.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from tinyact.edge.sources import Camera, CameraError, Grab, StreamCamera, open_c
 from tinyact.edge.store import EdgeStore
 from tinyact.errors import ConfigError
 from tinyact.models.allocator import allocator_name
-from tinyact.wire import ClipIn, encode_latent
+from tinyact.wire import ENCODER_MISMATCH, ClipIn, ModelInfo, encode_latent
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +93,19 @@ def enforce_retention(folder: Path, max_age_s: float, max_bytes: float, now: flo
         total -= size
         deleted += 1
     return deleted, total
+
+
+MISMATCH_FIX = ("activate a classifier fitted on this encoder's latents on the cloud (`tinyact cloud model DIR "
+                "--allow-encoder-change`), or set encoder.checkpoint to the encoder the cloud's classifier was "
+                "fitted on; held clips are sent once they match, or give up on them with `tinyact edge outbox drop "
+                "--reason encoder_mismatch`")
+
+
+def mismatch_problem(info: ModelInfo, edge_encoder_hash: str) -> str:
+    """The sentence for an edge whose encoder is not the one the cloud's classifier was fitted on."""
+    return (f"the cloud's classifier {info.version} was fitted on latents of encoder {info.encoder_hash}, but this "
+            f"device runs encoder {edge_encoder_hash}: the cloud refuses its clips (encoder_mismatch), so they are "
+            f"held in the outbox. Fix: {MISMATCH_FIX}")
 
 
 def slowest_cameras(report: dict[str, Any], n: int = 2) -> str:
@@ -135,6 +156,11 @@ class EdgeAgent:
         self.last_round: dict[str, Any] = {}
         self.last_send_error: str | None = None
         self.model_problem: str | None = None
+        self.cloud_model: ModelInfo | None = None  # the cloud's classifier as last read (GET /v1/model)
+        self.encoder_hold: dict[str, Any] | None = None  # set while the cloud expects another encoder's latents
+        self._last_model_check = 0.0  # time.monotonic() of the last GET /v1/model
+        self._model_read_ok = False  # whether the last GET /v1/model answered
+        self._probe: tuple[str, str | None] | None = None  # a held clip sent to learn whether the cloud takes them
         self.last_send_ok_at: float | None = None
         self.bytes_sent = 0
         self.clips_sent = 0
@@ -163,7 +189,7 @@ class EdgeAgent:
                 self.transport = MqttTransport(
                     t.mqtt_url, self.cfg.device_id, self.store.record_results,
                     pending_camera=lambda clip_id: outbox_camera(self.store, clip_id), on_rejected=self.store.reject,
-                    username=username, password=password)
+                    on_held=self.hold_clips, username=username, password=password)
             else:
                 self.transport = HttpTransport(self.cfg.cloud_url, self.cfg.device_key(), gzip_mode=t.gzip,
                                                timeout_s=t.timeout_s)
@@ -183,29 +209,104 @@ class EdgeAgent:
 
     def check_cloud_model(self) -> str | None:
         """Compare the cloud's classifier with this encoder (``GET /v1/model``): a different latent size means
-        every clip would be refused, a different encoder hash that the predictions would be meaningless. Returns
-        the problem (also logged and shown in the status), or ``None``."""
+        every clip would be refused, a different encoder hash that the cloud refuses them (409
+        ``encoder_mismatch``: the predictions would be meaningless), and the clips are then held in the outbox.
+        When the cloud's classifier matches the encoder of held clips, they are released (sent next). Returns
+        the problem (also logged and shown in the status), or ``None``; when the model cannot be read now, the
+        last known problem."""
         self._ensure_transport()
         poller = self._poller
+        self._last_model_check = time.monotonic()
         info = poller.model_info() if poller is not None and hasattr(poller, "model_info") else None
         encoder = self._ensure_encoder()
+        self._model_read_ok = info is not None
+        if info is None:
+            return self.model_problem
+        self.cloud_model = info
         problem = None
-        if info is not None and info.latent_dim != encoder.latent_dim:
+        mismatch = bool(info.encoder_hash and encoder.encoder_hash and info.encoder_hash != encoder.encoder_hash)
+        if info.latent_dim != encoder.latent_dim:
             problem = (f"the cloud's classifier {info.version} takes {info.latent_dim}-d latents but this encoder "
                        f"makes {encoder.latent_dim}-d ones: clips will be refused until they match")
-        elif info is not None and encoder.encoder_hash and info.encoder_hash != encoder.encoder_hash:
-            problem = (f"the cloud's classifier {info.version} was fitted on latents of encoder {info.encoder_hash}, "
-                       f"this device runs encoder {encoder.encoder_hash}: its predictions will not mean much")
-        if problem:
+        elif mismatch:
+            problem = mismatch_problem(info, encoder.encoder_hash)
+        if problem and problem != self.model_problem:
             logger.warning("%s", problem)
         self.model_problem = problem
+        if mismatch:
+            self._enter_hold(problem or "")
+        else:
+            if self.encoder_hold is not None:
+                logger.info("the cloud's classifier %s matches this device's encoder %s again", info.version,
+                            encoder.encoder_hash)
+            self.encoder_hold = None
+        # The cloud's classifier takes latents of info.encoder_hash (any encoder's, when it recorded none).
+        released = self.store.release(info.encoder_hash or None)
+        if released:
+            logger.info("the cloud's classifier %s takes latents of encoder %s: sending %d held clip(s)",
+                        info.version, info.encoder_hash or "(any)", released)
+            self._wake.set()
         return problem
+
+    def hold_clips(self, reasons: dict[str, str]) -> int:
+        """The cloud refused these clips with ``encoder_mismatch``: keep them (and every outbox clip of the same
+        encoder) held in the outbox and read the cloud's model at the next chance (then every
+        ``transport.model_check_s``); when they are this device's encoder's clips, new clips go in held too.
+        Called by the sender (HTTP 409) and by the MQTT transport's thread. Returns how many clips are held."""
+        hashes = self.store.outbox_encoders(list(reasons))
+        held = self.store.hold(reasons, ENCODER_MISMATCH)
+        first = next(iter(reasons.values()), "")
+        mine = self.encoder is not None and (self.encoder.encoder_hash in hashes or not any(hashes))
+        if mine and self.encoder_hold is None:
+            self._enter_hold(first)
+            logger.warning("the cloud refused clips of this encoder (%s); %d clip(s) held in the outbox until a "
+                           "matching classifier is active (checked every %g s)", first, held,
+                           self.cfg.transport.model_check_s)
+            self._last_model_check = 0.0  # read GET /v1/model at the next chance: say what the cloud expects
+        return held
+
+    def _enter_hold(self, detail: str) -> None:
+        if self.encoder_hold is None:
+            self.encoder_hold = {"since": datetime.now(UTC).isoformat(), "detail": detail}
+        elif detail:
+            self.encoder_hold["detail"] = detail
+
+    def recheck_cloud_model(self, force: bool = False) -> bool:
+        """While clips are held (or the hold is on), read ``GET /v1/model`` again once ``transport.model_check_s``
+        has passed since the last read (``force``: now), releasing the held clips the cloud's classifier now
+        takes. Without a readable model (an MQTT device with no key for HTTP, a cloud that does not answer), the
+        oldest held clip is sent as a probe: once one is delivered, the held clips of its encoder follow.
+        Returns whether a check was made."""
+        if not force and time.monotonic() - self._last_model_check < self.cfg.transport.model_check_s:
+            return False
+        if self.encoder_hold is None and not self.store.held_count():
+            return False
+        self.check_cloud_model()
+        self._last_model_check = time.monotonic()
+        if self._model_read_ok:
+            self._probe = None
+            return True
+        if self._probe is not None:  # the last probe: delivered means the cloud takes that encoder's clips now
+            clip_id, encoder_hash = self._probe
+            if self.store.capture_state(clip_id) == "delivered":
+                released = self.store.release(encoder_hash)
+                logger.info("the cloud took a held clip of encoder %s: sending its %d other held clip(s)",
+                            encoder_hash, released)
+                if self.encoder is not None and encoder_hash == self.encoder.encoder_hash:
+                    self.encoder_hold = None
+                    self.model_problem = None
+        own = self.encoder.encoder_hash if self.encoder is not None and self.encoder_hold is not None else None
+        self._probe = self.store.release_oldest(own) or self.store.release_oldest(None)
+        if self._probe is not None:
+            self._wake.set()
+        return True
 
     def start(self) -> None:
         """Load the encoder, connect the transport, start the schedule and the sender threads."""
         self._ensure_encoder()
         self._ensure_transport()
         self.check_cloud_model()
+        self._last_model_check = time.monotonic()
         self.started_at = time.time()
         self._stop.clear()
         for camera in self.cameras:
@@ -378,14 +479,18 @@ class EdgeAgent:
         encode_ms = encoder.last_ms or 0.0
         per_clip = encode_ms / len(grabs)
         items = []
+        encoder_hash = encoder.encoder_hash or None
         for grab, latent in zip(grabs, latents, strict=True):
             clip_id = str(uuid.uuid4())
             message = ClipIn(clip_id=clip_id, camera_id=grab.camera_id, captured_at=grab.captured_at,
-                             latent=encode_latent(latent, self.cfg.transport.wire_dtype))
+                             encoder_hash=encoder_hash, latent=encode_latent(latent, self.cfg.transport.wire_dtype))
             items.append((clip_id, grab.camera_id, grab.captured_at, per_clip,
                           message.model_dump_json(exclude_none=True)))
-        # Written before any send: from here on the clip survives a crash, a restart and a cloud outage.
-        dropped = self.store.enqueue(items, max_pending=self.cfg.outbox.max_pending)
+        # Written before any send: from here on the clip survives a crash, a restart and a cloud outage. While the
+        # cloud's classifier expects another encoder, the clips go in held (nothing is sent to be refused).
+        held = ENCODER_MISMATCH if self.encoder_hold is not None else None
+        dropped = self.store.enqueue(items, max_pending=self.cfg.outbox.max_pending, encoder_hash=encoder_hash,
+                                     held=held)
         self._wake.set()
         for grab, (clip_id, *_rest) in zip(grabs, items, strict=True):
             self._save_snapshot(grab, clip_id)
@@ -420,10 +525,14 @@ class EdgeAgent:
                 sent = 0
             if time.time() - self._last_poll > self.cfg.transport.results_poll_s:
                 self.poll_results()
+            try:
+                self.recheck_cloud_model()
+            except Exception:
+                logger.exception("checking the cloud's model failed")
             if sent:
                 continue
             wait = self.store.next_attempt_in()
-            wait = self.cfg.transport.results_poll_s if wait is None else min(wait, self.cfg.transport.results_poll_s)
+            wait = min(self.cfg.transport.results_poll_s, self.cfg.transport.model_check_s, wait if wait is not None else float("inf"))
             self._wake.wait(timeout=max(0.05, wait))
             self._wake.clear()
 
@@ -443,6 +552,8 @@ class EdgeAgent:
             self.clips_sent += len(outcome.delivered)
         if outcome.rejected:
             self.store.reject(outcome.rejected)
+        if outcome.held:
+            self.hold_clips(outcome.held)
         if outcome.retry:
             if outcome.error:
                 delay = self.store.mark_failed(outcome.retry, outcome.error, t.retry_base_s, t.retry_max_s, outcome.retry_after_s)
@@ -469,6 +580,7 @@ class EdgeAgent:
         Returns the number of clips sent."""
         deadline = time.monotonic() + timeout
         before = self.clips_sent
+        self.recheck_cloud_model()  # held clips: at most one GET /v1/model per model_check_s
         while time.monotonic() < deadline and self.store.due(1):
             self.drain_once()
             if self.last_send_error:  # failed: those clips wait for their next attempt
@@ -504,7 +616,7 @@ class EdgeAgent:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Send until the outbox is empty, ignoring backoff (shutdown, tests, the demo), or until ``timeout``;
-        ``True`` if it emptied."""
+        ``True`` if it emptied. Held clips (encoder mismatch) are not sent and do not count."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.store.due(1, now=float("inf")):
@@ -550,6 +662,7 @@ class EdgeAgent:
                 "failures": self.encode_failures,
                 "cloud_model_problem": self.model_problem,
             },
+            "encoder_mismatch": self.mismatch_status(counts.get("held", 0)),
             "transport": {
                 "kind": self.cfg.transport.kind,
                 "wire_dtype": self.cfg.transport.wire_dtype,
@@ -559,6 +672,26 @@ class EdgeAgent:
                 "bytes_per_clip": round(self.bytes_sent / self.clips_sent) if self.clips_sent else None,
             },
             "last_round": {k: v for k, v in self.last_round.items() if k != "clip_ids"},
+        }
+
+    def mismatch_status(self, held: int) -> dict[str, Any] | None:
+        """The encoder-mismatch hold for the status: ``None`` when nothing is held and the cloud matches, else
+        ``{held, since, edge_encoder_hash, cloud_encoder_hash, cloud_model_version, detail, next_check_in_s,
+        fix}``."""
+        if self.encoder_hold is None and not held:
+            return None
+        hold = self.encoder_hold or {}
+        info = self.cloud_model
+        wait = self.cfg.transport.model_check_s - (time.monotonic() - self._last_model_check)
+        return {
+            "held": held,
+            "since": hold.get("since"),
+            "edge_encoder_hash": self.encoder.encoder_hash if self.encoder else None,
+            "cloud_encoder_hash": info.encoder_hash if info else None,
+            "cloud_model_version": info.version if info else None,
+            "detail": hold.get("detail") or self.model_problem or "clips of another encoder are held in the outbox",
+            "next_check_in_s": round(max(0.0, wait), 1),
+            "fix": MISMATCH_FIX,
         }
 
     def write_status(self, running: bool | None = None) -> None:

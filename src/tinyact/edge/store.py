@@ -5,9 +5,12 @@ Tables::
     captures  one row per clip captured: clip_id, camera_id, captured_at, encode_ms, state, and the cloud's
               result once it is back (label, score, top5, model_version, result_at)
               state: pending (in the outbox) -> delivered (the cloud acknowledged it) | dropped (outbox full)
-              | rejected (the cloud refused the clip itself, e.g. a malformed latent)
-    outbox    the clips not yet acknowledged: the exact JSON message to send (a tinyact.wire.ClipIn), attempts,
-              the time of the next attempt, the last error
+              | rejected (the cloud refused the clip itself, e.g. a malformed latent) | discarded (held clips
+              the operator dropped: ``tinyact edge outbox drop``)
+    outbox    the clips not yet acknowledged: the exact JSON message to send (a tinyact.wire.ClipIn), the hash of
+              the encoder that made it, attempts, the time of the next attempt, the last error, and ``held``: a
+              reason (``encoder_mismatch``) while the cloud's classifier expects another encoder's latents; a held
+              clip is not sent until it is released (a matching classifier is active) or discarded
     counters  named counters that survive restarts (dropped_outbox, send_failures, …)
     meta      key/value: the results feed cursor (GET /v1/results?since=…)
 
@@ -83,6 +86,8 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False, default=0.0),  # epoch seconds
     Column("last_error", Text),
+    Column("encoder_hash", String(200)),  # the encoder that made the latent (also in the message)
+    Column("held", String(32)),  # why the clip is held back (encoder_mismatch), NULL: sendable
 )
 
 counters = Table(
@@ -147,9 +152,19 @@ class EdgeStore:
         # One writer at a time inside this process (SQLite allows one anyway); readers do not take it.
         self._write = threading.Lock()
         metadata.create_all(self.engine)
+        self._add_missing_columns()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an older agent up to date (columns added since: outbox.encoder_hash,
+        outbox.held; both NULL for the clips already there, which are then sent as before)."""
+        with self._write, self.engine.begin() as db:
+            have = {row[1] for row in db.exec_driver_sql("PRAGMA table_info(outbox)")}
+            for column in ("encoder_hash", "held"):
+                if column not in have:
+                    db.exec_driver_sql(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
 
     # ---- captures ------------------------------------------------------------------------------------------
     def record_capture(self, clip_id: str, camera_id: str, captured_at: datetime | float, encode_ms: float | None) -> None:
@@ -160,12 +175,15 @@ class EdgeStore:
                 state="pending",
             ).on_conflict_do_nothing())
 
-    def enqueue(self, items: Sequence[tuple[str, str, datetime | float, float | None, str]], max_pending: int | None = None) -> int:
+    def enqueue(self, items: Sequence[tuple[str, str, datetime | float, float | None, str]], max_pending: int | None = None,
+                *, encoder_hash: str | None = None, held: str | None = None) -> int:
         """Record captures and put their messages in the outbox, in one transaction, before any send.
 
-        ``items``: ``(clip_id, camera_id, captured_at, encode_ms, message_json)``. When the outbox would hold
-        more than ``max_pending`` clips, the oldest are dropped: counted (``dropped``), their capture rows
-        marked ``dropped``, and a warning logged. Returns how many were dropped."""
+        ``items``: ``(clip_id, camera_id, captured_at, encode_ms, message_json)``; ``encoder_hash``: the encoder
+        that made them (one per round); ``held``: put them in the outbox held back (the cloud is known to expect
+        another encoder). When the outbox would hold more than ``max_pending`` clips, the oldest are dropped
+        (held ones included): counted (``dropped``), their capture rows marked ``dropped``, and a warning logged.
+        Returns how many were dropped."""
         if not items:
             return 0
         with self._write, self.engine.begin() as db:
@@ -175,7 +193,8 @@ class EdgeStore:
                     state="pending",
                 ).on_conflict_do_nothing())
             db.execute(sqlite_insert(outbox).values([
-                {"clip_id": str(c), "camera_id": cam, "message": msg, "attempts": 0, "next_attempt_at": 0.0}
+                {"clip_id": str(c), "camera_id": cam, "message": msg, "attempts": 0, "next_attempt_at": 0.0,
+                 "encoder_hash": encoder_hash or None, "held": held}
                 for c, cam, _, _, msg in items
             ]).on_conflict_do_nothing())
             dropped: list[str] = []
@@ -251,14 +270,110 @@ class EdgeStore:
         logger.error("the cloud rejected %d clip(s); they will not be retried (first %s: %s)", n, first, reasons[first])
         return n
 
+    # ---- held clips (the cloud expects another encoder) -------------------------------------------------------
+    def hold(self, reasons: dict[str, str], why: str = "encoder_mismatch") -> int:
+        """The cloud refused these clips because of their encoder (not their content): keep them in the outbox,
+        held back, with the reason as their last error; every other outbox clip of the same encoder is held too,
+        so none of them is sent until :meth:`release`. Returns how many clips are held now."""
+        if not reasons:
+            return self.held_count()
+        ids = [str(c) for c in reasons]
+        with self._write, self.engine.begin() as db:
+            hashes = set()
+            for chunk in _chunks(ids, 500):
+                hashes.update(db.execute(select(outbox.c.encoder_hash).where(outbox.c.clip_id.in_(chunk))).scalars())
+                for clip_id in chunk:
+                    db.execute(update(outbox).where(outbox.c.clip_id == clip_id)
+                               .values(held=why, last_error=reasons[clip_id][:500]))
+            named = [h for h in hashes if h]
+            if named:
+                db.execute(update(outbox).where(outbox.c.encoder_hash.in_(named), outbox.c.held.is_(None))
+                           .values(held=why))
+            return int(db.execute(select(func.count()).select_from(outbox).where(outbox.c.held.is_not(None))).scalar_one())
+
+    def release(self, encoder_hash: str | None = None, *, limit: int | None = None) -> int:
+        """Make held clips sendable again (due now): those of ``encoder_hash`` (``None``: of any encoder), the
+        oldest ``limit`` only if given (a probe). Returns how many were released."""
+        query = select(outbox.c.clip_id).where(outbox.c.held.is_not(None)).order_by(outbox.c.seq)
+        if encoder_hash is not None:
+            query = query.where(outbox.c.encoder_hash == encoder_hash)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._write, self.engine.begin() as db:
+            ids = list(db.execute(query).scalars())
+            for chunk in _chunks(ids, 500):
+                db.execute(update(outbox).where(outbox.c.clip_id.in_(chunk)).values(held=None, next_attempt_at=0.0))
+        return len(ids)
+
+    def release_oldest(self, encoder_hash: str | None) -> tuple[str, str | None] | None:
+        """Release the oldest held clip (of ``encoder_hash``; ``None``: of any encoder) as a probe; returns
+        ``(clip_id, its encoder hash)``, or ``None`` when there is none."""
+        query = select(outbox.c.clip_id, outbox.c.encoder_hash).where(outbox.c.held.is_not(None))
+        if encoder_hash is not None:
+            query = query.where(outbox.c.encoder_hash == encoder_hash)
+        with self._write, self.engine.begin() as db:
+            row = db.execute(query.order_by(outbox.c.seq).limit(1)).first()
+            if row is None:
+                return None
+            db.execute(update(outbox).where(outbox.c.clip_id == row[0]).values(held=None, next_attempt_at=0.0))
+        return row[0], row[1]
+
+    def outbox_encoders(self, clip_ids: Sequence[str]) -> set[str | None]:
+        """The encoder hashes of these outbox clips (``None`` for clips queued without one)."""
+        out: set[str | None] = set()
+        with self.engine.connect() as db:
+            for chunk in _chunks([str(c) for c in clip_ids], 500):
+                out.update(db.execute(select(outbox.c.encoder_hash).where(outbox.c.clip_id.in_(chunk))).scalars())
+        return out
+
+    def capture_state(self, clip_id: str) -> str | None:
+        """``pending``, ``delivered``, ``dropped``, ``rejected`` or ``discarded``; ``None`` for an unknown clip."""
+        with self.engine.connect() as db:
+            return db.execute(select(captures.c.state).where(captures.c.clip_id == str(clip_id))).scalar()
+
+    def held_count(self) -> int:
+        with self.engine.connect() as db:
+            return int(db.execute(select(func.count()).select_from(outbox).where(outbox.c.held.is_not(None))).scalar_one())
+
+    def held_summary(self) -> list[dict[str, Any]]:
+        """Held clips per reason and encoder: ``[{"reason", "encoder_hash", "clips", "oldest", "last_error"}]``."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(outbox.c.held, outbox.c.encoder_hash, func.count(), func.min(outbox.c.seq))
+                .where(outbox.c.held.is_not(None)).group_by(outbox.c.held, outbox.c.encoder_hash)
+            ).all()
+            out = []
+            for reason, encoder_hash, n, first_seq in rows:
+                first = db.execute(select(outbox.c.clip_id, outbox.c.last_error).where(outbox.c.seq == first_seq)).first()
+                captured = db.execute(select(captures.c.captured_at).where(captures.c.clip_id == first[0])).scalar()
+                out.append({"reason": reason, "encoder_hash": encoder_hash, "clips": int(n),
+                            "oldest": _iso(captured), "last_error": first[1]})
+        return out
+
+    def discard_held(self, reason: str, encoder_hash: str | None = None) -> int:
+        """The operator gives up on held clips (``tinyact edge outbox drop --reason …``): out of the outbox,
+        capture state ``discarded``, counted (``discarded``) and logged. Returns how many."""
+        query = select(outbox.c.clip_id).where(outbox.c.held == reason)
+        if encoder_hash is not None:
+            query = query.where(outbox.c.encoder_hash == encoder_hash)
+        with self._write, self.engine.begin() as db:
+            ids = list(db.execute(query).scalars())
+            for chunk in _chunks(ids, 500):
+                db.execute(delete(outbox).where(outbox.c.clip_id.in_(chunk)))
+                db.execute(update(captures).where(captures.c.clip_id.in_(chunk)).values(state="discarded"))
+            self._bump(db, "discarded", len(ids))
+        if ids:
+            logger.warning("discarded %d held clip(s) (%s) from the outbox at the operator's request", len(ids), reason)
+        return len(ids)
+
     # ---- outbox --------------------------------------------------------------------------------------------
     def due(self, limit: int = 64, now: float | None = None) -> list[OutboxItem]:
-        """Oldest outbox clips whose next attempt time has come."""
+        """Oldest outbox clips whose next attempt time has come (held clips are not due)."""
         now = time.time() if now is None else now
         with self.engine.connect() as db:
             rows = db.execute(
                 select(outbox.c.clip_id, outbox.c.camera_id, outbox.c.message, outbox.c.attempts)
-                .where(outbox.c.next_attempt_at <= now).order_by(outbox.c.seq).limit(limit)
+                .where(outbox.c.next_attempt_at <= now, outbox.c.held.is_(None)).order_by(outbox.c.seq).limit(limit)
             ).all()
         return [OutboxItem(*row) for row in rows]
 
@@ -296,15 +411,16 @@ class EdgeStore:
         return delay
 
     def make_due(self) -> None:
-        """Make every outbox clip due now (an explicit flush)."""
+        """Make every outbox clip due now (an explicit flush); held clips stay held."""
         with self._write, self.engine.begin() as db:
             db.execute(update(outbox).values(next_attempt_at=0.0))
 
     def next_attempt_in(self, now: float | None = None) -> float | None:
-        """Seconds until the earliest outbox clip is due (0 if one is due now); ``None`` if the outbox is empty."""
+        """Seconds until the earliest outbox clip is due (0 if one is due now); ``None`` if no clip is waiting
+        (the outbox is empty, or holds only held clips)."""
         now = time.time() if now is None else now
         with self.engine.connect() as db:
-            earliest = db.execute(select(func.min(outbox.c.next_attempt_at))).scalar()
+            earliest = db.execute(select(func.min(outbox.c.next_attempt_at)).where(outbox.c.held.is_(None))).scalar()
         return None if earliest is None else max(0.0, earliest - now)
 
     def known_clip_ids(self, clip_ids: Sequence[str]) -> set[str]:
@@ -383,34 +499,39 @@ class EdgeStore:
 
     def counts(self) -> dict[str, int]:
         """``captured`` (rows ever recorded, incl. pruned), ``delivered``, ``pending`` (in the outbox),
-        ``dropped`` (outbox bound), ``rejected`` (refused by the cloud), ``results`` (captures with a result)."""
+        ``held`` (of those, held back: the cloud expects another encoder), ``dropped`` (outbox bound),
+        ``rejected`` (refused by the cloud), ``discarded`` (held clips the operator dropped), ``results``
+        (captures with a result)."""
         with self.engine.connect() as db:
             states = dict(db.execute(select(captures.c.state, func.count()).group_by(captures.c.state)).all())
             results = db.execute(select(func.count()).select_from(captures).where(captures.c.label.is_not(None))).scalar_one()
             pending = db.execute(select(func.count()).select_from(outbox)).scalar_one()
+            held = db.execute(select(func.count()).select_from(outbox).where(outbox.c.held.is_not(None))).scalar_one()
             named = dict(db.execute(select(counters.c.name, counters.c.value)).all())
         pruned = int(named.get("pruned", 0))  # delivered rows deleted by prune
-        pruned_other = int(named.get("pruned_other", 0))  # dropped/rejected rows deleted (counted by their counters)
+        pruned_other = int(named.get("pruned_other", 0))  # dropped/rejected/discarded rows deleted (counted by their counters)
         return {
             "captured": int(sum(states.values())) + pruned + pruned_other,
             "delivered": int(states.get("delivered", 0)) + pruned,
             "pending": int(pending),
+            "held": int(held),
             "dropped": int(named.get("dropped", 0)),
             "rejected": int(named.get("rejected", 0)),
+            "discarded": int(named.get("discarded", 0)),
             "results": int(results),
             "send_failures": int(named.get("send_failures", 0)),
         }
 
     def prune(self, older_than: datetime | float) -> int:
-        """Delete delivered, dropped and rejected capture rows captured before ``older_than`` (retention);
+        """Delete delivered, dropped, rejected and discarded capture rows captured before ``older_than`` (retention);
         pending clips stay. Pruned rows are still counted by :meth:`counts` (as captured, and as delivered,
-        dropped or rejected, which have their own counters)."""
+        dropped, rejected or discarded, which have their own counters)."""
         cutoff = _epoch(older_than)
         with self._write, self.engine.begin() as db:
             old = captures.c.captured_at < cutoff
             n = db.execute(delete(captures).where(old, captures.c.state == "delivered")).rowcount
             self._bump(db, "pruned", n)
-            other = db.execute(delete(captures).where(old, captures.c.state.in_(("dropped", "rejected")))).rowcount
+            other = db.execute(delete(captures).where(old, captures.c.state.in_(("dropped", "rejected", "discarded")))).rowcount
             self._bump(db, "pruned_other", other)
         return n + other
 

@@ -15,6 +15,10 @@ the broker has it, so the clip stays in the outbox until its result arrives on
 published again (the cloud's idempotency by ``clip_id`` makes that safe). A refusal on
 ``tinyact/<device>/<camera>/error`` marks the clip rejected. Only results and refusals for clips pending in the
 outbox, on this device's own topics, with matching camera, are applied (see :class:`MqttTransport`).
+
+Encoder mismatch (HTTP 409 / MQTT error ``encoder_mismatch``): the cloud's classifier was fitted on another
+encoder's latents. That is not the clip's fault, so it is never a rejection: the outcome lists the clips in
+``held`` and the agent keeps them in the outbox, held back, until a matching classifier is active.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import httpx
 from pydantic import ValidationError
 
 from tinyact.wire import (
+    ENCODER_MISMATCH,
     ClipResult,
     ModelInfo,
     ResultsPage,
@@ -56,12 +61,14 @@ TRANSIENT_MQTT_ERRORS = RETRYABLE_422 | {"rate_limited", "database_unavailable",
 class SendOutcome:
     """What became of one send: ``delivered`` clip ids (acknowledged), ``results`` (verdicts received),
     ``retry`` ids (try again later; ``retry_after_s`` if the cloud said when), ``rejected`` ids with the reason
-    (the cloud refused the clip itself: it will never be accepted), ``error`` (why a retry is needed)."""
+    (the cloud refused the clip itself: it will never be accepted), ``held`` ids with the reason (the cloud's
+    classifier expects another encoder: keep them until it matches), ``error`` (why a retry is needed)."""
 
     delivered: list[str] = field(default_factory=list)
     results: list[ClipResult] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
     retry_after_s: float | None = None
     error: str | None = None
     bytes_sent: int = 0
@@ -69,6 +76,10 @@ class SendOutcome:
 
 def _clip_id(message: str) -> str:
     return str(json.loads(message)["clip_id"])
+
+
+def _encoder_of(message: str) -> str | None:
+    return json.loads(message).get("encoder_hash")
 
 
 class HttpTransport:
@@ -131,6 +142,14 @@ class HttpTransport:
         detail = f"{response.status_code} {code}: {_detail(response)}"
         if response.status_code == 413 and len(messages) > 1:
             return self._split(messages, outcome)
+        if response.status_code == 409 and code == ENCODER_MISMATCH:
+            groups: dict[str | None, list[str]] = {}
+            for message in messages:
+                groups.setdefault(_encoder_of(message), []).append(message)
+            if len(groups) > 1:  # clips of several encoders (the edge switched): the cloud may take some of them
+                return self._merge([self.send(group) for group in groups.values()], outcome)
+            outcome.held = dict.fromkeys(ids, detail)
+            return outcome
         if response.status_code == 422 and code not in RETRYABLE_422:
             if len(messages) > 1:
                 return self._split(messages, outcome)
@@ -146,12 +165,16 @@ class HttpTransport:
 
     def _split(self, messages: Sequence[str], outcome: SendOutcome) -> SendOutcome:
         half = len(messages) // 2
-        for part in (messages[:half], messages[half:]):
-            sub = self.send(part)
+        return self._merge([self.send(part) for part in (messages[:half], messages[half:])], outcome)
+
+    @staticmethod
+    def _merge(parts: list[SendOutcome], outcome: SendOutcome) -> SendOutcome:
+        for sub in parts:
             outcome.delivered += sub.delivered
             outcome.results += sub.results
             outcome.retry += sub.retry
             outcome.rejected.update(sub.rejected)
+            outcome.held.update(sub.held)
             outcome.bytes_sent += sub.bytes_sent
             outcome.error = outcome.error or sub.error
             outcome.retry_after_s = outcome.retry_after_s or sub.retry_after_s
@@ -183,7 +206,7 @@ def _error_code(response: httpx.Response) -> str:
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", ""))[:300]
+        return str(response.json().get("detail", ""))[:1000]
     except (ValueError, AttributeError):
         return response.text[:300]
 
@@ -198,7 +221,9 @@ class MqttTransport:
     is ignored, counted in ``ignored`` and logged (at most once a minute per kind): a result for a clip never
     sent cannot mark a real clip delivered nor add a row. That no other account can write these topics is
     the broker's ACL (``tinyact cloud broker-config``). A refusal with a permanent code marks the clip
-    rejected with the reason; a transient one (rate limit, no model yet, …) leaves it to be republished.
+    rejected with the reason; a transient one (rate limit, no model yet, …) leaves it to be republished; an
+    ``encoder_mismatch`` goes to ``on_held`` (the agent holds the clip until the cloud's classifier matches;
+    without ``on_held`` it is treated as transient).
     """
 
     kind = "mqtt"
@@ -206,6 +231,7 @@ class MqttTransport:
     def __init__(self, url: str, device_id: str, on_results: Callable[[list[ClipResult]], None], *,
                  pending_camera: Callable[[str], str | None],
                  on_rejected: Callable[[dict[str, str]], object] | None = None,
+                 on_held: Callable[[dict[str, str]], object] | None = None,
                  username: str | None = None, password: str | None = None,
                  publish_timeout_s: float = 10.0) -> None:
 
@@ -217,6 +243,7 @@ class MqttTransport:
         self.device_id = device_id
         self.on_results = on_results
         self.on_rejected = on_rejected
+        self.on_held = on_held
         self.pending_camera = pending_camera
         self.publish_timeout_s = publish_timeout_s
         self.ignored: dict[str, int] = {}
@@ -260,8 +287,8 @@ class MqttTransport:
             logger.exception("could not handle the MQTT message on %s", message.topic)
 
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> str:
-        """Apply one message from the broker; returns what was done: ``result``, ``rejected``, ``transient``,
-        ``empty`` (a cleared retained message) or ``ignored:<why>``."""
+        """Apply one message from the broker; returns what was done: ``result``, ``rejected``, ``held``,
+        ``transient``, ``empty`` (a cleared retained message) or ``ignored:<why>``."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != "tinyact" or parts[1] != self.device_id or parts[3] not in ("result", "error"):
             return self._ignore("foreign_topic", "message on %s, which is not this device's result or error topic", topic)
@@ -287,7 +314,10 @@ class MqttTransport:
         why = self._untrusted(clip_id, camera, camera, None, retained)
         if why:
             return why
-        if code in TRANSIENT_MQTT_ERRORS:
+        if code == ENCODER_MISMATCH and self.on_held is not None:
+            self.on_held({clip_id: f"{code}: {detail}"[:500]})
+            return "held"
+        if code in TRANSIENT_MQTT_ERRORS or code == ENCODER_MISMATCH:
             self._log.log(logging.INFO, f"transient:{code}", "the cloud deferred clip %s (%s: %s); it will be "
                           "published again", clip_id, code, detail)
             return "transient"

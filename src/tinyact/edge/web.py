@@ -13,7 +13,8 @@ Routes::
 
     GET  /                          the page (public; its data needs the token)
     POST /api/login {"token": …}    sets the cookie          POST /api/logout   clears it
-    GET  /api/status                agent status + camera views + outbox counters (see :func:`camera_rows`)
+    GET  /api/status                agent status + camera views + outbox counters (see :func:`camera_rows`) +
+                                    ``encoder_mismatch`` (clips held because the cloud expects another encoder)
     GET  /api/history?limit=&camera=  newest captures with their results, from the local database
     GET  /snapshots/{camera}.jpg    latest snapshot (periodically refreshed by the page)
     GET  /stream/{camera}.mjpg      the same as an MJPEG stream (multipart/x-mixed-replace)
@@ -132,7 +133,7 @@ def _scalars(status: dict) -> dict[str, Any]:
     and counters have their own sections."""
     out: dict[str, Any] = {}
     for key, value in status.items():
-        if key in ("cameras", "counts"):
+        if key in ("cameras", "counts", "encoder_mismatch"):  # their own sections
             continue
         if value is None or isinstance(value, (str, int, float, bool, datetime)):
             out[key] = _iso(value)
@@ -318,6 +319,7 @@ def create_edge_app(
             "agent": _scalars(status),
             "counts": store.counts(),
             "cameras": camera_rows(status, store.latest_per_camera(), snapshot_dir),
+            "encoder_mismatch": status.get("encoder_mismatch"),
         }
         return JSONResponse(jsonable_encoder(body))
 

@@ -105,7 +105,7 @@ function renderCameraTable(cameras) {
 }
 
 // ---- counters -----------------------------------------------------------------------------------------
-const COUNTER_ORDER = ["captured", "delivered", "pending", "dropped", "results"];
+const COUNTER_ORDER = ["captured", "delivered", "pending", "held", "dropped", "results"];
 
 function renderCounters(counts, agent) {
   const body = $("#counters tbody");
@@ -123,8 +123,22 @@ function renderCounters(counts, agent) {
     if (value !== null && value !== "" && !(key in counts)) add(key, value);
   }
   const pending = counts.pending ?? 0;
-  $("#outbox").textContent = `outbox: ${pending} pending · ${counts.delivered ?? 0} delivered · ${counts.dropped ?? 0} dropped`;
+  const held = counts.held ? ` (${counts.held} held)` : "";
+  $("#outbox").textContent = `outbox: ${pending} pending${held} · ${counts.delivered ?? 0} delivered · ${counts.dropped ?? 0} dropped`;
   $("#device").textContent = agent.device_id || agent.device || "";
+}
+
+// ---- encoder mismatch ---------------------------------------------------------------------------------
+function renderMismatch(mismatch) {
+  const box = $("#mismatch");
+  box.hidden = !mismatch;
+  if (!mismatch) return;
+  const cloud = mismatch.cloud_encoder_hash ? `the cloud's classifier ${mismatch.cloud_model_version || ""} expects encoder ${mismatch.cloud_encoder_hash}` : "the cloud's classifier expects another encoder";
+  const edge = mismatch.edge_encoder_hash ? `this device runs encoder ${mismatch.edge_encoder_hash}` : "";
+  const next = mismatch.next_check_in_s != null ? `; next check of the cloud's model in ${Math.round(mismatch.next_check_in_s)} s` : "";
+  $("#mismatch-what").textContent = `${mismatch.held} clip(s) held since ${clock(mismatch.since)}: ${[cloud, edge].filter(Boolean).join(", ")}${next}.`;
+  $("#mismatch-detail").textContent = mismatch.detail || "";
+  $("#mismatch-fix").textContent = mismatch.fix || "";
 }
 
 // ---- history ------------------------------------------------------------------------------------------
@@ -158,6 +172,7 @@ async function refresh() {
     for (const cam of cameras) renderCamera(cam);
     renderCameraTable(cameras);
     renderCounters(status.counts || {}, status.agent || {});
+    renderMismatch(status.encoder_mismatch);
     renderHistory(history.items);
     const el_ = $("#status");
     el_.className = "status live";
