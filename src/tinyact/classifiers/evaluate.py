@@ -1,7 +1,7 @@
 """Test-set metrics of a classifier: top-1, top-5, macro precision/recall/F1, per-class report, confusion PNG.
 
 ``evaluate(estimator, x, y, label_names, out_dir)`` works with any fitted estimator whose ``predict`` returns
-label indices into ``label_names`` (a Pipeline, an XGBClassifier, a :class:`SavedClassifier` …). Top-5 needs
+label indices into ``label_names``; the predicted label is the top class score, the rule the cloud serves with (a Pipeline, an XGBClassifier, a :class:`SavedClassifier` …). Top-5 needs
 class scores: ``predict_proba`` where the estimator has it, else ``decision_function`` (an SVM without
 probability estimates; ranking by decision values is what top-k needs). With ``out_dir`` it also writes
 ``report.json`` (everything), ``report.txt`` (scikit-learn's per-class table) and ``confusion.png``.
@@ -40,6 +40,13 @@ def class_scores(estimator: Any, x: np.ndarray, n_classes: int) -> np.ndarray | 
     return full
 
 
+def predict_labels(estimator: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """Label indices as the cloud serves them: the highest class score (an SVM's own ``predict`` votes one
+    versus one and can disagree with its decision values on a tie); estimators without scores use ``predict``."""
+    scores = class_scores(estimator, x, n_classes)
+    return scores.argmax(axis=1) if scores is not None else np.asarray(estimator.predict(x), dtype=np.int64)
+
+
 def top_k_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     """Fraction of rows whose true label is among the ``k`` highest scores."""
     k = min(k, scores.shape[1])
@@ -55,13 +62,13 @@ def evaluate(
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     n_classes = len(label_names)
-    pred = np.asarray(estimator.predict(x), dtype=np.int64)
+    scores = class_scores(estimator, x, n_classes)
+    pred = scores.argmax(axis=1) if scores is not None else predict_labels(estimator, x, n_classes)
     present = np.unique(y)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y, pred, labels=present, average="macro", zero_division=0
     )
     metrics: dict[str, Any] = {"top1": float((pred == y).mean()) if len(y) else 0.0}
-    scores = class_scores(estimator, x, n_classes)
     if scores is not None:
         metrics["top5"] = top_k_accuracy(scores, y, 5)
     metrics.update({"precision": float(precision), "recall": float(recall), "f1": float(f1), "n": int(len(y))})

@@ -26,7 +26,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 
 from tinyact.classifiers.estimators import GRIDS, make_estimator, normalise_grid
-from tinyact.classifiers.evaluate import evaluate
+from tinyact.classifiers.evaluate import evaluate, predict_labels
 from tinyact.classifiers.saved import SavedClassifier, save_classifier, to_jsonable
 from tinyact.errors import DatasetError
 from tinyact.latents import LatentsFile
@@ -139,7 +139,8 @@ def fit_classifier(
     for candidate in shortlist:
         estimator = clone(base).set_params(**candidate["params"]).fit(x, y)
         if len(val):
-            candidate["val_top1"] = float((estimator.predict(val.latents) == val.y).mean())
+            predicted = predict_labels(estimator, val.latents, len(latents.label_names))
+            candidate["val_top1"] = float((predicted == val.y).mean())
         score = candidate.get("val_top1")
         if best_estimator is None or (score is not None and score > best_val):
             best_estimator, best_val, best_params = estimator, score, candidate["params"]

@@ -51,7 +51,6 @@ class EdgeEncoder:
 def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
     """Load the encoder the config names; a missing or unusable file raises a :class:`ConfigError`."""
     from tinyact.models.checkpoint import load_model
-
     from tinyact.paths import data_home
     from tinyact.zoo import materialize
 
