@@ -91,7 +91,7 @@ logger = logging.getLogger(__name__)
 
 Objective = Literal["ssl", "rho-byol", "rho-simclr", "speed"]
 #: What ``--objective ssl`` means: the objective that measured best (docs/MODELS.md, "Self-supervised objectives").
-RECOMMENDED = "rho-byol"
+RECOMMENDED = "rho-simclr"
 OBJECTIVES = ("rho-byol", "rho-simclr", "speed")
 
 #: Fields that change the model, the data or the views; a resumed run must keep them.
