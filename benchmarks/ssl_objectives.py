@@ -38,7 +38,7 @@ from tinyact.training.pretrain import encode_clips
 from tinyact.training.runtime import seed_everything
 from tinyact.training.ssl import (
     SSLTrainConfig,
-    _build_model,
+    build_model,
     linear_probe,
     load_probe_set,
     read_metrics,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         if probe_test is None:
             probe_test = load_probe_set(manifest, ClipCache(cfg.cache_dir), args.frames, "train", "test")
             seed_everything(args.seed)
-            random_test = _test_probe(_build_model(cfg), probe_test)  # the start every objective shares
+            random_test = _test_probe(build_model(cfg), probe_test)  # the start every objective shares
         rows = read_metrics(result.metrics_csv)
         epoch_s = [float(r["epoch_s"]) for r in rows[1:]]
         clips_per_s = [float(r["clips_per_s"]) for r in rows[1:]]

@@ -84,6 +84,21 @@ def test_window_cache_reads_whole_videos_and_probe_clip_matches_extract(data, ti
     assert torch.equal(probe_clip(windows, 4), expected)
 
 
+def test_window_cache_resumes_with_the_videos_not_done_yet(data, tmp_path, caplog):
+    manifest = Manifest.read(data[0])
+    sampling = SSLTrainConfig(manifest=data[0], out=tmp_path, size=16, frames=4).sampling()
+    first = Manifest(manifest.entries[:5], manifest.root)
+    build_window_cache(first, tmp_path / "w", sampling, workers=1)
+    (tmp_path / "w" / "shard-stale000000.npy.tmp").write_bytes(b"half a shard")  # left by a killed build
+    with caplog.at_level("INFO", logger="tinyact.training.ssl"):
+        build_window_cache(manifest, tmp_path / "w", sampling, workers=1)
+    assert f"{len(manifest) - 5} video(s)" in caplog.text and "(5 already done)" in caplog.text
+    assert len(ClipCache(tmp_path / "w")) == len(manifest)
+    assert not list((tmp_path / "w").glob("*.tmp"))
+    with pytest.raises(Exception, match="different cache"):
+        build_window_cache(manifest, tmp_path / "w", ClipSampling(num_frames=6, size=16), workers=1)
+
+
 def test_two_views_of_one_video_differ_and_cover_different_times(make_video):
     # Grey level = frame index, so each view's frames say where in the video it was cut.
     path = make_video("ramp.mp4", n_frames=36, height=32, width=32)
@@ -343,3 +358,15 @@ def test_a_self_supervised_objective_in_train_ae_runs_train_ssl(data, tmp_path, 
     result = CliRunner().invoke(app, ["train", "ssl", "--objective", "nonsense", "--manifest", str(manifest_csv),
                                       "--out", str(tmp_path / "r2")])
     assert result.exit_code != 0
+
+
+def test_train_adapt_command_reports_the_decision(data, tmp_path, monkeypatch):
+    manifest_csv, cache = data
+    start = _start_file(tmp_path)
+    monkeypatch.setattr(ssl, "probe_model", _fake_probe([0.5, 0.25]))
+    result = CliRunner().invoke(app, ["train", "adapt", "--encoder", str(start), "--manifest", str(manifest_csv),
+                                      "--out", str(tmp_path / "adapt"), "--epochs", "1", "--batch-size", "4",
+                                      "--device", "cpu", "--cache-dir", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert "50.0 % before, 25.0 % after" in result.output and "original" in result.output
+    assert json.loads((tmp_path / "adapt" / "adapt.json").read_text())["kept"] == "original"

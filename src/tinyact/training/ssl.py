@@ -601,7 +601,8 @@ def load_start_encoder(spec: str) -> nn.Module:
     return model
 
 
-def _build_model(cfg: SSLTrainConfig) -> nn.Module:
+def build_model(cfg: SSLTrainConfig) -> nn.Module:
+    """The encoder ``cfg`` trains: ``cfg.init`` loaded, or the preset with random weights (seeded by the caller)."""
     from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
 
     if cfg.init:
@@ -682,7 +683,7 @@ def train_ssl(
         probe = None
 
     seed_everything(cfg.seed)
-    model = _build_model(cfg).to(device)
+    model = build_model(cfg).to(device)
     latent_dim = model.config.latent_dim  # type: ignore[attr-defined]
     heads = SSLHeads(objective, latent_dim, cfg).to(device)
     encoder_params = [p for m in model.encoder_modules() for p in m.parameters()]  # type: ignore[attr-defined]
@@ -920,6 +921,6 @@ def read_metrics(path: str | Path) -> list[dict[str, str]]:
 
 
 __all__ = ["OBJECTIVES", "RECOMMENDED", "AdaptResult", "SSLTrainConfig", "SSLTrainResult", "adapt_encoder",
-           "augment_clips", "build_window_cache", "byol_loss", "cut_view", "info_nce_loss", "objective_loss",
+           "augment_clips", "build_model", "build_window_cache", "byol_loss", "cut_view", "info_nce_loss", "objective_loss",
            "read_windows",
            "resolve_objective", "sample_views", "train_ssl"]
