@@ -174,3 +174,41 @@ def test_synth_cli_pretrain_profile(tmp_path):
     assert (tmp_path / "c" / "clips.csv").is_file() and (tmp_path / "c" / "preview.png").stat().st_size > 0
     bad = CliRunner().invoke(app, ["data", "synth", "--profile", "nope", "--out", str(tmp_path / "d")])
     assert bad.exit_code != 0 and "pretrain" in bad.output
+
+
+def test_motion_variants_draw_the_other_way_of_doing_an_action(tmp_path):
+    kick = MOTION_NAMES.index("kick")
+    plain = tiny_corpus(tmp_path, motion_variants=0.0)
+    both = tiny_corpus(tmp_path, motion_variants=1.0)
+    a, _ = render_corpus_clip(plain, kick)
+    b, _ = render_corpus_clip(both, kick)
+    assert not np.array_equal(a, b)  # a sideways kick instead of a forward one
+    walk = MOTION_NAMES.index("walk")  # no variant: the same clip either way
+    assert np.array_equal(render_corpus_clip(plain, walk)[0], render_corpus_clip(both, walk)[0])
+    variant = MOTIONS[kick].as_variant()
+    assert variant.plane == "frontal" and variant.variant is None
+
+
+def test_a_later_stage_starts_from_the_earlier_model_and_keeps_it_unless_the_probe_improves(tmp_path):
+    from tinyact.models.checkpoint import load_model, state_dict_hash
+    from tinyact.zoo.build import read_recipe, recipe_stages
+
+    corpus = tiny_corpus(tmp_path / "corpus", clips=125)
+    build_corpus(corpus)
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    base = dict(corpus=tmp_path / "corpus", batch_size=8, max_batches=2, model_overrides=TINY, threads=1,
+                probes=[ProbeSpec(name="boxes", data=folder, split_file=split, folds=2)])
+    first = pretrain(PretrainConfig(out=tmp_path / "s1", epochs=1, **base))
+    second = pretrain(PretrainConfig(out=tmp_path / "s2", epochs=1, init=first.model, lr=1e-9, lr_min=0, **base))
+    start, _ = load_model(first.model)
+    chosen, info = load_model(second.model)
+    metrics = (tmp_path / "s2" / "metrics.csv").read_text().splitlines()
+    start_score = info["extra"]["selection"]["score"] if info["extra"]["epoch"] == -1 else None
+    if start_score is not None:  # nothing beat the start: the start itself is kept, bit for bit
+        assert state_dict_hash(chosen.state_dict()) == state_dict_hash(start.state_dict())
+    else:  # an epoch was kept only because it probed strictly better than the start
+        epoch_score = float(metrics[1].split(",")[metrics[0].split(",").index("score")])
+        assert info["extra"]["epoch"] == 0 and info["extra"]["selection"]["score"] == epoch_score
+    stages = recipe_stages(read_recipe("everyday-64"))
+    assert len(stages) >= 1 and all({"corpus", "pretrain"} <= set(s) for s in stages)
+    assert all(s["pretrain"].get("init") == "previous" for s in stages[1:])

@@ -116,3 +116,30 @@ def test_a_class_without_a_usable_training_clip_is_one_red_line(tiny_synth, tmp_
     assert "without a usable training clip" in result.output and classes[0] in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "ae").exists()
+
+
+@pytest.mark.slow
+def test_table1_with_the_pretrained_encoder_and_adaptation(tiny_synth, tmp_path):
+    """The default path: the zoo encoder (frozen), its random twin and motion history as baselines; --adapt
+    trains without labels and keeps whichever encoder probes better on val."""
+    import tinyact.zoo as zoo
+
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    grids = tmp_path / "t1.yaml"
+    grids.write_text("grids:\n  svm: {C: [1]}\nworkers: 1\nextract_batch: 8\nadapt_epochs: 1\n")
+    out = tmp_path / "run"
+    args = ["experiment", "table1", "--data", str(data), "--layout", "folder", "--folds", "2", "--device", "cpu",
+            "--classifiers", "svm", "--adapt", "speed", "--config", str(grids), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    _, entry = zoo.load_encoder()
+    assert metrics["encoder"]["spec"] == f"zoo:{zoo.DEFAULT_ENCODER}" and metrics["encoder"]["size"] == entry.size
+    assert metrics["encoder"]["adapt"] == "speed"
+    report = json.loads((out / "adapt" / "adapt.json").read_text())
+    assert report["kept"] in ("adapted", "original")
+    expected = entry.encoder_hash if report["kept"] == "original" else None
+    if expected:
+        assert metrics["encoder"]["hash"] == expected
+    assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
+    assert "Pretrained encoder `zoo:everyday-64`" in (out / "table1.md").read_text()

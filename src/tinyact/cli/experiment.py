@@ -24,6 +24,9 @@ def table1(
     split_file: Path = typer.Option(None, help="folder layout: CSV path,split; without it a seeded stratified split."),
     encoder: str = typer.Option(None, help="zoo:NAME (a pretrained encoder, see `tinyact zoo list`), a model file, "
                                 "or scratch (train the paper's autoencoder on this data) [default: zoo:everyday-64]."),
+    adapt: str = typer.Option(None, help="Adapt the pretrained encoder on this data's clips without labels first "
+                              "(none, ssl, rho-simclr, rho-byol, speed); kept only if the val probe improves "
+                              "[default: none, as measured on Weizmann: docs/MODELS.md]."),
     preset: str = typer.Option(None, help="scratch: autoencoder preset (fast, fast-motion, paper) [default: fast]."),
     size: int = typer.Option(None, help="Crop size in pixels [default: the encoder's; scratch: 112]."),
     frames: int = typer.Option(None, help="Frames per clip [default: the encoder's; scratch: 16]."),
@@ -41,7 +44,7 @@ def table1(
     from tinyact.experiments.table1 import Table1Config, run_table1
 
     cfg = Table1Config.from_yaml(
-        config, data=data, out=out, layout=layout, split_file=split_file, encoder=encoder, preset=preset, size=size, frames=frames,
+        config, data=data, out=out, layout=layout, split_file=split_file, encoder=encoder, adapt=adapt, preset=preset, size=size, frames=frames,
         epochs=epochs, batch_size=batch_size, folds=folds, classifiers=_split_list(classifiers), seed=seed,
         device=device,
     )

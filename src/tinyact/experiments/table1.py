@@ -61,6 +61,10 @@ class Table1Config(TinyActConfig):
     split_fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), title="train/val/test for the stratified split")
     encoder: str = Field("zoo:everyday-64", title="Encoder: zoo:NAME (pretrained), a model file, or scratch",
                          description="scratch trains the paper's autoencoder on this dataset (the original Table 1)")
+    adapt: str = Field("none", title="Adapt the encoder on this data's clips without labels first: none or an SSL "
+                       "objective (ssl, rho-simclr, rho-byol, speed)",
+                       description="kept only when it raises the linear probe on val (RUN/adapt/adapt.json)")
+    adapt_epochs: int = Field(5, ge=1, title="Adaptation epochs")
     kind: Literal["ae3d", "ae2d"] = Field("ae3d", title="Autoencoder kind (scratch)")
     preset: str = Field("fast", title="Autoencoder preset (scratch)")
     size: int | None = Field(None, ge=16, le=512, title="Crop size (px) [default: the encoder's; scratch: 112]")
@@ -247,6 +251,17 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         stage("train_autoencoder", t)
     else:
         checkpoint, encoder_hash = choice.model, str(choice.encoder_hash)
+        if cfg.adapt != "none":
+            from tinyact.models.checkpoint import load_model
+            from tinyact.training.ssl import adapt_encoder
+
+            t = time.perf_counter()
+            adapted = adapt_encoder(choice.model, out / "manifest.csv", out / "adapt", objective=cfg.adapt,
+                                    epochs=cfg.adapt_epochs, seed=cfg.seed, device=cfg.device)
+            logger.info("table1: adaptation %s (val probe %.3f before, %.3f after); using the %s encoder",
+                        cfg.adapt, adapted.before, adapted.after, adapted.kept)
+            checkpoint, encoder_hash = load_model(adapted.model)[0], adapted.encoder_hash
+            stage("adapt", t)
 
     latents: dict[str, LatentsFile] = {}
     t = time.perf_counter()
@@ -299,7 +314,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         "n_test": counts["test"],
         "classes": list(trained.label_names),
         "best": {"classifier": best_kind, "top1": classifiers[best_kind]["top1"]},
-        "encoder": {"spec": cfg.encoder, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
+        "encoder": {"spec": cfg.encoder, "adapt": cfg.adapt, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
                     "hash": encoder_hash, "kind": cfg.kind if choice.is_scratch else "ae3d", "preset": preset,
                     "size": size, "frames": frames, "epochs": cfg.epochs if choice.is_scratch else None},
         "skipped_clips": len(trained.meta.get("skipped", {})),

@@ -72,6 +72,7 @@ class PretrainConfig(TinyActConfig):
     objective: Literal["supervised"] = Field("supervised", title="Training objective")
     preset: str = Field("fast-motion", title="VideoAutoEncoder3D preset")
     model_overrides: dict[str, Any] = Field(default_factory=dict, title="AutoEncoder3DConfig overrides")
+    init: Path | None = Field(None, title="Start from this model file's encoder weights (a previous stage)")
     epochs: int = Field(12, ge=1, title="Epochs")
     batch_size: int = Field(32, ge=2, title="Batch size")
     lr: float = Field(2e-3, gt=0, title="Peak learning rate (AdamW, cosine)")
@@ -228,6 +229,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     train_set, val_set = CorpusDataset(cfg.corpus, "train"), CorpusDataset(cfg.corpus, "val")
     frames, size = train_set.cfg.frames, train_set.cfg.size
     model = build_encoder(cfg, frames, size).to(device)
+    if cfg.init is not None:  # a later stage: continue from the earlier stage's chosen encoder
+        from tinyact.models.checkpoint import load_model
+
+        start, _ = load_model(cfg.init)
+        model.load_state_dict(start.state_dict())
     head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
     params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -245,6 +251,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
         logger.info("pretrain: resuming after epoch %d (best so far: epoch %d)", state["epoch"], best["epoch"])
     elif (out / "last.pt").is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
+    if cfg.init is not None and start_epoch == 0 and probes and cfg.select_on == "probe":
+        # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
+        scores = {f"probe_{p.spec.name}": probe_accuracy(encode_clips(model, p.clips, device), p.labels, p.spec.folds,
+                                                         cfg.seed) for p in probes}
+        best = {"score": float(np.mean(list(scores.values()))), "epoch": -1, **scores}
+        save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": -1,
+                                                  "label_names": train_set.label_names, "selection": best})
+        logger.info("pretrain: the starting model probes %s", scores)
     val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
     steps_per_epoch = len(train_set) // cfg.batch_size
     if cfg.max_batches:

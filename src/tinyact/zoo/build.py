@@ -1,7 +1,7 @@
 """Re-creating a zoo entry from its recipe: render the corpus, pretrain, package the chosen epoch.
 
-``tinyact zoo build NAME`` reads ``tinyact/zoo/recipes/NAME.yaml`` (a corpus config and a pretraining
-config), and runs them in ``--work DIR`` (default ``$TINYACT_HOME/zoo-build/NAME``). Both stages resume:
+``tinyact zoo build NAME`` reads ``tinyact/zoo/recipes/NAME.yaml`` (stages of a corpus config and a
+pretraining config; a later stage continues from the model the one before chose), and runs them in ``--work DIR`` (default ``$TINYACT_HOME/zoo-build/NAME``). Both stages resume:
 corpus shards already rendered are kept and training continues from ``last.pt``, so a build can be spread
 over several sessions of the 2-core CPU, or run on a GPU (``--device cuda``). ``--install`` writes the
 result into the package's ``entries/`` folder (what ``zoo:NAME`` loads); without it the entry is written to
@@ -85,30 +85,46 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
     return out_dir
 
 
+def recipe_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recipe's stages in order: ``stages: [{corpus, pretrain}, …]``, or one stage from top-level
+    ``corpus``/``pretrain``. A later stage starts from the model the stage before it chose."""
+    if "stages" in recipe:
+        return list(recipe["stages"])
+    return [{"corpus": recipe["corpus"], "pretrain": recipe["pretrain"]}]
+
+
 def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = False,
                 epochs: int | None = None) -> Path:
-    """Render, pretrain (both resumable) and package zoo entry ``name``; returns the entry folder."""
+    """Render, pretrain (every stage resumable) and package zoo entry ``name``; returns the entry folder."""
     from tinyact.data.synth.corpus import CorpusConfig, build_corpus
     from tinyact.training.pretrain import PretrainConfig, pretrain
 
     recipe = read_recipe(name)
     started = time.perf_counter()
-    corpus_cfg = CorpusConfig.from_dict({**recipe["corpus"], "out": work / "corpus"}, source=f"recipe {name}: corpus")
-    build_corpus(corpus_cfg)
-    train = dict(recipe["pretrain"])
-    probes = [p for p in train.pop("probes", []) if Path(p["data"]).is_dir()]
-    if len(probes) < len(recipe["pretrain"].get("probes", [])):
-        logger.warning("zoo build: some recipe probes are not on this machine; selection uses the rest "
-                       "(or the corpus's validation split), so the result may differ from the shipped entry")
-    train_cfg = PretrainConfig.from_dict(
-        {**train, "probes": probes, "corpus": work / "corpus", "out": work / "train", "device": device,
-         **({"epochs": epochs} if epochs else {})},
-        source=f"recipe {name}: pretrain",
-    )
-    resume = (work / "train" / "last.pt").is_file()
-    result = pretrain(train_cfg, resume=resume)
+    previous: Path | None = None
+    result = None
+    stages = recipe_stages(recipe)
+    for number, stage in enumerate(stages, start=1):
+        corpus_dir, train_dir = work / f"corpus-{number}", work / f"stage-{number}"
+        build_corpus(CorpusConfig.from_dict({**stage["corpus"], "out": corpus_dir}, source=f"recipe {name}: corpus {number}"))
+        train = dict(stage["pretrain"])
+        wanted = train.pop("probes", [])
+        probes = [p for p in wanted if Path(p["data"]).is_dir()]
+        if len(probes) < len(wanted):
+            logger.warning("zoo build: some recipe probes are not on this machine; selection uses the rest "
+                           "(or the corpus's validation split), so the result may differ from the shipped entry")
+        if train.pop("init", None) == "previous":
+            train["init"] = previous
+        train_cfg = PretrainConfig.from_dict(
+            {**train, "probes": probes, "corpus": corpus_dir, "out": train_dir, "device": device,
+             **({"epochs": epochs} if epochs else {})},
+            source=f"recipe {name}: pretrain {number}",
+        )
+        result = pretrain(train_cfg, resume=(train_dir / "last.pt").is_file())
+        previous = result.model
+    assert result is not None, "a recipe has at least one stage"
     target = ENTRIES_DIR / name if install else work / "entry"
-    trained_on = {**machine_description(str(train_cfg.device)), "seconds_this_session": round(time.perf_counter() - started),
+    trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
     return package_entry(name, result.model, target, recipe, {"selection": result.metrics}, trained_on,
                          recipe.get("description", ""))

@@ -73,6 +73,8 @@ class CorpusConfig(TinyActConfig):
     max_canvas: int = Field(224, ge=32, title="Largest rendered frame height (px)")
     style_weights: dict[str, float] = Field({"rgb": 0.35, "grey": 0.15, "ir": 0.15, "mask": 0.35},
                                             title="How often each rendering style is drawn")
+    motion_variants: float = Field(0.5, ge=0, le=1, title="Share of clips of a class with two ways of doing it "
+                                   "(a kick to the side or forward) drawn the other way")
     shard_size: int = Field(500, ge=1, title="Clips per shard file")
     workers: int = Field(0, ge=0, title="Worker processes (0 = one per core)")
 
@@ -159,6 +161,8 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
     """Render clip ``index`` -> uint8 ``[T, 3, S, S]`` and what was drawn."""
     label, split, actor_id = clip_split(cfg, index)
     motion = MOTIONS[label]
+    if np.random.default_rng([cfg.seed, 4, index]).random() < cfg.motion_variants:  # own stream: 0 keeps old corpora
+        motion = motion.as_variant()
     rng = np.random.default_rng([cfg.seed, 2, index])
     weights = np.array([cfg.style_weights.get(s, 0.0) for s in STYLES], dtype=float)
     style_kind: RenderStyle = STYLES[int(rng.choice(len(STYLES), p=weights / weights.sum()))]

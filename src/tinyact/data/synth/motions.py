@@ -23,8 +23,13 @@ from typing import Literal
 from tinyact.data.synth.actions import (
     Style,
     arm_circles,
+    bending,
     clapping,
+    jumping_in_place,
     jumping_jacks,
+    kicking,
+    punching,
+    squatting,
     waving_one_hand,
     waving_two_hands,
 )
@@ -217,6 +222,14 @@ class Motion:
     plane: Plane
     travel: float = 0.0  # body heights per second along the facing direction (locomotion)
     frontal_travel: bool = False  # moves sideways while facing the camera (gallop sideways)
+    variant: MotionFn | None = None  # another way people do it, in the other plane (a kick to the side)
+
+    def as_variant(self) -> Motion:
+        """The same class done the other way (:attr:`variant`, in the other body plane)."""
+        if self.variant is None:
+            return self
+        plane: Plane = "frontal" if self.plane == "sagittal" else "sagittal"
+        return replace(self, fn=self.variant, plane=plane, variant=None)
 
 
 #: The classes of ``tinyact data synth --profile pretrain``, in label order.
@@ -227,10 +240,10 @@ MOTIONS: list[Motion] = [
     Motion("skip", skip, 1.2, "sagittal", travel=1.0),
     Motion("gallop sideways", gallop_sideways, 1.6, "frontal", travel=1.1, frontal_travel=True),
     Motion("jump forward", jump_forward, 1.2, "sagittal", travel=0.9),
-    Motion("jump in place", jump_in_place, 1.3, "sagittal"),
+    Motion("jump in place", jump_in_place, 1.3, "sagittal", variant=_frontal(jumping_in_place)),
     Motion("jumping jacks", _frontal(jumping_jacks), 1.1, "frontal"),
-    Motion("bend", bend, 0.45, "sagittal"),
-    Motion("squat", squat, 0.6, "sagittal"),
+    Motion("bend", bend, 0.45, "sagittal", variant=_frontal(bending)),
+    Motion("squat", squat, 0.6, "sagittal", variant=_frontal(squatting)),
     Motion("sit down", sit_down, 0.0, "sagittal"),
     Motion("stand up", stand_up, 0.0, "sagittal"),
     Motion("fall", fall, 0.0, "frontal"),
@@ -238,8 +251,8 @@ MOTIONS: list[Motion] = [
     Motion("wave one hand", _frontal(waving_one_hand), 1.6, "frontal"),
     Motion("wave two hands", _frontal(waving_two_hands), 1.6, "frontal"),
     Motion("clap", _frontal(clapping), 1.3, "frontal"),
-    Motion("punch", punch, 1.2, "sagittal"),
-    Motion("kick", kick, 0.8, "sagittal"),
+    Motion("punch", punch, 1.2, "sagittal", variant=_frontal(punching)),
+    Motion("kick", kick, 0.8, "sagittal", variant=_frontal(kicking)),
     Motion("arm circles", _frontal(arm_circles), 0.9, "frontal"),
     Motion("throw", throw, 0.6, "sagittal"),
     Motion("pick up", pick_up, 0.0, "sagittal"),
