@@ -82,7 +82,19 @@ def _root(
 
 
 def _register() -> None:
-    from tinyact.cli import classify, cloud, data, demo, edge, experiment, extract, models, teacher, train, zoo
+    from tinyact.cli import (
+        classify,
+        cloud,
+        data,
+        demo,
+        edge,
+        experiment,
+        extract,
+        models,
+        teacher,
+        train,
+        zoo,
+    )
 
     app.add_typer(data.app, name="data")
     app.command("extract")(extract.extract)
