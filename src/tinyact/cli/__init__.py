@@ -16,7 +16,7 @@ from tinyact.console import console, setup_logging
 from tinyact.errors import TinyActError
 
 #: Top-level commands in the order a clip travels through the system (``--help`` lists them so).
-COMMAND_ORDER = ("data", "models", "zoo", "train", "extract", "classify", "teacher", "experiment", "edge", "cloud", "demo")
+COMMAND_ORDER = ("data", "models", "zoo", "train", "extract", "classify", "teacher", "experiment", "bundle", "edge", "cloud", "demo")
 
 
 def _escape_option_help(command: click.Command) -> None:
@@ -58,7 +58,7 @@ app = typer.Typer(
     "Stages, in the order a clip travels: data (videos -> clips) -> models (families, sizes) -> "
     "zoo (pretrained encoders) -> "
     "train (autoencoder, teacher, KD student) -> extract (clips -> latents) -> classify (latents -> labels) -> "
-    "teacher (cached logits for KD) -> experiment (the paper's tables) -> edge (cameras -> latents) -> "
+    "teacher (cached logits for KD) -> experiment (the paper's tables) -> bundle (a run -> one deployable folder) -> edge (cameras -> latents) -> "
     "cloud (latents -> stored results) -> demo (the whole system on this machine).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -83,6 +83,7 @@ def _root(
 
 def _register() -> None:
     from tinyact.cli import (
+        bundle,
         classify,
         cloud,
         data,
@@ -104,6 +105,7 @@ def _register() -> None:
     app.add_typer(classify.app, name="classify")
     app.add_typer(teacher.app, name="teacher")
     app.add_typer(experiment.app, name="experiment")
+    app.command("bundle")(bundle.bundle)
     app.add_typer(cloud.app, name="cloud")
     app.add_typer(edge.app, name="edge")
     app.command("demo")(demo.demo)

@@ -57,8 +57,11 @@ def fit(
                               "'__' mean the classifier step (C = clf__C)."),
     seed: int = typer.Option(0, help="Seed for the folds and the estimators."),
     jobs: int = typer.Option(1, help="Parallel CV fits (1 on a shared machine)."),
+    bundle: Path = typer.Option(None, help="Folder for the deployable bundle (written when the latents' encoder is "
+                                "known: a zoo encoder or the model file they name) [default: OUT-bundle]."),
 ) -> None:
-    """Grid search with stratified k-fold on train, final choice on val, metrics on test; saves to OUT."""
+    """Grid search with stratified k-fold on train, final choice on val, metrics on test; saves to OUT (and a
+    bundle for `cloud serve --model` and `edge init --bundle`)."""
     from tinyact.classifiers.estimators import FACTORIES
     from tinyact.classifiers.search import fit_classifier
     from tinyact.latents import LatentsFile
@@ -73,6 +76,15 @@ def fit(
     console.print(_metrics_table(f"{model} on test ({result.metrics['n']} clips)", result.metrics))
     console.print(f"best params {result.best_params}; val top-1 {result.val_top1}")
     console.print(f"saved {result.saved.version} to {out} (confusion matrix: {out / 'confusion.png'})")
+    from tinyact.classifiers.bundle import bundle_from_latents, next_steps
+
+    made = bundle_from_latents(latents, out, bundle or out.with_name(out.name + "-bundle"))
+    if made is None:
+        console.print("no bundle: the latents' encoder is neither a zoo encoder nor a model file they name; "
+                      "make one with `tinyact bundle` from a table1 run", highlight=False)
+        return
+    for line in next_steps(made):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("eval")

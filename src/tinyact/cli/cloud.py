@@ -29,7 +29,8 @@ def serve(
     host: str = typer.Option(None, help="Bind address [default: 127.0.0.1]."),
     port: int = typer.Option(None, help="Port [default: 8000]."),
     db: str = typer.Option(None, help=DB_HELP),
-    model: Path = typer.Option(None, help="Classifier folder from `tinyact classify fit` (becomes the active model)."),
+    model: Path = typer.Option(None, help="Bundle (`tinyact bundle`, table1's RUN/bundle) or classifier folder from "
+                               "`tinyact classify fit` (becomes the active model)."),
     workers: int = typer.Option(None, help="Worker processes [default: 1]."),
     mqtt: str = typer.Option(None, help="MQTT broker URL (mqtt://HOST:PORT): publish results, ingest clips."),
     batch_window_ms: float = typer.Option(None, help="Micro-batch window in ms; 0 = off [default: 2]."),
@@ -45,8 +46,14 @@ def serve(
     )
     cfg = cfg.model_copy(update={"db": resolve_db_url(cfg.db)})
     # Fail here with one line, not inside uvicorn's start-up with a traceback.
-    if cfg.model is not None and not (Path(cfg.model) / "classifier.json").is_file():
-        raise TinyActError(f"--model {cfg.model} is not a saved classifier folder (no classifier.json); see `tinyact classify fit`")
+    if cfg.model is not None:
+        from tinyact.classifiers.bundle import is_bundle, load_bundle
+
+        if is_bundle(cfg.model):
+            load_bundle(cfg.model)  # its classifier and encoder belong together, or one line saying why not
+        elif not (Path(cfg.model) / "classifier.json").is_file():
+            raise TinyActError(f"--model {cfg.model} is not a saved classifier folder (no classifier.json) nor a bundle "
+                               "(no bundle.yaml); see `tinyact classify fit` or `tinyact bundle`")
     engine = make_engine(cfg.db, pool_size=1)
     check_connection(engine)
     engine.dispose()
@@ -154,12 +161,19 @@ def export(
 
 @app.command("model")
 def model_swap(
-    path: Path = typer.Argument(..., help="Classifier folder, as the server sees it."),
+    path: str = typer.Argument(..., help="Bundle or classifier folder, as the server sees it (or `activate`, then it)."),
+    target: Path = typer.Argument(None, help="With `activate`: the bundle or classifier folder.", show_default=False),
     url: str = typer.Option("http://127.0.0.1:8000", help="Service URL."),
     allow_encoder_change: bool = typer.Option(False, help="Accept a classifier of another encoder / latent size."),
 ) -> None:
-    """Make a running service switch to another classifier (needs $TINYACT_ADMIN_TOKEN)."""
+    """Make a running service switch to another bundle or classifier: `tinyact cloud model [activate] PATH`
+    (needs $TINYACT_ADMIN_TOKEN)."""
     import httpx
+
+    if path == "activate" and target is not None:
+        path = str(target)
+    elif target is not None:
+        raise TinyActError(f"unexpected second argument {target}: use `tinyact cloud model activate PATH`")
 
     from tinyact.cloud.config import ADMIN_TOKEN_ENV, env_token
 

@@ -27,15 +27,37 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
 def init(
     out: Path = typer.Option(Path("edge.yaml"), help="Where to write the example config."),
     force: bool = typer.Option(False, help="Overwrite an existing file."),
+    bundle: Path = typer.Option(None, help="Bundle (`tinyact bundle`, table1's RUN/bundle): its encoder, frame size "
+                                "and frames per clip go into the config."),
 ) -> None:
     """Write a commented example edge config (secrets stay in environment variables)."""
     from tinyact.edge.config import EXAMPLE_CONFIG
 
     if out.exists() and not force:
         raise TinyActError(f"{out} exists; pass --force to overwrite it")
+    text = EXAMPLE_CONFIG if bundle is None else _config_for_bundle(EXAMPLE_CONFIG, bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(EXAMPLE_CONFIG)
-    console.print(f"wrote {out}: edit the cameras and the encoder checkpoint, then `tinyact edge run --config {out}`")
+    out.write_text(text)
+    what = "the cameras" if bundle is not None else "the cameras and the encoder checkpoint"
+    console.print(f"wrote {out}: edit {what}, then `tinyact edge run --config {out}`", highlight=False)
+
+
+def _config_for_bundle(example: str, folder: Path) -> str:
+    """The example config with the bundle's encoder (``zoo:NAME`` or its encoder file), size and frames."""
+    from tinyact.classifiers.bundle import load_bundle
+
+    made = load_bundle(folder)
+    lines = []
+    for line in example.splitlines():
+        key = line.strip().lstrip("# ").split(":", 1)[0]
+        if line.startswith("  checkpoint:"):
+            line = f"  checkpoint: {made.encoder_spec}   # from the bundle {folder} (encoder hash {made.encoder_hash})"
+        elif line.startswith("  #") and key == "input_size" and made.preprocessing.get("size"):
+            line = f"  input_size: {made.preprocessing['size']}                    # the bundle's"
+        elif line.startswith("  #") and key == "frames_per_clip" and made.preprocessing.get("frames"):
+            line = f"  frames_per_clip: {made.preprocessing['frames']}               # the bundle's"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 @app.command()

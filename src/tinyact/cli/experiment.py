@@ -52,3 +52,13 @@ def table1(
     console.print((Path(cfg.out) / "table1.md").read_text())
     best = metrics["best"]
     console.print(f"best: {best['classifier']} top-1 {100 * best['top1']:.2f} %; written to {cfg.out}")
+    print_next_steps(Path(cfg.out) / "bundle")
+
+
+def print_next_steps(folder: Path) -> None:
+    """The run's last lines: the bundle, a warning when it does not beat the random encoder, what to run next."""
+    from tinyact.classifiers.bundle import load_bundle, next_steps
+
+    for line in next_steps(load_bundle(folder)):
+        console.print(f"[bold yellow]{line}[/]" if line.startswith("WARNING") else line, highlight=False, soft_wrap=True,
+                      markup=line.startswith("WARNING"))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, select, update
 
+from tinyact.classifiers.bundle import classifier_folder
 from tinyact.classifiers.saved import ClassifierMismatchError, SavedClassifier, load_classifier, to_jsonable
 from tinyact.cloud.db.engine import write_tx
 from tinyact.cloud.db.schema import model_versions
@@ -93,7 +94,7 @@ class ModelRegistry:
         except (RuntimeError, ValueError, OSError) as error:  # e.g. ~nouser: no such user's home
             raise TinyActError(f"model path {text!r} cannot be resolved: {error}") from None
         try:
-            classifier = load_classifier(path)
+            classifier = load_classifier(classifier_folder(path))  # a bundle's classifier, checked against its encoder
         except (OSError, ValueError, KeyError, TypeError) as error:  # unreadable or malformed files
             raise TinyActError(f"{path} is not a readable saved classifier: {error}") from None
         with self._lock:

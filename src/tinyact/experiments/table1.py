@@ -328,7 +328,17 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     (out / "table1.md").write_text(format_table1(metrics))
     logger.info("table1: best %s top-1 %.3f; wrote %s and %s", best_kind, classifiers[best_kind]["top1"],
                 out / "metrics.json", out / "table1.md")
+    write_run_bundle(out)
     return metrics
+
+
+def write_run_bundle(out: Path) -> Path:
+    """``RUN/bundle/``: the deployable bundle of ``metrics["best"]`` (:mod:`tinyact.classifiers.bundle`)."""
+    from tinyact.classifiers.bundle import bundle_from_table1
+
+    bundle = bundle_from_table1(out, out / "bundle")
+    logger.info("table1: wrote the bundle %s", bundle.path)
+    return bundle.path
 
 
 def _encoder_text(enc: dict[str, Any]) -> str:
