@@ -28,7 +28,6 @@ names (with both hashes), and one whose zoo entry or encoder file no longer hash
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import yaml
 
 from tinyact.classifiers.saved import ClassifierMismatchError, SavedClassifier, load_classifier, to_jsonable
 from tinyact.errors import TinyActError
+from tinyact.hashing import file_sha256
 
 FORMAT_VERSION = 1
 MANIFEST = "bundle.yaml"
@@ -95,14 +95,6 @@ def classifier_folder(path: str | Path) -> Path:
     return load_bundle(path).classifier.path or path / CLASSIFIER_DIR
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _encoder_reference(spec: str, encoder_hash: str, out: Path) -> dict[str, Any]:
     """``bundle.yaml``'s encoder: a zoo reference (spec, hash, weights SHA-256) or a copy of the model file."""
     if spec.startswith("zoo:"):
@@ -120,7 +112,7 @@ def _encoder_reference(spec: str, encoder_hash: str, out: Path) -> dict[str, Any
         raise BundleError(f"encoder file {source} has hash {_file_encoder_hash(source)}, but the classifier's latents "
                           f"came from encoder {encoder_hash}")
     shutil.copyfile(source, out / ENCODER_FILE)
-    return {"spec": ENCODER_FILE, "hash": encoder_hash, "file_sha256": _sha256(out / ENCODER_FILE),
+    return {"spec": ENCODER_FILE, "hash": encoder_hash, "file_sha256": file_sha256(out / ENCODER_FILE),
             "copied_from": str(source.resolve())}
 
 
@@ -217,7 +209,7 @@ def _check_encoder(path: Path, encoder: dict[str, Any]) -> None:
     file = path / spec
     if not file.is_file():
         raise BundleError(f"bundle {path}: its encoder file {spec} is missing")
-    if encoder.get("file_sha256") and _sha256(file) != encoder["file_sha256"]:
+    if encoder.get("file_sha256") and file_sha256(file) != encoder["file_sha256"]:
         raise BundleError(f"bundle {path}: {spec} changed after the bundle was written (SHA-256 differs)")
 
 

@@ -17,7 +17,6 @@ returns one column per label name even if some class was absent from the trainin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ import joblib
 import numpy as np
 
 from tinyact.errors import TinyActError
+from tinyact.hashing import file_sha256
 
 FORMAT_VERSION = 1
 
@@ -85,11 +85,7 @@ class SavedClassifier:
 
 
 def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def save_classifier(

@@ -67,17 +67,23 @@ def _decode_chunk(args: tuple[list[tuple[str, str]], dict, str]) -> tuple[str | 
         ids.append(clip_id)
     if not clips:
         return None, [], skipped
+    return write_shard(out_dir, np.stack(clips)), ids, skipped  # [n, K, T, 3, S, S]
+
+
+def write_shard(out_dir: str | Path, array: np.ndarray) -> str:
+    """Write ``array`` as a new ``shard-<uuid>.npy`` in ``out_dir`` (temporary name, fsync, rename: a killed
+    writer never leaves half a shard); returns the file name for the index."""
     name = f"shard-{uuid.uuid4().hex[:12]}.npy"
     tmp = Path(out_dir) / (name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.save(handle, np.stack(clips))  # [n, K, T, 3, S, S]
+        np.save(handle, array)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.rename(Path(out_dir) / name)
-    return name, ids, skipped
+    return name
 
 
-def _append_rows(path: Path, fields: list[str], rows: list[tuple]) -> None:
+def append_rows(path: Path, fields: list[str], rows: list[tuple]) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as handle:
         writer = csv.writer(handle)
@@ -88,7 +94,7 @@ def _append_rows(path: Path, fields: list[str], rows: list[tuple]) -> None:
         os.fsync(handle.fileno())
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     with open(path, newline="") as handle:
@@ -120,8 +126,8 @@ def build_cache(
     else:
         meta_path.write_text(json.dumps({"sampling": key, "format": 1}, indent=2))
 
-    index_rows = _read_rows(out / "index.csv")
-    done = {row["clip_id"] for row in index_rows} | {row["clip_id"] for row in _read_rows(out / "skipped.csv")}
+    index_rows = read_rows(out / "index.csv")
+    done = {row["clip_id"] for row in index_rows} | {row["clip_id"] for row in read_rows(out / "skipped.csv")}
     referenced = {row["shard"] for row in index_rows}
     for stale in list(out.glob("shard-*.npy")) + list(out.glob("shard-*.tmp")):
         if stale.name not in referenced:  # left behind by a killed run
@@ -145,9 +151,9 @@ def build_cache(
             nonlocal cached, skipped
             shard, ids, bad = result
             if shard is not None:
-                _append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
+                append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
             if bad:
-                _append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
+                append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
                 for path, _, reason in bad:
                     logger.warning("cache: skipped %s: %s", path, reason)
             cached += len(ids)
@@ -170,7 +176,7 @@ def build_cache(
                             record(future.result())
                 for future in pending:
                     record(future.result())
-    total_skipped = len(_read_rows(out / "skipped.csv"))
+    total_skipped = len(read_rows(out / "skipped.csv"))
     if total_skipped:
         logger.warning("cache: %d file(s) could not be decoded; see %s", total_skipped, out / "skipped.csv")
     return CacheBuildResult(cached=cached, skipped=skipped, already_done=len(manifest) - len(todo), out=out)
@@ -186,8 +192,8 @@ class ClipCache:
             raise DatasetError(f"{self.root} is not a clip cache (no cache.json); build one with `tinyact data cache`")
         meta = json.loads(meta_path.read_text())
         self.sampling = ClipSampling.model_validate(meta["sampling"])
-        self._where = {row["clip_id"]: (row["shard"], int(row["row"])) for row in _read_rows(self.root / "index.csv")}
-        self.skipped = {row["clip_id"]: row["reason"] for row in _read_rows(self.root / "skipped.csv")}
+        self._where = {row["clip_id"]: (row["shard"], int(row["row"])) for row in read_rows(self.root / "index.csv")}
+        self.skipped = {row["clip_id"]: row["reason"] for row in read_rows(self.root / "skipped.csv")}
         self._shards: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:

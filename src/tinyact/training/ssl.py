@@ -51,10 +51,8 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field, replace
@@ -69,6 +67,7 @@ from torch import nn
 
 from tinyact.config import TinyActConfig
 from tinyact.console import progress_bar
+from tinyact.data.cache import write_shard
 from tinyact.data.manifest import SPLITS, Manifest
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling, VideoDecodeError
@@ -209,14 +208,7 @@ def _decode_window_chunk(args: tuple[list[tuple[str, str]], dict, str]) -> tuple
             skipped.append((path, clip_id, error.reason))
     if not arrays:
         return None, [], skipped
-    name = f"shard-{uuid.uuid4().hex[:12]}.npy"
-    tmp = Path(out_dir) / (name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, np.stack(arrays))  # [n, K, W, 3, S, S]
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.rename(Path(out_dir) / name)
-    return name, ids, skipped
+    return write_shard(out_dir, np.stack(arrays)), ids, skipped  # [n, K, W, 3, S, S]
 
 
 def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampling, workers: int = 0,
@@ -227,7 +219,7 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
     ``skipped.csv``, ``shard-*.npy`` of ``[n, K, W, 3, S, S]``), so :class:`tinyact.data.cache.ClipCache` reads
     it; ``cache.json`` adds ``"windows": true`` because short videos repeat frames here instead of being skipped.
     """
-    from tinyact.data.cache import INDEX_FIELDS, SKIPPED_FIELDS, _append_rows, _read_rows
+    from tinyact.data.cache import INDEX_FIELDS, SKIPPED_FIELDS, append_rows, read_rows
     from tinyact.parallel import process_pool, worker_count
 
     out = Path(out)
@@ -241,8 +233,8 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
                                "or delete this one")
     else:
         meta_path.write_text(json.dumps({"sampling": key, "format": 1, "windows": True}, indent=2))
-    index_rows = _read_rows(out / "index.csv")
-    done = {r["clip_id"] for r in index_rows} | {r["clip_id"] for r in _read_rows(out / "skipped.csv")}
+    index_rows = read_rows(out / "index.csv")
+    done = {r["clip_id"] for r in index_rows} | {r["clip_id"] for r in read_rows(out / "skipped.csv")}
     referenced = {r["shard"] for r in index_rows}
     for stale in [*out.glob("shard-*.npy"), *out.glob("shard-*.tmp")]:
         if stale.name not in referenced:  # left behind by a killed build
@@ -259,9 +251,9 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
         def record(result: tuple[str | None, list[str], list[tuple[str, str, str]]]) -> None:
             shard, ids, bad = result
             if shard is not None:
-                _append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
+                append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
             if bad:
-                _append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
+                append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
                 for path, _, reason in bad:
                     logger.warning("ssl: skipped %s: %s", path, reason)
             bar.advance(len(ids) + len(bad))

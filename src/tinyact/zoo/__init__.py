@@ -19,7 +19,6 @@ line. Encoder specs accepted wherever a user names an encoder (:func:`resolve_en
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,14 +88,6 @@ def get_entry(name: str) -> ZooEntry:
     return ZooEntry.read(folder)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The weights that run on the edge (encoder, projection; the decoder is not part of a zoo entry)."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(("decoder", "from_latent", "seed_expand"))}
@@ -123,7 +114,9 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> tuple[torch.nn.Module, ZooEntry
     if not entry.weights.is_file():
         raise TinyActError(f"zoo encoder {name!r}: weights file {entry.weights} is missing; reinstall TinyAct "
                            f"or rebuild it with `tinyact zoo build {name}`")
-    actual = sha256_of(entry.weights)
+    from tinyact.hashing import file_sha256
+
+    actual = file_sha256(entry.weights)
     if actual != entry.weights_sha256:
         raise TinyActError(f"zoo encoder {name!r}: {entry.weights} is corrupted (SHA-256 {actual[:12]}…, expected "
                            f"{entry.weights_sha256[:12]}…); reinstall TinyAct or rebuild it with `tinyact zoo build {name}`")

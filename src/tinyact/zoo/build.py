@@ -21,7 +21,8 @@ import torch
 import yaml
 
 from tinyact.errors import ConfigError
-from tinyact.zoo import ENTRIES_DIR, WEIGHTS_FILE, build_from_config, encoder_state, sha256_of
+from tinyact.hashing import file_sha256
+from tinyact.zoo import ENTRIES_DIR, WEIGHTS_FILE, build_from_config, encoder_state
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
         "input": {"frames": model.config.num_frames, "size": list(model.config.input_size),
                   "normalization": model.config.normalization, "sampling": "uniform"},
         "label_names": list(info.get("extra", {}).get("label_names", [])),
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
+        "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                     "dtype": "float16"},
         "encoder_hash": state_dict_hash(shipped.state_dict()),
         "selection": info.get("extra", {}).get("selection", {}),

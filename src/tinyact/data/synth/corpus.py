@@ -271,7 +271,7 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
             pixels = pixels * (gain0 * (1.0 + ramp * u)) * (tint if style_kind == "rgb" else 1.0)
             if style_kind != "rgb":
                 pixels = pixels.mean(axis=2, keepdims=True).repeat(3, axis=2)
-            pixels = pixels + rng.normal(0, noise_sigma, size=pixels.shape[:2] + (1,)) * (1 if style_kind != "rgb" else 1)
+            pixels = pixels + rng.normal(0, noise_sigma, size=pixels.shape[:2] + (1,))  # sensor noise, grey
         elif invert:
             pixels = 255.0 - pixels
         frame_u8 = np.clip(pixels, 0, 255).astype(np.uint8)
