@@ -230,3 +230,13 @@ def test_edge_run_prints_the_summary_after_ctrl_c(edge_world, tmp_path, monkeypa
                            terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "clips: captured 0" in result.output and "device edge-1" in result.output
+
+
+def test_demo_terminal_says_why_its_accuracy_is_what_it_is():
+    from tinyact.cli.demo import accuracy_note
+
+    zoo_note = accuracy_note({"encoder": {"spec": "zoo:everyday-64"},
+                              "classifier": {"kind": "svm", "test_metrics": {"top1": 0.55}}})
+    assert "pretrained encoder zoo:everyday-64" in zoo_note and "55%" in zoo_note and "latency" in zoo_note
+    scratch = accuracy_note({"encoder": {"spec": "scratch", "epochs": 2}, "classifier": {"kind": "svm"}})
+    assert "close to chance" in scratch and "2 epoch" in scratch

@@ -62,7 +62,25 @@ def print_summary(s: dict, out: Path, serving: bool = False) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.print(accuracy_note(s), highlight=False)
     note = "" if serving else "   [dim](stopped now; `tinyact demo --serve` keeps them running)[/]"
     console.print(f"edge page:        {s['urls']['edge']}{note}")
     console.print(f"cloud dashboard:  {s['urls']['cloud_dashboard']}  (viewer token {s['urls']['cloud_viewer_token']})")
     console.print(f"summary: {out / 'summary.json'}")
+
+
+def accuracy_note(s: dict) -> str:
+    """Why the accuracy is what it is, and what the columns mean, in a few lines under the table."""
+    encoder = s.get("encoder", {})
+    clf = s.get("classifier", {})
+    if encoder.get("spec", "scratch") == "scratch":
+        why = (f"the encoder was trained here for {encoder.get('epochs')} epoch(s) on the demo's clips without "
+               "labels (the paper's autoencoder): expect close to chance; the run shows the plumbing")
+    else:
+        why = (f"the pretrained encoder {encoder.get('spec')} (frozen, never trained on these clips) and a "
+               f"{clf.get('kind', 'classifier')} fitted on the demo's training actors' latents; the cameras play "
+               "clips of other actors. Its test accuracy before the run: "
+               + (f"{clf['test_metrics']['top1']:.0%}" if "top1" in clf.get("test_metrics", {}) else "n/a"))
+    return ("[dim]accuracy counts clips whose 16 frames show one action (a clip spanning two playlist items is "
+            f"left out); {why}. latency: capture to result at the edge; encode: the edge's encoder time per "
+            "clip in a batch of all cameras.[/]")
