@@ -57,8 +57,8 @@ def test_no_option_help_loses_text_to_rich_markup():
 def test_top_level_help_lists_commands_in_data_path_order():
     result = runner.invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
-    assert COMMAND_ORDER == ("data", "models", "zoo", "train", "extract", "classify", "teacher", "experiment", "edge",
-                             "cloud", "demo")
+    assert COMMAND_ORDER == ("data", "models", "zoo", "train", "extract", "classify", "teacher", "experiment",
+                             "bundle", "edge", "cloud", "demo")
     lines = result.output.splitlines()
     listed = [line.split()[1] for line in lines if line.startswith("│ ") and line[2:3].strip()
               and line.split()[1] in COMMAND_ORDER]
