@@ -143,3 +143,23 @@ def test_table1_with_the_pretrained_encoder_and_adaptation(tiny_synth, tmp_path)
         assert metrics["encoder"]["hash"] == expected
     assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
     assert "Pretrained encoder `zoo:everyday-64`" in (out / "table1.md").read_text()
+
+
+def test_list_layout_like_data_manifest(tiny_synth, tmp_path):
+    """``--layout list`` (mmaction2-style 'path label' files), which `data manifest` accepts, works for Table 1
+    and Table 2 too, through the same reader."""
+    from tinyact.experiments.table2 import Table2Config
+    from tinyact.experiments.table2 import make_manifest as table2_manifest
+
+    entries, _ = read_kinetics(tiny_synth)
+    files = {}
+    for split in ("train", "val", "test"):
+        files[split] = tmp_path / f"{split}.txt"
+        files[split].write_text("".join(f"{e.path} {e.label.replace(' ', '_')}\n" for e in entries if e.split == split))
+    manifest = make_manifest(Table1Config(data=tiny_synth, out=tmp_path / "t1", layout="list", annotations=files))
+    assert len(manifest) == len(entries) and {e.split for e in manifest.entries} == {"train", "val", "test"}
+    path = table2_manifest(Table2Config(data=tiny_synth, out=tmp_path / "t2", layout="list", annotations=files))
+    assert path.read_text().count("\n") == len(entries) + 1
+    result = runner.invoke(app, ["experiment", "table1", "--data", str(tiny_synth), "--layout", "list",
+                                 "--out", str(tmp_path / "t3")])
+    assert result.exit_code == 2 and "annotation" in result.output  # no --annotations: one clear line

@@ -76,31 +76,11 @@ def manifest(
     seed: int = typer.Option(0, help="Seed for balanced sampling and the folder layout's stratified split."),
 ) -> None:
     """Make the manifest CSV (path,label,split,clip_id,…) that every later stage reads; print per-class counts."""
-    from tinyact.data.layouts import read_annotation_list, read_folder, read_kinetics
+    from tinyact.data.layouts import parse_annotations, read_layout
     from tinyact.data.manifest import Manifest, balance
 
-    if layout == "kinetics":
-        entries, report = read_kinetics(data)
-    elif layout == "folder":
-        entries, report = read_folder(data, split_file=split_file, seed=seed)
-    elif layout == "list":
-        if not annotations:
-            raise DatasetError("the list layout needs --annotations SPLIT=FILE (repeat for each split)")
-        names = labels.read_text().splitlines() if labels else None
-        entries, report = [], None
-        for item in annotations:
-            split, _, file = item.partition("=")
-            if not file:
-                raise DatasetError(f"--annotations takes SPLIT=FILE, got {item!r}")
-            part, part_report = read_annotation_list(file, data, split, names)
-            entries += part
-            if report is None:
-                report = part_report
-            else:
-                report.listed += part_report.listed
-                report.problems += part_report.problems
-    else:
-        raise DatasetError(f"unknown layout {layout!r}: use kinetics, folder or list")
+    entries, report = read_layout(layout, data, split_file=split_file, annotations=parse_annotations(annotations),
+                                  labels=labels, seed=seed)
     if not entries:
         raise DatasetError(f"no usable clips found in {data} ({report.missing} listed but missing)")
     if balanced:

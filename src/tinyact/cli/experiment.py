@@ -20,8 +20,10 @@ def _split_list(value: str | None) -> list[str] | None:
 def table1(
     data: Path = typer.Option(None, help="Dataset root folder."),
     out: Path = typer.Option(None, help="Run folder (metrics.json, table1.md, config.yaml, …); a rerun resumes."),
-    layout: str = typer.Option(None, help="kinetics (CVDF layout) or folder (ROOT/<class>/<video>) [default: kinetics]."),
+    layout: str = typer.Option(None, help="kinetics (CVDF layout), folder (ROOT/<class>/<video>) or list (--annotations) [default: kinetics]."),
     split_file: Path = typer.Option(None, help="folder layout: CSV path,split; without it a seeded stratified split."),
+    annotations: list[str] = typer.Option(None, help="list layout: SPLIT=FILE of 'path label' lines, repeatable."),
+    labels: Path = typer.Option(None, help="list layout: class names, one per line, for numeric labels."),
     encoder: str = typer.Option(None, help="zoo:NAME (a pretrained encoder, see `tinyact zoo list`), a model file, "
                                 "or scratch (train the paper's autoencoder on this data) [default: zoo:everyday-64]."),
     adapt: str = typer.Option(None, help="Adapt the pretrained encoder on this data's clips without labels first "
@@ -41,10 +43,12 @@ def table1(
     """Manifest -> cache -> encoder (pretrained zoo encoder, or trained here with --encoder scratch) -> latents ->
     SVM/RF/XGBoost/DT + raw-pixel, random-encoder and motion-history
     baselines; writes OUT/table1.md and OUT/metrics.json."""
+    from tinyact.data.layouts import parse_annotations
     from tinyact.experiments.table1 import Table1Config, run_table1
 
     cfg = Table1Config.from_yaml(
-        config, data=data, out=out, layout=layout, split_file=split_file, encoder=encoder, adapt=adapt, preset=preset, size=size, frames=frames,
+        config, data=data, out=out, layout=layout, split_file=split_file,
+        annotations=parse_annotations(annotations) or None, labels=labels, encoder=encoder, adapt=adapt, preset=preset, size=size, frames=frames,
         epochs=epochs, batch_size=batch_size, folds=folds, classifiers=_split_list(classifiers), seed=seed,
         device=device,
     )

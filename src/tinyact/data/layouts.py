@@ -201,3 +201,46 @@ def _read_split_file(path: Path) -> dict[str, str]:
                 raise DatasetError(f"{path}:{line}: split must be one of {SPLITS}, got {row['split']!r}")
             result[row["path"]] = row["split"]
     return result
+
+
+def read_layout(
+    layout: str,
+    root: str | Path,
+    *,
+    split_file: str | Path | None = None,
+    annotations: dict[str, str | Path] | None = None,
+    labels: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> tuple[list[ManifestEntry], LayoutReport]:
+    """Entries of a dataset in any supported layout: ``kinetics`` (CVDF copy), ``folder``
+    (``ROOT/<class>/<video>`` with an optional split file, else a seeded stratified split) or ``list``
+    (``annotations``: split -> a ``path label`` file, ``labels``: class names for numeric labels)."""
+    if layout == "kinetics":
+        return read_kinetics(root)
+    if layout == "folder":
+        return read_folder(root, split_file=split_file, fractions=fractions, seed=seed)
+    if layout != "list":
+        raise DatasetError(f"unknown layout {layout!r}: use kinetics, folder or list")
+    if not annotations:
+        raise DatasetError("the list layout needs annotation files, one per split (SPLIT=FILE)")
+    names = Path(labels).read_text().splitlines() if labels else None
+    entries: list[ManifestEntry] = []
+    report = LayoutReport()
+    for split, file in annotations.items():
+        part, part_report = read_annotation_list(file, root, split, names)
+        entries += part
+        report.listed += part_report.listed
+        report.problems += part_report.problems
+    return entries, report
+
+
+def parse_annotations(items: list[str] | None) -> dict[str, str]:
+    """``["train=a.txt", "val=b.txt"]`` (the command line's form) -> ``{"train": "a.txt", "val": "b.txt"}``."""
+    parsed: dict[str, str] = {}
+    for item in items or []:
+        split, _, file = item.partition("=")
+        if not file:
+            raise DatasetError(f"annotations take SPLIT=FILE, got {item!r}")
+        parsed[split] = file
+    return parsed

@@ -56,7 +56,9 @@ class Table1Config(TinyActConfig):
 
     data: Path = Field(..., title="Dataset root")
     out: Path = Field(..., title="Run folder")
-    layout: Literal["kinetics", "folder"] = Field("kinetics", title="Dataset layout")
+    layout: Literal["kinetics", "folder", "list"] = Field("kinetics", title="Dataset layout")
+    annotations: dict[str, Path] = Field(default_factory=dict, title="list layout: split -> 'path label' file")
+    labels: Path | None = Field(None, title="list layout: class names, one per line, for numeric labels")
     split_file: Path | None = Field(None, title="folder layout: CSV path,split (else a seeded stratified split)")
     split_fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), title="train/val/test for the stratified split")
     encoder: str = Field("zoo:everyday-64", title="Encoder: zoo:NAME (pretrained), a model file, or scratch",
@@ -99,12 +101,10 @@ def _machine() -> dict[str, Any]:
 def make_manifest(cfg: Table1Config) -> Manifest:
     """Read the dataset in its layout (seeded stratified split for a folder without a split file) and write
     ``RUN/manifest.csv``."""
-    from tinyact.data.layouts import read_folder, read_kinetics
+    from tinyact.data.layouts import read_layout
 
-    if cfg.layout == "kinetics":
-        entries, report = read_kinetics(cfg.data)
-    else:
-        entries, report = read_folder(cfg.data, split_file=cfg.split_file, fractions=cfg.split_fractions, seed=cfg.seed)
+    entries, report = read_layout(cfg.layout, cfg.data, split_file=cfg.split_file, annotations=cfg.annotations,
+                                  labels=cfg.labels, fractions=cfg.split_fractions, seed=cfg.seed)
     if not entries:
         raise DatasetError(f"no usable clips found in {cfg.data} ({report.missing} listed but missing)")
     manifest = Manifest(entries, Path(cfg.data).resolve())

@@ -65,7 +65,9 @@ class Table2Config(TinyActConfig):
 
     data: Path = Field(..., title="Dataset root")
     out: Path = Field(..., title="Run folder")
-    layout: Literal["kinetics", "folder"] = Field("kinetics", title="Dataset layout")
+    layout: Literal["kinetics", "folder", "list"] = Field("kinetics", title="Dataset layout")
+    annotations: dict[str, Path] = Field(default_factory=dict, title="list layout: split -> 'path label' file")
+    labels: Path | None = Field(None, title="list layout: class names, one per line, for numeric labels")
     split_file: Path | None = Field(None, title="folder layout: CSV path,split (else a seeded stratified split)")
     teacher: str = Field("inproject", title="Teacher spec", description="'inproject' trains the in-project teacher")
     teacher_train: dict[str, Any] = Field(
@@ -102,15 +104,13 @@ def _machine() -> dict[str, Any]:
 
 def make_manifest(cfg: Table2Config) -> Path:
     """Read the dataset in its layout and write ``RUN/manifest.csv`` (kept on a resumed run)."""
-    from tinyact.data.layouts import read_folder, read_kinetics
+    from tinyact.data.layouts import read_layout
 
     path = Path(cfg.out) / "manifest.csv"
     if path.exists():
         return path
-    if cfg.layout == "kinetics":
-        entries, report = read_kinetics(cfg.data)
-    else:
-        entries, report = read_folder(cfg.data, split_file=cfg.split_file, seed=cfg.seed)
+    entries, report = read_layout(cfg.layout, cfg.data, split_file=cfg.split_file, annotations=cfg.annotations,
+                                  labels=cfg.labels, seed=cfg.seed)
     if not entries:
         raise DatasetError(f"no usable clips found in {cfg.data} ({report.missing} listed but missing)")
     manifest = Manifest(entries, Path(cfg.data).resolve())
