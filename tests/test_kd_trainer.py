@@ -293,3 +293,8 @@ def test_table2_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
     assert len(hashes) == 4
     again = run_table2(cfg)  # everything is done: nothing is retrained, the same numbers come back
     assert again["setups"] == metrics["setups"]
+    # A deployable bundle of the student and classifier chosen on val, whose encoder matches its classifier.
+    from tinyact.classifiers.bundle import load_bundle
+
+    bundle = load_bundle(tmp_path / "run" / "bundle")
+    assert bundle.encoder_hash in hashes and (tmp_path / "run" / "bundle" / "MODEL_CARD.md").is_file()

@@ -322,7 +322,30 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "table2.md").write_text(render_table(metrics, cfg.classifiers))
+    write_run_bundle(out, [*cfg.setups, *(["ce_only"] if cfg.ce_only else [])], cfg.classifiers)
     return metrics
+
+
+def write_run_bundle(out: Path, setups: list[str], classifiers: list[str]) -> Path | None:
+    """``RUN/bundle/``: the student encoder and classifier a user would deploy, chosen on val (the classifier's
+    val top-1, then its k-fold CV score) among every set-up's classifiers; test numbers choose nothing."""
+    from tinyact.classifiers.bundle import bundle_from_latents
+
+    def key(pair: tuple[str, str]) -> tuple[float, float]:
+        summary = json.loads((out / "classifiers" / pair[0] / pair[1] / "search.json").read_text())
+        cv = [c["cv_top1"] for c in summary.get("candidates", []) if c.get("cv_top1") is not None]
+        return (summary.get("val_top1") or -1.0, max(cv) if cv else -1.0)
+
+    pairs = [(s, k) for s in setups for k in classifiers if (out / "classifiers" / s / k / "search.json").is_file()]
+    if not pairs:
+        return None
+    setup, kind = max(pairs, key=key)
+    bundle = bundle_from_latents(out / "latents" / f"{setup}.npz", out / "classifiers" / setup / kind, out / "bundle")
+    if bundle is None:
+        logger.warning("table2: no bundle written: the %s student's encoder file is not where its latents say", setup)
+        return None
+    logger.info("table2: wrote the bundle %s (%s student, %s)", bundle.path, setup, kind)
+    return bundle.path
 
 
 def targets(runs: dict[str, dict[str, Any]], no_kd: dict[str, float], n_test: int = 0) -> dict[str, Any]:
