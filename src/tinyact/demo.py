@@ -52,6 +52,7 @@ class DemoConfig(TinyActConfig):
     classes: int = Field(10, ge=2, le=12)
     clips_per_class: int = Field(20, ge=3)
     video_size: int = Field(128, ge=32, title="Height of generated videos (px)")
+    clip_seconds: tuple[float, float] = Field((2.0, 4.0), title="Shortest and longest generated clip (s)")
     clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")
     seed: int = 0
     # encoder + classifier
@@ -92,7 +93,8 @@ def ensure_dataset(cfg: DemoConfig) -> Manifest:
     """Generate the synthetic set if it is missing (or was made with other settings) and return its
     balanced manifest."""
     synth_cfg = SynthConfig(
-        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, size=cfg.video_size, seed=cfg.seed
+        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, size=cfg.video_size, seed=cfg.seed,
+        min_seconds=cfg.clip_seconds[0], max_seconds=cfg.clip_seconds[1],
     )
     saved = cfg.data / "synth_config.yaml"
     if not saved.exists() or saved.read_text() != synth_cfg.to_yaml():
