@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 RenderStyle = Literal["rgb", "grey", "ir", "mask"]
 STYLES: tuple[RenderStyle, ...] = ("rgb", "grey", "ir", "mask")
 VIEWS = {"side": 1.0, "three-quarter": 0.5, "front": 0.0}
+BYSTANDER = MOTIONS[MOTION_NAMES.index("standing")]  # what a second person in the scene does
 CLIP_FIELDS = ["index", "label", "label_name", "split", "actor", "style", "view", "camera", "shard", "row"]
 
 
@@ -242,7 +243,7 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
         draw = ImageDraw.Draw(canvas)
         if second is not None:
             other, sx, sh, sp = second
-            idle = grounded(other, apply_view(MOTIONS[-1].fn(sp + t, 0.0, style), MOTIONS[-1], 0.0))
+            idle = grounded(other, apply_view(BYSTANDER.fn(sp + t, 0.0, style), BYSTANDER, 0.0))
             draw_figure(draw, other, idle, (sx + off_x, min(height, 0.6 * height + sh) + off_y), sh)
         scale = 1.0 + depth_rate * t
         pose: Pose = apply_view(pose_of(motion, t, duration, speed, phase0, style), motion, sideness)
