@@ -52,13 +52,15 @@ __all__ = [
 ]
 
 
-def _load_inproject(target: str) -> Teacher:
-    """``inproject:PATH[?device=cpu]``: a Teacher3D from ``tinyact train teacher`` (its model.pt or run folder)."""
+def _load_inproject(target: str, device: str | None = None) -> Teacher:
+    """``inproject:PATH[?device=cpu]``: a Teacher3D from ``tinyact train teacher`` (its model.pt or run folder).
+    ``device`` (``load_teacher(spec, device=…)``) overrides the spec's."""
     from tinyact.training.teacher import load_inproject_teacher
 
     path, _, query = target.partition("?")
     options = dict(parse_qsl(query)) if query else {}
-    return load_inproject_teacher(path, device=options.get("device"))
+    chosen = device or options.get("device")
+    return load_inproject_teacher(path, device=None if chosen == "auto" else chosen)  # None: CUDA when present
 
 
 register_teacher_scheme("inproject", _load_inproject)

@@ -66,11 +66,16 @@ WRAPPER_OPTIONS = ("frames", "size", "mean", "std", "scale", "layout", "labels",
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-_SCHEMES: dict[str, Callable[[str], Teacher]] = {}
+_SCHEMES: dict[str, Callable[..., Teacher]] = {}
 
 
-def register_teacher_scheme(scheme: str, loader: Callable[[str], Teacher]) -> None:
-    """Make ``load_teacher("<scheme>:REST")`` call ``loader("REST")`` (overrides an earlier registration)."""
+def register_teacher_scheme(scheme: str, loader: Callable[..., Teacher]) -> None:
+    """Make ``load_teacher("<scheme>:REST")`` call ``loader("REST")`` (overrides an earlier registration).
+
+    ``load_teacher(spec, device=D)`` calls ``loader("REST", device=D)`` when the loader takes a ``device``
+    argument (or ``**kwargs``); a loader without one gets ``loader("REST")`` and its teacher is moved with
+    ``teacher.to(D)`` when it has a ``to`` method.
+    """
     if not scheme.isidentifier():
         raise ValueError(f"teacher scheme must be a simple name, got {scheme!r}")
     _SCHEMES[scheme] = loader
@@ -105,7 +110,7 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
     if device is not None:
         options["device"] = device
     if scheme in _SCHEMES:
-        return _SCHEMES[scheme](spec.partition(":")[2])
+        return _load_registered(_SCHEMES[scheme], spec.partition(":")[2], device)
     if scheme == "hf":
         unknown = sorted(set(options) - {"device", "dtype", "labels", "prompt"})
         if unknown:
@@ -122,6 +127,30 @@ def load_teacher(spec: str, device: str | None = None) -> Teacher:
     if scheme == "python":
         return _load_python(target, options)
     raise TeacherError(f"unknown teacher scheme {scheme!r}; known: {', '.join(teacher_schemes())}")
+
+
+def _takes_device(loader: Callable[..., Teacher]) -> bool:
+    try:
+        parameters = inspect.signature(loader).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return False
+    return any(p.name == "device" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _load_registered(loader: Callable[..., Teacher], rest: str, device: str | None) -> Teacher:
+    """A registered scheme's teacher, on ``device`` when one is given (passed to the loader, else ``to``)."""
+    if device is None:
+        return loader(rest)
+    if _takes_device(loader):
+        return loader(rest, device=device)
+    teacher = loader(rest)
+    move = getattr(teacher, "to", None)
+    if callable(move):
+        moved = move(device)
+        return teacher if moved is None else moved
+    logger.warning("teacher scheme loader %r takes no device and its teacher has no to(): device %s not applied",
+                   loader, device)
+    return teacher
 
 
 # --- options -------------------------------------------------------------------------------------------------

@@ -53,10 +53,13 @@ from tinyact.models.factory import build_autoencoder
 from tinyact.training.runtime import (
     MetricsLog,
     autocast,
+    backward_step,
     epoch_generator,
     load_checkpoint,
+    make_scaler,
     pick_device,
     psnr,
+    restore_scaler,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -245,7 +248,7 @@ def train_autoencoder(
         cfg.kind, cfg.preset, **{**cfg.model_overrides, "num_frames": cfg.frames, "input_size": cfg.size}
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "amp")
+    scaler = make_scaler(cfg.precision, device)
     stats = model.config.normalization  # type: ignore[attr-defined]
 
     log = MetricsLog(run_dir / "metrics.csv")
@@ -253,7 +256,7 @@ def train_autoencoder(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        restore_scaler(scaler, state.get("scaler"))
         set_rng_state(state["rng"])
         start_epoch = int(state["epoch"])
         logger.info("train ae: resuming %s after epoch %d of %d", run_dir, start_epoch, cfg.epochs)
@@ -285,10 +288,7 @@ def train_autoencoder(
                 with autocast(device, cfg.precision):
                     _, recon = model(normalize(clips, stats))
                 loss = reconstruction_loss(recon.float(), target, cfg.motion_weight, cfg.target_pool)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                backward_step(loss, optimizer, scaler)
                 total += loss.item() * target.numel()
                 count += target.numel()
                 clips_seen += len(clips)

@@ -3,7 +3,7 @@
 Student = :class:`~tinyact.models.VideoAutoEncoder3D` (encoder + decoder) + an
 :class:`~tinyact.models.MLPResNetClassifier` on its latent::
 
-    uint8 clip ─┬─ normalize (ImageNet) ─► encoder ─► z [B, 1024] ─┬─► head ─► z_s [B, C] ──► α·CE(z_s, y)
+    uint8 clip ─┬─ normalize (its own) ─► encoder ─► z [B, 1024] ─┬─► head ─► z_s [B, C] ──► α·CE(z_s, y)
                 │                                                   │                      └─► β(e)·T²·KL(z_t ‖ z_s)
                 │                                                   ├─► decoder ─► x̂ ─────────► γ·MSE(x̂, x)
                 │                                                   └─► P(z) ─────────────────► δ·‖P(z) − e_t‖²  (optional)
@@ -72,8 +72,11 @@ from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     autocast,
+    backward_step,
     load_checkpoint,
+    make_scaler,
     psnr,
+    restore_scaler,
     save_checkpoint,
     seed_everything,
 )
@@ -171,6 +174,11 @@ class KDStudent(nn.Module):
         self.head = head
         self.feature = feature
         self.feature_source = feature_source
+
+    @property
+    def normalization(self) -> str:
+        """The statistics the student's input is normalised with: its autoencoder's (as extraction and the edge do)."""
+        return self.autoencoder.config.normalization
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.encode(x)
@@ -319,7 +327,7 @@ def evaluate_student(
             continue
         clips, labels = clips.to(info.device), labels.to(info.device)
         with autocast(info.device, precision):
-            out = student(normalize(clips))
+            out = student(normalize(clips, student.normalization))
         logits = out["logits"].float()
         ce += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += float((logits.argmax(1) == labels).sum())
@@ -375,6 +383,8 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     loss_fn = DistillationLoss(cfg.alpha, cfg.beta if teacher else 0.0, cfg.gamma, cfg.temperature)
+    scaler = make_scaler(cfg.precision, info.device)  # enabled for amp (float16) only
+    stats = student.normalization
 
     start_epoch, step = 0, 0
     ckpt_path = run_dir / "checkpoint.pt"
@@ -382,6 +392,7 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
         state = load_checkpoint(ckpt_path, map_location=info.device)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        restore_scaler(scaler, state.get("scaler"))
         start_epoch, step = state["epoch"] + 1, state["step"]
         logger.info("kd: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
@@ -407,15 +418,13 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
                 clips, labels = clips.to(info.device), labels.to(info.device)
                 t_logits, t_emb = teacher(clip_ids, clips) if teacher else (None, None)
                 with autocast(info.device, cfg.precision):
-                    out = net(normalize(clips), t_emb.to(info.device) if t_emb is not None and cfg.feature_kd > 0 else None)
+                    out = net(normalize(clips, stats), t_emb.to(info.device) if t_emb is not None and cfg.feature_kd > 0 else None)
                 target = student.autoencoder.reconstruction_target(to_unit(clips))
                 losses = loss_fn(out["logits"], t_logits, labels, out["recon"], target, beta=beta)
                 total = losses["total"]
                 if "feature" in out:
                     total = total + cfg.feature_kd * out["feature"]
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
+                backward_step(total, optimizer, scaler)
                 step += 1
                 n = len(labels)
                 for key in ("ce", "kd", "recon"):
@@ -456,7 +465,7 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
                 title=f"KD student ({cfg.setup})",
             )
             save_checkpoint(ckpt_path, {"model": unwrap(net).state_dict(), "optimizer": optimizer.state_dict(),
-                                        "epoch": epoch, "step": step})
+                                        "scaler": scaler.state_dict(), "epoch": epoch, "step": step})
         barrier(info)
 
     final = unwrap(net)

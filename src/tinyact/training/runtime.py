@@ -2,7 +2,7 @@
 and device and precision selection.
 
 Exact resume works at epoch boundaries: loops shuffle with a generator seeded from ``(seed, epoch)`` and
-checkpoint model, optimiser, scheduler and all RNG states after every epoch, so a killed run resumed from
+checkpoint model, optimiser, scheduler, gradient scaler and all RNG states after every epoch, so a killed run resumed from
 its last checkpoint ends with the same weights as an uninterrupted one.
 """
 
@@ -89,6 +89,34 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
             raise ValueError("precision 'amp' needs a GPU; use 'bf16' on CPU")
         with torch.autocast(device_type="cuda", dtype=torch.float16):
             yield
+
+
+def make_scaler(precision: Precision, device: torch.device | str) -> torch.amp.GradScaler:
+    """The gradient scaler of a training loop: enabled only for ``amp`` (float16 autocast, which needs one: small
+    float16 gradients underflow to zero without it); a disabled scaler (a no-op) for ``fp32`` and ``bf16``.
+
+    Its ``state_dict()`` belongs in the checkpoint (``{}`` when disabled); see :func:`restore_scaler`.
+    """
+    device = torch.device(device)
+    if precision == "amp" and device.type != "cuda":
+        raise ValueError("precision 'amp' needs a GPU; use 'bf16' on CPU")
+    return torch.amp.GradScaler(device.type, enabled=precision == "amp")
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict[str, Any] | None) -> None:
+    """Load a checkpoint's scaler state; an empty or missing one (an ``fp32``/``bf16`` run, an older checkpoint)
+    leaves the scaler as made."""
+    if state:
+        scaler.load_state_dict(state)
+
+
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """One optimiser step on ``loss``: zero the gradients, scale, backward, step (skipped by the scaler on inf/NaN
+    gradients) and update the scale. With a disabled scaler this is ``backward(); optimizer.step()``."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def psnr(mse: float, peak: float = 1.0) -> float:

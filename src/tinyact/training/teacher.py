@@ -5,7 +5,7 @@ train split, selected on val, and saved as a model file that ``inproject:PATH`` 
 has the same run-folder contract as the autoencoder trainer::
 
     RUN/config.yaml      the resolved TeacherTrainConfig
-    RUN/checkpoint.pt    model, optimiser, best weights, epoch (written after every epoch; ``resume=True``)
+    RUN/checkpoint.pt    model, optimiser, grad scaler, best weights, epoch (written after every epoch; ``resume=True``)
     RUN/model.pt         the best-on-val weights (tinyact.models.checkpoint format, label names in its config)
     RUN/metrics.csv      per epoch: train_loss, train_top1, val_loss, val_top1, lr
     RUN/curves.png       the same as curves
@@ -54,7 +54,10 @@ from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     autocast,
+    backward_step,
     load_checkpoint,
+    make_scaler,
+    restore_scaler,
     save_checkpoint,
     seed_everything,
 )
@@ -115,11 +118,12 @@ def random_flip(clips: torch.Tensor, generator: torch.Generator | None = None) -
 def evaluate_classifier(model: torch.nn.Module, loader, info: DistInfo, precision: Precision = "fp32") -> tuple[float, float]:
     """``(mean CE loss, top-1)`` of a clip classifier over every clip of ``loader`` (all ranks together)."""
     model.eval()
+    stats = input_normalization(model)
     loss_sum = correct = seen = 0.0
     for clips, labels, _ in loader:
         if len(labels) == 0:
             continue
-        x = normalize(clips.to(info.device))
+        x = normalize(clips.to(info.device), stats)
         labels = labels.to(info.device)
         with autocast(info.device, precision):
             logits = model(x)
@@ -128,6 +132,11 @@ def evaluate_classifier(model: torch.nn.Module, loader, info: DistInfo, precisio
         seen += len(labels)
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info)
     return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def input_normalization(model: torch.nn.Module) -> str:
+    """The statistics a model's input is normalised with: its ``config.normalization`` (ImageNet without one)."""
+    return getattr(getattr(unwrap(model), "config", None), "normalization", "imagenet")
 
 
 def build_teacher(cfg: TeacherTrainConfig, label_names: list[str]) -> Teacher3D:
@@ -168,6 +177,8 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
     model = convert_sync_batchnorm(build_teacher(cfg, manifest.label_names), info).to(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
+    scaler = make_scaler(cfg.precision, info.device)  # enabled for amp (float16) only
+    stats = input_normalization(model)  # the teacher's own setting, as predict_uint8 (its use as a teacher) applies
 
     start_epoch, best_top1, best_state = 0, -1.0, None
     ckpt_path = run_dir / "checkpoint.pt"
@@ -175,6 +186,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
         state = load_checkpoint(ckpt_path, map_location=info.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        restore_scaler(scaler, state.get("scaler"))
         start_epoch, best_top1, best_state = state["epoch"] + 1, state["best_top1"], state["best_state"]
         logger.info("teacher: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
 
@@ -197,13 +209,11 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
             for clips, labels, _ in loader:
                 if cfg.flip:
                     clips = random_flip(clips, flips)
-                x, labels = normalize(clips.to(info.device)), labels.to(info.device)
+                x, labels = normalize(clips.to(info.device), stats), labels.to(info.device)
                 with autocast(info.device, cfg.precision):
                     logits = net(x)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                backward_step(loss, optimizer, scaler)
                 loss_sum += float(loss.detach()) * len(labels)
                 correct += float((logits.argmax(1) == labels).sum())
                 seen += len(labels)
@@ -220,7 +230,7 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
             log.plot(run_dir / "curves.png", {"loss": ["train_loss", "val_loss"], "top-1": ["train_top1", "val_top1"]},
                      title="in-project teacher")
             save_checkpoint(ckpt_path, {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                                        "epoch": epoch, "best_top1": best_top1, "best_state": best_state})
+                                        "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best_top1, "best_state": best_state})
         barrier(info)
 
     if best_state is not None:
