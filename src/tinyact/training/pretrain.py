@@ -43,9 +43,12 @@ from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     autocast,
+    backward_step,
     epoch_generator,
     load_checkpoint,
+    make_scaler,
     pick_device,
+    restore_scaler,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -237,6 +240,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
     params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = make_scaler(cfg.precision, device)
     probes = [load_probe(spec, frames, size, out / "probe-cache") for spec in cfg.probes]
     log = MetricsLog(out / "metrics.csv")
     start_epoch, best = 0, {"score": -1.0, "epoch": -1}
@@ -245,6 +249,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
+        restore_scaler(scaler, state.get("scaler"))
         set_rng_state(state["rng"])
         start_epoch, best = state["epoch"] + 1, state["best"]
         log.truncate(start_epoch)
@@ -287,9 +292,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
                 with autocast(device, cfg.precision):
                     logits = head(model.encode(normalize(clips.to(device), model.config.normalization)))
                     loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                backward_step(loss, optimizer, scaler)
                 seen += len(idx)
                 correct += int((logits.argmax(1) == labels).sum())
                 loss_sum += float(loss.detach()) * len(idx)
@@ -313,7 +316,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
             save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
                                                       "label_names": train_set.label_names, "selection": best})
         save_checkpoint(out / "last.pt", {"model": model.state_dict(), "head": head.state_dict(),
-                                          "optimizer": optimizer.state_dict(), "rng": rng_state(), "epoch": epoch,
+                                          "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                          "rng": rng_state(), "epoch": epoch,
                                           "best": best})
         log.plot(out / "curves.png", {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1", *probe_keys]},
                  title=f"pretrain {cfg.preset} on {Path(cfg.corpus).name}")
