@@ -70,7 +70,7 @@ def test_every_encoder_spec_resolves(tmp_path):
     small = VideoAutoEncoder3D(num_frames=4, input_size=16, channels=(4, 8, 8, 8), latent_dim=16)
     weights_hash = save_model(path, small)
     assert zoo.resolve_encoder(path).encoder_hash == weights_hash
-    model, info = load_model(f"zoo:{zoo.DEFAULT_ENCODER}")
+    model, info = zoo.load_model_spec(f"zoo:{zoo.DEFAULT_ENCODER}")
     assert info["hash"] == default.encoder_hash and info["config"]["input_size"] == [64, 64]
     # materialize: a model file once, whose own hash is the entry's (the edge's exports go next to it).
     file = zoo.materialize(f"zoo:{zoo.DEFAULT_ENCODER}", tmp_path / "zoo")

@@ -393,9 +393,9 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
     started = time.perf_counter()
     steps: dict[str, float] = {}
     if cfg.encoder != "scratch":  # the encoder decides the clip size
-        from tinyact.models.checkpoint import load_model
+        from tinyact.zoo import load_model_spec
 
-        model, _ = load_model(cfg.encoder)
+        model, _ = load_model_spec(cfg.encoder)
         size = getattr(getattr(model, "config", None), "input_size", (cfg.clip_size, cfg.clip_size))
         cfg = cfg.model_copy(update={"clip_size": int(size[0])})
     cfg.out.mkdir(parents=True, exist_ok=True)

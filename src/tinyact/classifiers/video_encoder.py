@@ -91,7 +91,9 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
     def fit(self, X: Sequence[str | Path], y: Sequence[Any] | None = None) -> VideoEncoder:
         """Load (or train, or randomly initialise) the encoder. ``X``: video paths; ``y`` is not used."""
         if self.checkpoint is not None:
-            model, info = load_model(self.checkpoint)
+            from tinyact.zoo import load_model_spec
+
+            model, info = load_model_spec(self.checkpoint)
             config = info.get("config") or {}
             size = self.size or int(min(config.get("input_size", (112, 112))))
             frames = self.frames or int(config.get("num_frames", 16))

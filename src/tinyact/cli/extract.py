@@ -25,10 +25,10 @@ def extract(
     """Encode every clip of MANIFEST with the encoder (the pretrained zoo encoder by default) into OUT (latents, labels, splits, encoder hash)."""
     from tinyact.data.manifest import Manifest
     from tinyact.data.video import ClipSampling
-    from tinyact.models.checkpoint import load_model
     from tinyact.training.extract import extract_latents
+    from tinyact.zoo import load_model_spec
 
-    model, info = load_model(checkpoint)
+    model, info = load_model_spec(checkpoint)
     config = info.get("config") or {}
     trained_size = config.get("input_size", [112, 112])
     sampling = ClipSampling(

@@ -62,15 +62,8 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a module saved by :func:`save_model`; returns ``(model in eval mode, file dict without weights)``.
 
-    ``zoo:NAME`` loads a pretrained encoder shipped with the package (:mod:`tinyact.zoo`) instead, with the
-    same ``info`` keys (``kind``, ``config``, ``hash``) plus ``zoo`` (its entry).
+    Files only: :func:`tinyact.zoo.load_model_spec` also takes ``zoo:NAME``.
     """
-    if str(path).startswith("zoo:"):
-        from tinyact.zoo import DEFAULT_ENCODER, load_encoder
-
-        model, entry = load_encoder(str(path)[4:] or DEFAULT_ENCODER)
-        return model.to(map_location), {"kind": type(model).__name__, "config": entry.config, "hash": entry.encoder_hash,
-                                        "extra": {"label_names": entry.label_names}, "zoo": entry}
     path = Path(path)
     if not path.is_file():
         raise TinyActError(f"model file not found: {path}")

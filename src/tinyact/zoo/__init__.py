@@ -132,6 +132,20 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> tuple[torch.nn.Module, ZooEntry
     return model, entry
 
 
+def load_model_spec(spec: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """:func:`~tinyact.models.checkpoint.load_model` that also takes ``zoo:NAME``: ``(model, info)`` with the same
+    ``info`` keys (``kind``, ``config``, ``hash``, ``extra``) plus ``zoo`` (the entry) for a zoo encoder."""
+    from tinyact.models.checkpoint import load_model
+
+    text = str(spec)
+    if not text.startswith("zoo:"):
+        return load_model(spec, map_location)
+    model, entry = load_encoder(text[4:] or DEFAULT_ENCODER)
+    info = {"kind": type(model).__name__, "config": entry.config, "hash": entry.encoder_hash,
+            "extra": {"label_names": entry.label_names}, "zoo": entry}
+    return model.to(map_location), info
+
+
 def materialize(spec: str | Path, folder: Path) -> Path:
     """A model file for ``spec``: itself when it is a path, else the zoo encoder written once (with
     :func:`~tinyact.models.checkpoint.save_model`) into ``folder`` as ``<name>-<hash>.pt``.
@@ -181,4 +195,4 @@ def resolve_encoder(spec: str | Path | None) -> EncoderChoice:
 
 
 __all__ = ["DEFAULT_ENCODER", "EncoderChoice", "ZooEntry", "get_entry", "list_entries", "load_encoder",
-           "materialize", "resolve_encoder"]
+           "load_model_spec", "materialize", "resolve_encoder"]
