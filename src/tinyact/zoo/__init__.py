@@ -13,8 +13,11 @@ An entry is a folder ``tinyact/zoo/entries/<name>/`` with
 line. Encoder specs accepted wherever a user names an encoder (:func:`resolve_encoder`)::
 
     zoo:NAME        a zoo entry (the default everywhere is zoo:DEFAULT_ENCODER)
-    PATH            a model file written by TinyAct (train ae, train kd, zoo export)
+    PATH            a model file written by TinyAct (train ae, train ssl, train kd, pretraining)
     scratch         no pretrained encoder: the paper's from-scratch path (Table 1 trains its own)
+
+:func:`load_model_spec` is ``load_model`` for specs; :func:`materialize` writes a zoo encoder as a model file
+for code that needs one on disk (the edge's ONNX and int8 exports go next to it).
 """
 
 from __future__ import annotations
