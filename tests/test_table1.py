@@ -163,3 +163,21 @@ def test_list_layout_like_data_manifest(tiny_synth, tmp_path):
     result = runner.invoke(app, ["experiment", "table1", "--data", str(tiny_synth), "--layout", "list",
                                  "--out", str(tmp_path / "t3")])
     assert result.exit_code == 2 and "annotation" in result.output  # no --annotations: one clear line
+
+
+@pytest.mark.slow
+def test_table1_from_scratch_with_a_self_supervised_objective(tiny_synth, tmp_path):
+    """``--encoder scratch --objective NAME`` trains the encoder with that label-free objective instead of
+    reconstruction, then runs the same classifiers and baselines on its latents."""
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    config = tmp_path / "t1.yaml"
+    config.write_text("grids:\n  svm: {C: [1]}\nworkers: 1\nframes: 8\nae: {model_overrides: {channels: [8, 8, 16, 16]}}\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["experiment", "table1", "--data", str(data), "--layout", "folder", "--encoder", "scratch",
+                                 "--objective", "speed", "--size", "32", "--epochs", "1", "--folds", "2", "--device", "cpu",
+                                 "--classifiers", "svm", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["encoder"]["objective"] == "speed" and (out / "ssl" / "metrics.csv").is_file()
+    assert not (out / "ae").exists()  # the reconstruction path did not run
+    assert "(speed)" in (out / "table1.md").read_text()

@@ -29,6 +29,8 @@ def table1(
     adapt: str = typer.Option(None, help="Adapt the pretrained encoder on this data's clips without labels first "
                               "(none, ssl, rho-simclr, rho-byol, speed); kept only if the val probe improves "
                               "[default: none, as measured on Weizmann: docs/MODELS.md]."),
+    objective: str = typer.Option(None, help="scratch: reconstruction (the paper's autoencoder) or a self-supervised "
+                                  "objective: ssl, rho-simclr, rho-byol, speed [default: reconstruction]."),
     preset: str = typer.Option(None, help="scratch: autoencoder preset (fast, fast-motion, paper) [default: fast]."),
     size: int = typer.Option(None, help="Crop size in pixels [default: the encoder's; scratch: 112]."),
     frames: int = typer.Option(None, help="Frames per clip [default: the encoder's; scratch: 16]."),
@@ -48,7 +50,7 @@ def table1(
 
     cfg = Table1Config.from_yaml(
         config, data=data, out=out, layout=layout, split_file=split_file,
-        annotations=parse_annotations(annotations) or None, labels=labels, encoder=encoder, adapt=adapt, preset=preset, size=size, frames=frames,
+        annotations=parse_annotations(annotations) or None, labels=labels, encoder=encoder, adapt=adapt, objective=objective, preset=preset, size=size, frames=frames,
         epochs=epochs, batch_size=batch_size, folds=folds, classifiers=_split_list(classifiers), seed=seed,
         device=device,
     )

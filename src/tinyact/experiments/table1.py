@@ -67,6 +67,9 @@ class Table1Config(TinyActConfig):
                        "objective (ssl, rho-simclr, rho-byol, speed)",
                        description="kept only when it raises the linear probe on val (RUN/adapt/adapt.json)")
     adapt_epochs: int = Field(5, ge=1, title="Adaptation epochs")
+    objective: str = Field("reconstruction", title="scratch: how the encoder learns without labels",
+                           description="reconstruction (the paper's autoencoder) or a self-supervised objective: "
+                                       "ssl, rho-simclr, rho-byol, speed (tinyact.training.ssl)")
     kind: Literal["ae3d", "ae2d"] = Field("ae3d", title="Autoencoder kind (scratch)")
     preset: str = Field("fast", title="Autoencoder preset (scratch)")
     size: int | None = Field(None, ge=16, le=512, title="Crop size (px) [default: the encoder's; scratch: 112]")
@@ -139,7 +142,22 @@ def architecture_overrides(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_encoder(cfg: Table1Config, manifest_path: Path, cache_dir: Path) -> tuple[Path, str]:
-    """Train the autoencoder (resuming a partial run in ``RUN/ae``); returns (model file, encoder hash)."""
+    """Train the encoder without labels (resuming a partial run in ``RUN/ae`` or ``RUN/ssl``); returns (model file,
+    encoder hash). The reconstruction autoencoder, or a self-supervised objective chosen on val by its probe."""
+    if cfg.objective != "reconstruction":
+        from tinyact.training.ssl import SSLTrainConfig, train_ssl
+
+        ssl_dir = Path(cfg.out) / "ssl"
+        ssl_cfg = SSLTrainConfig.from_dict({
+            "manifest": manifest_path, "out": ssl_dir, "objective": cfg.objective, "preset": cfg.preset,
+            "size": cfg.size or 112, "frames": cfg.frames or 16, "epochs": cfg.epochs, "seed": cfg.seed,
+            "device": cfg.device, "precision": cfg.precision, "model_overrides": cfg.ae.get("model_overrides", {}),
+        }, source="table1 self-supervised settings")
+        result = train_ssl(ssl_cfg, resume=(ssl_dir / "last.pt").is_file())
+        model_file = result.best_model or result.model
+        from tinyact.models.checkpoint import load_model
+
+        return model_file, str(load_model(model_file)[1]["hash"])
     try:
         from tinyact.training.ae import AETrainConfig, train_autoencoder
     except ImportError as error:  # the training stage is not in this tree
@@ -314,7 +332,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         "n_test": counts["test"],
         "classes": list(trained.label_names),
         "best": {"classifier": best_kind, "top1": classifiers[best_kind]["top1"]},
-        "encoder": {"spec": cfg.encoder, "adapt": cfg.adapt, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
+        "encoder": {"spec": cfg.encoder, "adapt": cfg.adapt, "objective": cfg.objective if choice.is_scratch else None, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
                     "hash": encoder_hash, "kind": cfg.kind if choice.is_scratch else "ae3d", "preset": preset,
                     "size": size, "frames": frames, "epochs": cfg.epochs if choice.is_scratch else None},
         "skipped_clips": len(trained.meta.get("skipped", {})),
@@ -344,7 +362,8 @@ def write_run_bundle(out: Path) -> Path:
 def _encoder_text(enc: dict[str, Any]) -> str:
     spec = str(enc.get("spec") or "scratch")
     if spec == "scratch":
-        return f"{enc.get('kind')} `{enc.get('preset')}` trained here for {enc.get('epochs')} epochs (from scratch)"
+        return (f"{enc.get('kind')} `{enc.get('preset')}` trained here for {enc.get('epochs')} epochs from scratch "
+                f"({enc.get('objective') or 'reconstruction'})")
     return f"`{spec}` (pretrained, frozen)"
 
 
