@@ -105,6 +105,15 @@ def test_latent_values_are_bounded(make_cloud):
     assert _post(cloud, [{**clip(0), "latent": [9999.0] * DIM}], "edge-1").status_code == 200
 
 
+def test_booleans_and_strings_are_not_latents(make_cloud):
+    """JSON true/false or numeric strings in a plain-list latent are refused (lax floats stored true as 1.0)."""
+    cloud = make_cloud()
+    for bad in ([True] * DIM, ["1.5"] * DIM, ["NaN"] * DIM):
+        response = _post(cloud, [{**clip(0), "latent": bad}], "edge-1")
+        assert response.status_code == 422, response.text
+    assert _post(cloud, [{**clip(0), "latent": [1] * (DIM // 2) + [0.5] * (DIM // 2)}], "edge-1").status_code == 200
+
+
 def test_micro_batcher_retries_a_failed_batch_request_by_request():
     class Model:
         def predict_proba(self, x):

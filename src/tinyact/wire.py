@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from uuid import UUID
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from tinyact.errors import ConfigError
 
@@ -56,7 +56,8 @@ class EncodedLatent(BaseModel):
 
 
 LatentField = Annotated[
-    EncodedLatent | Annotated[list[float], Field(max_length=MAX_LATENT_VALUES)],
+    # Strict numbers: JSON booleans or numeric strings are not latents (lax floats would take true as 1.0).
+    EncodedLatent | Annotated[list[StrictInt | StrictFloat], Field(max_length=MAX_LATENT_VALUES)],
     Field(description="the clip's latent: an encoded object or a plain JSON array of numbers"),
 ]
 
