@@ -324,6 +324,45 @@ def test_uvicorn_gets_connection_limits_and_timeouts(tmp_path, monkeypatch):
     assert seen["h11_max_incomplete_event_size"] == 8192
 
 
+def test_silent_trickling_and_slow_body_clients_are_closed_at_the_request_deadline(tmp_path):
+    """uvicorn's own timeouts start only after a finished request: an idle socket, headers sent a byte at a
+    time or a body that never ends held the connection. Now they are closed at request_timeout_s, while a
+    normal request on the same server is answered."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from tinyact.cloud.server import serve_in_background
+
+    def opened(port: int, payload: bytes) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(payload)
+        sock.settimeout(5)
+        return sock
+
+    def closed_within(sock: socket.socket, seconds: float) -> bool:
+        sock.settimeout(seconds)
+        try:
+            while sock.recv(4096):  # a refusal may come first (a POST without a key gets its 401 early)
+                pass
+            return True  # b"": the server closed it
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    with serve_in_background(None, tmp_path / "c.db", request_timeout_s=1.0) as cloud:
+        port = urlsplit(cloud.url).port
+        idle = opened(port, b"")
+        trickle = opened(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        slow_body = opened(port, b"POST /v1/clips HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        assert httpx.get(cloud.url + "/healthz", timeout=5).status_code == 200
+        for sock in (idle, trickle, slow_body):
+            assert closed_within(sock, 4.0)
+            sock.close()
+
+
 # ---- 4. keys, idempotency, admin inputs -------------------------------------------------------------------
 def test_rotated_key_dies_at_once_on_every_replica(make_cloud, models):
     cloud = make_cloud()  # default settings

@@ -95,6 +95,12 @@ class CloudConfig(TinyActConfig):
         16_384, ge=1024, le=1 << 20, title="Header size limit",
         description="uvicorn h11_max_incomplete_event_size: a request line plus headers larger than this is refused.",
     )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=600, title="Request deadline",
+        description="a connection that has not sent a whole request (headers and body) this many seconds after it "
+                    "opened or after its previous response is closed: idle, header-trickling and slow-body clients "
+                    "cannot hold connections (a request being answered is never cut).",
+    )
     model_poll_s: float = Field(
         5.0, ge=0, title="Model poll", description="Seconds between checks for a model activated by another replica (0 = never)."
     )

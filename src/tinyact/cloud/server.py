@@ -17,6 +17,7 @@ cleanly on exit.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from typing import Any, Literal
 import httpx
 
 from tinyact.cloud.config import ADMIN_TOKEN_ENV, VIEWER_TOKEN_ENV, CloudConfig, resolve_db_url
+from tinyact.cloud.protocol import RequestDeadlineProtocol
 from tinyact.errors import TinyActError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ def uvicorn_limits(cfg: CloudConfig) -> dict[str, Any]:
         "limit_concurrency": cfg.max_connections,  # beyond: 503 instead of unbounded tasks and memory
         "timeout_keep_alive": cfg.keep_alive_s,  # idle keep-alive connections do not pile up
         "h11_max_incomplete_event_size": cfg.max_header_bytes,  # request line + headers
+        # Slow or silent clients are closed at the request deadline (cloud/protocol.py).
+        "http": functools.partial(RequestDeadlineProtocol, timeout_s=cfg.request_timeout_s),
     }
 
 
