@@ -407,8 +407,10 @@ def format_table1(metrics: dict[str, Any]) -> str:
             "|---|" + "---:|" * (len(kinds) + 1),
         ]
         rows = {"trained": metrics["classifiers"]}
-        trained_label = ("Trained autoencoder" if str(enc.get("spec") or "scratch") == "scratch"
-                         else f"Pretrained encoder `{enc.get('spec')}`")
+        objective = enc.get("objective") or "reconstruction"
+        trained_label = (f"Pretrained encoder `{enc.get('spec')}`" if str(enc.get("spec") or "scratch") != "scratch"
+                         else "Trained autoencoder" if objective == "reconstruction"
+                         else f"Encoder trained here without labels ({objective})")
         rows.update({name: b["by_classifier"] for name, b in baselines.items()})
         for name, by_kind in rows.items():
             best = by_kind[choose_on_val(by_kind)]["top1"]
