@@ -501,3 +501,23 @@ def test_setup_script_installs_the_cpu_build_of_torch(tmp_path, local_wheel):
     else:
         assert any("--index-url https://download.pytorch.org/whl/cpu" in c for c in calls)
         assert all("--no-index" in c or "download.pytorch.org/whl/cpu" in c for c in calls)  # never plain PyPI
+
+
+def test_mqtt_clips_from_unknown_devices_log_once_a_minute(make_cloud, caplog):
+    """A flood from unregistered devices made one warning per message (20k lines); now one a minute per name,
+    with the count of what was dropped in between, while the metric counts every message."""
+    import asyncio
+    import logging
+
+    cloud = make_cloud()
+    service = cloud.client.app.state.service
+    payload = json.dumps(clip(0)).encode()
+
+    async def flood() -> None:
+        for _ in range(50):
+            assert await service.ingest_mqtt("nobody", "cam-1", payload) is None
+
+    with caplog.at_level(logging.WARNING, logger="tinyact.cloud.service"):
+        asyncio.run(flood())
+    warnings = [r for r in caplog.records if "unknown or revoked device" in r.getMessage()]
+    assert len(warnings) == 1 and "'nobody'" in warnings[0].getMessage()

@@ -186,6 +186,7 @@ class CloudService:
             on_batch=self.metrics.on_batch,
         )
         self.rate_limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+        self._unknown_devices_logged: dict[str, tuple[float, int]] = {}
         self.camera_ids = CameraIds(config.max_cameras_per_device)
         self.writer = GroupWriter(engine, self.camera_ids)
         self.mqtt: MqttBridge | None = None
@@ -516,6 +517,20 @@ class CloudService:
             return
         asyncio.run_coroutine_threadsafe(self.ingest_mqtt(device, camera, payload), self.loop)
 
+    def _log_unknown_device(self, device_name: str, every_s: float = 60.0) -> None:
+        """One warning a minute for MQTT clips from unknown or revoked devices (a flood of them made one log line
+        each), with how many were dropped since; the metric counts every one."""
+        now = time.monotonic()
+        last, dropped = self._unknown_devices_logged.get(device_name, (-every_s, 0))
+        if now - last < every_s:
+            self._unknown_devices_logged[device_name] = (last, dropped + 1)
+            return
+        if len(self._unknown_devices_logged) >= 1024:  # bounded: names are chosen by whoever publishes
+            self._unknown_devices_logged.clear()
+        self._unknown_devices_logged[device_name] = (now, 0)
+        logger.warning("MQTT clip from unknown or revoked device %r dropped (%d more since the last warning)",
+                       device_name, dropped)
+
     async def ingest_mqtt(self, device_name: str, camera: str, payload: bytes) -> ClipResult | None:
         """Classify one MQTT clip message; reasons for refusing it go to ``…/error``."""
         task = asyncio.current_task()
@@ -527,7 +542,7 @@ class CloudService:
                 # No error reply: the sender may not even be a device of ours.
                 self.metrics.rejects.labels("mqtt_unknown_device").inc()
                 self.metrics.mqtt.labels("in", "unknown_device").inc()
-                logger.warning("MQTT clip from unknown or revoked device %r dropped", device_name)
+                self._log_unknown_device(device_name)
                 return None
             try:
                 clip = ClipIn.model_validate_json(payload)
