@@ -103,6 +103,10 @@ def table2(
     metrics = run_table2(cfg)
     console.print((Path(cfg.out) / "table2.md").read_text())
     console.print(f"metrics: {Path(cfg.out) / 'metrics.json'} (teacher top-1 {metrics.get('teacher_top1')})")
+    if (Path(cfg.out) / "bundle" / "bundle.yaml").is_file():
+        from tinyact.cli.experiment import print_next_steps
+
+        print_next_steps(Path(cfg.out) / "bundle")
 
 
 def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
