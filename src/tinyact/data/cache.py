@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import uuid
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from tinyact.console import progress_bar
 from tinyact.data.manifest import Manifest, ManifestEntry
 from tinyact.data.video import ClipSampling, VideoDecodeError, sample_clips
 from tinyact.errors import DatasetError
-from tinyact.parallel import process_pool, worker_count
+from tinyact.parallel import run_bounded, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -160,22 +159,7 @@ def build_cache(
             skipped += len(bad)
             bar.advance(len(ids) + len(bad))
 
-        if workers == 1:
-            for chunk in chunks:
-                record(_decode_chunk((chunk, key, str(out))))
-        else:
-            with process_pool(workers) as pool:
-                pending = set()
-                queue = iter(chunks)
-                # Keep a bounded number of chunks in flight so memory stays flat on huge manifests.
-                for chunk in queue:
-                    pending.add(pool.submit(_decode_chunk, (chunk, key, str(out))))
-                    if len(pending) >= 2 * workers:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            record(future.result())
-                for future in pending:
-                    record(future.result())
+        run_bounded(_decode_chunk, ((chunk, key, str(out)) for chunk in chunks), workers, record)
     total_skipped = len(read_rows(out / "skipped.csv"))
     if total_skipped:
         logger.warning("cache: %d file(s) could not be decoded; see %s", total_skipped, out / "skipped.csv")

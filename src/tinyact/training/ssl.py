@@ -54,7 +54,6 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -220,7 +219,7 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
     it; ``cache.json`` adds ``"windows": true`` because short videos repeat frames here instead of being skipped.
     """
     from tinyact.data.cache import INDEX_FIELDS, SKIPPED_FIELDS, append_rows, read_rows
-    from tinyact.parallel import process_pool, worker_count
+    from tinyact.parallel import run_bounded, worker_count
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,20 +257,7 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
                     logger.warning("ssl: skipped %s: %s", path, reason)
             bar.advance(len(ids) + len(bad))
 
-        if workers == 1:
-            for chunk in chunks:
-                record(_decode_window_chunk((chunk, key, str(out))))
-        else:
-            with process_pool(workers) as pool:
-                pending: set = set()
-                for chunk in chunks:
-                    pending.add(pool.submit(_decode_window_chunk, (chunk, key, str(out))))
-                    if len(pending) >= 2 * workers:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            record(future.result())
-                for future in pending:
-                    record(future.result())
+        run_bounded(_decode_window_chunk, ((chunk, key, str(out)) for chunk in chunks), workers, record)
     return out
 
 

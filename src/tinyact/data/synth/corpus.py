@@ -48,7 +48,7 @@ from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS, Motion, apply_view
 from tinyact.data.synth.scene import make_background
 from tinyact.data.transforms import resize_short_side_center_crop
 from tinyact.errors import DatasetError
-from tinyact.parallel import process_pool, worker_count
+from tinyact.parallel import run_bounded, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -325,14 +325,7 @@ def build_corpus(cfg: CorpusConfig) -> Path:
     workers = min(worker_count(cfg.workers), max(1, len(todo)))
     with progress_bar("corpus: render", total=len(todo) * cfg.shard_size, unit="clip") as bar:
         jobs = [(cfg_dict, s, s * cfg.shard_size) for s in todo]
-        if workers == 1:
-            for job in jobs:
-                _render_shard(job)
-                bar.advance(cfg.shard_size)
-        else:
-            with process_pool(workers) as pool:
-                for _ in pool.map(_render_shard, jobs):
-                    bar.advance(cfg.shard_size)
+        run_bounded(_render_shard, jobs, workers, lambda _: bar.advance(cfg.shard_size))
     return write_index(cfg)
 
 
