@@ -55,7 +55,7 @@ from benchmarks.common import console, markdown_table, print_table, save_results
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.cache import ClipCache  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
-from tinyact.data.video import probe_video  # noqa: E402
+from tinyact.data.video import ClipSampling, clip_timestamps, probe_video  # noqa: E402
 from tinyact.edge.sources import FileCamera  # noqa: E402
 from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
@@ -178,13 +178,23 @@ def feature_summary(metrics: dict[str, Any], run: Path) -> dict[str, dict[str, A
 
 
 def encode_all(runtime: Any, clips: np.ndarray) -> np.ndarray:
-    """uint8 ``[N, T, 3, H, W]`` -> float32 ``[N, D]`` in batches of :data:`BATCH`."""
-    return np.concatenate([runtime.encode(clips[i : i + BATCH]) for i in range(0, len(clips), BATCH)])
+    """uint8 ``[N, T, 3, H, W]`` -> float32 ``[N, D]`` in batches of :data:`BATCH`; ``[N, K, T, 3, H, W]`` (K
+    windows of a video) -> the mean of each video's K window latents, as Table 1 extracts them."""
+    windows = clips.shape[1] if clips.ndim == 6 else 1
+    flat = clips.reshape(-1, *clips.shape[-4:])
+    z = np.concatenate([runtime.encode(flat[i : i + BATCH]) for i in range(0, len(flat), BATCH)])
+    return z.reshape(len(clips), windows, -1).mean(1)
+
+
+def encoder_cache(run: Path) -> ClipCache:
+    """The clip cache the run's encoder read (``cache-multi`` for a windowed sampling, else ``cache``)."""
+    windowed = sorted(run.glob("cache-*"))
+    return ClipCache(windowed[0] if windowed else run / "cache")
 
 
 def cached_clips(run: Path, ids: np.ndarray) -> np.ndarray:
-    """The run's cached clips for ``ids``, uint8 ``[N, T, 3, S, S]``."""
-    cache = ClipCache(run / "cache")
+    """The encoder's cached clips for ``ids``, uint8 ``[N, T, 3, S, S]`` (``[N, K, T, 3, S, S]`` windowed)."""
+    cache = encoder_cache(run)
     return np.stack([cache[str(i)].numpy() for i in ids])
 
 
@@ -219,7 +229,8 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     """The torch-int8 runtime, calibrated on train clips only, on every cached clip; test top-1 per classifier."""
     train_ids = table.clip_ids[table.splits == "train"]
     pick = np.unique(np.linspace(0, len(train_ids) - 1, min(max_calibration, len(train_ids))).round().astype(int))
-    calibration = cached_clips(run, train_ids[pick])  # [N, T, 3, S, S] uint8, train split only
+    calibration = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
+    calibration = calibration.reshape(-1, *calibration.shape[-4:])
     started = time.perf_counter()
     runtime = load_runtime("torch-int8", checkpoint, calibration=calibration)
     quantize_s = time.perf_counter() - started
@@ -248,43 +259,53 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
 
-def edge_grab(path: Path, num_frames: int, size: int) -> np.ndarray:
-    """One FileCamera grab whose window is the uniform sampling of the whole file: T frames ``duration / T``
-    apart, the last at ``(T - 1/2) / T`` of the file (the centres of T equal segments, as the cache samples).
-    uint8 ``[T, 3, S, S]``."""
-    duration = probe_video(path).duration
-    now = [100.0]
-    camera = FileCamera(path.stem, path, clock=lambda: now[0])  # t0 = 100: the file's start is on screen now
-    try:
-        now[0] += (num_frames - 0.5) * duration / num_frames
-        return camera.grab(num_frames, num_frames / duration, (size, size)).frames
-    finally:
-        camera.close()
+def edge_grab(path: Path, sampling: ClipSampling) -> np.ndarray:
+    """FileCamera grabs of the windows the cache sampled: for each window (the uniform sampling's one, T segment
+    centres of the file; or each of a ``multi`` sampling's K), one grab of T frames at the window's rate whose
+    last frame is the window's last instant. uint8 ``[T, 3, S, S]``, or ``[K, T, 3, S, S]``."""
+    info = probe_video(path)
+    grabs = []
+    for instants in clip_timestamps(info, sampling):
+        now = [100.0]
+        camera = FileCamera(path.stem, path, clock=lambda box=now: box[0])  # t0 = 100: the file's start is on screen now
+        try:
+            now[0] += float(instants[-1] - info.start)
+            rate = 1.0 / float(instants[1] - instants[0])
+            grabs.append(camera.grab(sampling.num_frames, rate, (sampling.size, sampling.size)).frames)
+        finally:
+            camera.close()
+    return np.stack(grabs) if sampling.strategy == "multi" else grabs[0]
 
 
 def edge_check(run: Path, manifest: Manifest, table: LatentsFile, checkpoint: Path, classifiers: dict[str, Any],
-               chosen: str, num_frames: int, size: int) -> dict[str, Any]:
+               chosen: str) -> dict[str, Any]:
     """Test clips through an edge camera vs through the cache, both encoded by the fp32 runtime."""
     runtime = load_runtime("torch", checkpoint)
     test = table.splits == "test"
     ids, y = table.clip_ids[test], table.y[test]
     where = {e.clip_id: manifest.resolve(e) for e in manifest.entries}
     started = time.perf_counter()
-    edge = np.stack([edge_grab(where[str(i)], num_frames, size) for i in ids])  # [N, T, 3, S, S]
+    sampling = encoder_cache(run).sampling
+    edge = np.stack([edge_grab(where[str(i)], sampling) for i in ids])  # [N, (K,) T, 3, S, S]
     grab_ms = 1000 * (time.perf_counter() - started) / len(ids)
     cache = cached_clips(run, ids)
     diff = np.abs(edge.astype(np.int16) - cache.astype(np.int16))
     edge_z, cache_z = encode_all(runtime, edge), encode_all(runtime, cache)
+    # What the cloud answers per clip: each edge window's own latent, classified alone (windowed samplings).
+    windows = edge.reshape(-1, *edge.shape[-4:])
+    window_z, window_y = encode_all(runtime, windows), np.repeat(y, len(windows) // len(ids))
     rows = {}
     for kind, classifier in classifiers.items():
         edge_top1, edge_pred = top1(classifier, edge_z, y)
         cache_top1, cache_pred = top1(classifier, cache_z, y)
         rows[kind] = {"edge_test_top1": edge_top1, "cache_test_top1": cache_top1,
-                      "diff_points": points(edge_top1, cache_top1), "agreement": float((edge_pred == cache_pred).mean())}
+                      "diff_points": points(edge_top1, cache_top1), "agreement": float((edge_pred == cache_pred).mean()),
+                      "edge_per_window_test_top1": top1(classifier, window_z, window_y)[0]}
     head = rows[chosen]
     return {"classifier": chosen, **head, "by_classifier": rows, "clips": len(ids),
             "pixel_mean_abs_diff": round(float(diff.mean()), 4), "pixel_max_abs_diff": int(diff.max()),
             "identical_clips": int((diff.reshape(len(ids), -1).max(axis=1) == 0).sum()),
+            "sampling": sampling.model_dump(exclude={"threads"}),
             # The runtime on the cached clips vs Table 1's extracted latents: both fp32, should be ~0.
             "cache_runtime_vs_table_latent_max_abs": round(float(np.abs(cache_z - table.latents[test]).max()), 6),
             "grab_ms_per_clip": round(grab_ms, 1)}
@@ -326,7 +347,7 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
     chosen = encoder["val_chosen"]
     console.print(f"[bold]{name}[/]: int8 runtime and edge path ...")
     int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips)
-    edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen, int(enc["frames"]), int(enc["size"]))
+    edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen)
     result = {
         "data": str(folder), "split_file": str(split), "run": str(run),
         "encoder": {k: enc.get(k) for k in ("spec", "hash", "size", "frames", "preset")},
@@ -368,11 +389,12 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
                       f"{margin['best_of']:+.1f} points (best-of, test-chosen)")
     int8, edge = result["int8"], result["edge"]
     columns = ["classifier", "fp32 test", "int8 test", "int8-fp32 (pts)", "int8 agrees", "cache test", "edge test",
-               "edge-cache (pts)", "edge agrees"]
+               "edge-cache (pts)", "edge agrees", "edge per window"]
     rows = [[k + (" *" if k == int8["classifier"] else ""), pct(r["fp32_test_top1"]), pct(r["int8_test_top1"]),
              f"{r['diff_points']:+.1f}", pct(r["agreement"]), pct(edge["by_classifier"][k]["cache_test_top1"]),
              pct(edge["by_classifier"][k]["edge_test_top1"]), f"{edge['by_classifier'][k]['diff_points']:+.1f}",
-             pct(edge["by_classifier"][k]["agreement"])] for k, r in int8["by_classifier"].items()]
+             pct(edge["by_classifier"][k]["agreement"]), pct(edge["by_classifier"][k]["edge_per_window_test_top1"])]
+            for k, r in int8["by_classifier"].items()]
     print_table(f"{name}: encoder runtimes and paths, top-1 (%) on test (* = chosen on val)", columns, rows)
     console.print(f"int8: {int8['calibration_clips']} train clips for calibration, latent rel. L2 {int8['latent_rel_l2']}, "
                   f"cosine {int8['latent_cosine']}. Edge vs cache clips: mean |diff| {edge['pixel_mean_abs_diff']}, "
@@ -389,7 +411,7 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
 def summary_rows(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     columns = ["dataset", "test clips", "encoder (val-chosen)", "encoder best-of", "raw pixels best-of",
                "random enc. best-of", "motion hist. best-of", "margin vs MH (pts, val / best-of)",
-               "fp32 -> int8 test (pts), serving rule", "edge test / cache test"]
+               "fp32 -> int8 test (pts), serving rule", "edge test / cache test", "edge per window"]
     rows = []
     for name, r in results.items():
         f = r["features"]
@@ -401,6 +423,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[li
             f"{margin['val_chosen']:+.1f} / {margin['best_of']:+.1f}" if margin else "–",
             f"{pct(r['int8']['fp32_test_top1'])} -> {pct(r['int8']['int8_test_top1'])} ({r['int8']['diff_points']:+.1f})",
             f"{pct(r['edge']['edge_test_top1'])} / {pct(r['edge']['cache_test_top1'])}",
+            pct(r["edge"]["edge_per_window_test_top1"]),
         ])
     return columns, rows
 

@@ -33,10 +33,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from tinyact.data.manifest import Manifest, ManifestEntry
 from tinyact.data.transforms import normalize
-from tinyact.data.video import ClipSampling, read_clip
+from tinyact.data.video import ClipSampling, read_clip, sample_clips
 from tinyact.errors import TinyActError
 from tinyact.models.checkpoint import load_model, state_dict_hash
 from tinyact.models.factory import build_autoencoder
+from tinyact.training.extract import encode_windows
 from tinyact.training.runtime import pick_device
 
 logger = logging.getLogger(__name__)
@@ -90,10 +91,12 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Sequence[str | Path], y: Sequence[Any] | None = None) -> VideoEncoder:
         """Load (or train, or randomly initialise) the encoder. ``X``: video paths; ``y`` is not used."""
-        if self.checkpoint is not None:
-            from tinyact.zoo import load_model_spec
+        from tinyact.zoo import encoder_sampling, load_model_spec
 
+        entry = None
+        if self.checkpoint is not None:
             model, info = load_model_spec(self.checkpoint)
+            entry = info.get("zoo")
             config = info.get("config") or {}
             size = self.size or int(min(config.get("input_size", (112, 112))))
             frames = self.frames or int(config.get("num_frames", 16))
@@ -108,7 +111,7 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
         self.device_ = pick_device(self.device)
         self.encoder_ = model.eval().to(self.device_)
         self.encoder_hash_ = weights_hash
-        self.sampling_ = ClipSampling(num_frames=frames, size=size)
+        self.sampling_ = encoder_sampling(entry, frames, size)
         self.n_features_out_ = int(model.config.latent_dim)
         return self
 
@@ -145,9 +148,9 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
         rows: list[np.ndarray] = []
         paths = list(X)
         for start in range(0, len(paths), self.batch_size):
-            clips = torch.stack([read_clip(p, self.sampling_) for p in paths[start : start + self.batch_size]])
-            x = normalize(clips.to(self.device_), stats)  # uint8 [B, T, 3, S, S] -> float normalised
-            rows.append(self.encoder_.encode(x).float().cpu().numpy())
+            clips = torch.stack([_read_windows(p, self.sampling_) for p in paths[start : start + self.batch_size]])
+            x = normalize(clips.to(self.device_), stats)  # uint8 [B, (K,) T, 3, S, S] -> float normalised
+            rows.append(encode_windows(self.encoder_, x).cpu().numpy())
         if not rows:
             return np.zeros((0, self.n_features_out_), np.float32)
         return np.concatenate(rows).astype(np.float32)
@@ -155,3 +158,10 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "encoder_")
         return np.asarray([f"latent{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+def _read_windows(path: str | Path, sampling: ClipSampling) -> torch.Tensor:
+    """uint8 ``[T, 3, S, S]``, or ``[K, T, 3, S, S]`` for a ``multi`` sampling (the encoder averages the K)."""
+    if sampling.strategy != "multi":
+        return read_clip(path, sampling)
+    return torch.stack([clip.frames for clip in sample_clips(path, sampling)])

@@ -24,17 +24,13 @@ def extract(
 ) -> None:
     """Encode every clip of MANIFEST with the encoder (the pretrained zoo encoder by default) into OUT (latents, labels, splits, encoder hash)."""
     from tinyact.data.manifest import Manifest
-    from tinyact.data.video import ClipSampling
     from tinyact.training.extract import extract_latents
-    from tinyact.zoo import load_model_spec
+    from tinyact.zoo import encoder_sampling, load_model_spec
 
     model, info = load_model_spec(checkpoint)
     config = info.get("config") or {}
     trained_size = config.get("input_size", [112, 112])
-    sampling = ClipSampling(
-        num_frames=frames or int(config.get("num_frames", 16)),
-        size=size or int(min(trained_size)),
-    )
+    sampling = encoder_sampling(info.get("zoo"), frames or int(config.get("num_frames", 16)), size or int(min(trained_size)))
     result = extract_latents(
         model, Manifest.read(manifest), sampling, out, cache_dir=cache, batch_size=batch_size,
         encoder_hash=str(info["hash"]), resume=resume, device=device, workers=workers,

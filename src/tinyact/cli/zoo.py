@@ -49,10 +49,16 @@ def build(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     epochs: int = typer.Option(None, help="Override the recipe's epochs (e.g. a quick check)."),
     install: bool = typer.Option(False, "--install", help="Write the result into the package (what zoo:NAME loads)."),
+    from_stage: int = typer.Option(1, help="Skip the recipe's stages before this one (needs --init)."),
+    init: str = typer.Option(None, help="Model the first stage run continues from: a model file or zoo:NAME "
+                             "(e.g. the shipped entry, to add a stage without re-running the earlier ones)."),
 ) -> None:
     """Re-create an entry from scratch with its recorded recipe. Resumable: run it again to continue."""
     from tinyact.paths import data_home
+    from tinyact.zoo import materialize
     from tinyact.zoo.build import build_entry
 
-    folder = build_entry(name, work or data_home() / "zoo-build" / name, device=device, install=install, epochs=epochs)
+    work = work or data_home() / "zoo-build" / name
+    start = materialize(init, work / "init") if init else None
+    folder = build_entry(name, work, device=device, install=install, epochs=epochs, from_stage=from_stage, init=start)
     console.print(f"entry written to {folder}" + ("" if install else " (use --install to make it zoo:" + name + ")"))

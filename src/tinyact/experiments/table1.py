@@ -74,6 +74,11 @@ class Table1Config(TinyActConfig):
     preset: str = Field("fast", title="Autoencoder preset (scratch)")
     size: int | None = Field(None, ge=16, le=512, title="Crop size (px) [default: the encoder's; scratch: 112]")
     frames: int | None = Field(None, ge=2, le=64, title="Frames per clip [default: the encoder's; scratch: 16]")
+    sampling: dict[str, Any] = Field(
+        default_factory=dict, title="How the encoder reads a video (ClipSampling fields besides frames and size)",
+        description="default: the zoo entry's own (everyday-64: the mean latent of 4 windows at 8 frames/s); "
+        "uniform for scratch and model files. The pixel and motion-history baselines always read the frames "
+        "spread over the whole video (uniform), their own best reading")
     epochs: int = Field(10, ge=1, title="Autoencoder epochs")
     batch_size: int = Field(8, ge=1, title="Autoencoder batch size")
     lr: float = Field(1e-3, gt=0, title="Autoencoder learning rate")
@@ -224,7 +229,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     )
     from tinyact.data.cache import build_cache
     from tinyact.training.extract import extract_latents
-    from tinyact.zoo import resolve_encoder
+    from tinyact.zoo import encoder_sampling, resolve_encoder
 
     unknown = [k for k in [*cfg.classifiers, *(cfg.baseline_classifiers or [])] if k not in FACTORIES]
     if unknown:
@@ -254,11 +259,14 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     t = time.perf_counter()
     manifest = make_manifest(cfg)
     stage("manifest", t)
-    sampling = ClipSampling(num_frames=frames, size=size, strategy="uniform")
+    uniform = ClipSampling(num_frames=frames, size=size, strategy="uniform")
+    sampling = encoder_sampling(choice.entry, frames, size, cfg.sampling)
     cache_dir = out / "cache"
+    encoder_cache = cache_dir if sampling == uniform else out / f"cache-{sampling.strategy}"
     t = time.perf_counter()
-    sampling.save(cache_dir)
-    build_cache(manifest, cache_dir, sampling, workers=cfg.workers)
+    for folder, read in {cache_dir: uniform, encoder_cache: sampling}.items():
+        read.save(folder)
+        build_cache(manifest, folder, read, workers=cfg.workers)
     check_training_clips(manifest, cache_dir)
     stage("cache", t)
 
@@ -284,24 +292,24 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     latents: dict[str, LatentsFile] = {}
     t = time.perf_counter()
     latents["trained"] = extract_latents(checkpoint, manifest, sampling, out / "latents" / "trained.npz",
-                                         cache_dir=cache_dir, batch_size=cfg.extract_batch, encoder_hash=encoder_hash)
+                                         cache_dir=encoder_cache, batch_size=cfg.extract_batch, encoder_hash=encoder_hash)
     stage("extract_trained", t)
     if "random_encoder" in cfg.baselines:
         t = time.perf_counter()
         latents["random_encoder"] = random_encoder_latents(
             manifest, sampling, out / "latents" / "random_encoder.npz", kind=cfg.kind if choice.is_scratch else "ae3d",
-            preset=preset, seed=cfg.seed, cache_dir=cache_dir, batch_size=cfg.extract_batch,
+            preset=preset, seed=cfg.seed, cache_dir=encoder_cache, batch_size=cfg.extract_batch,
             **overrides,  # the same architecture as the encoder under test
         )
         stage("extract_random_encoder", t)
     if "raw_pixels" in cfg.baselines:
         t = time.perf_counter()
-        latents["raw_pixels"] = raw_pixel_latents(manifest, sampling, out / "latents" / "raw_pixels.npz",
+        latents["raw_pixels"] = raw_pixel_latents(manifest, uniform, out / "latents" / "raw_pixels.npz",
                                                   cache_dir=cache_dir)
         stage("extract_raw_pixels", t)
     if "motion_history" in cfg.baselines:
         t = time.perf_counter()
-        latents["motion_history"] = motion_history_latents(manifest, sampling, out / "latents" / "motion_history.npz",
+        latents["motion_history"] = motion_history_latents(manifest, uniform, out / "latents" / "motion_history.npz",
                                                            cache_dir=cache_dir)
         stage("extract_motion_history", t)
 

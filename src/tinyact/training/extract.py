@@ -116,6 +116,15 @@ def _already_complete(out: Path, manifest: Manifest, encoder_hash: str, sampling
     return None
 
 
+def encode_windows(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Normalised ``[B, T, 3, H, W]`` -> ``[B, D]`` latents; ``[B, K, T, 3, H, W]`` (K windows of one video,
+    ``ClipSampling(strategy="multi")``) -> the mean of each video's K window latents."""
+    if x.dim() == 6:
+        b, k = x.shape[:2]
+        return model.encode(x.flatten(0, 1)).float().reshape(b, k, -1).mean(1)
+    return model.encode(x).float()
+
+
 @torch.no_grad()
 def extract_latents(
     encoder: nn.Module | str | Path,
@@ -137,7 +146,8 @@ def extract_latents(
         encoder: a module with ``.encode(x)`` taking normalised float ``[B, T, 3, H, W]`` and returning
             ``[B, D]``, or the path of a model file (``tinyact.models.checkpoint.save_model``).
         manifest: the clips; their order is the row order of the file (undecodable clips left out).
-        sampling: how clips are read (frames, crop size …); the encoder sees ``[B, T, 3, size, size]``.
+        sampling: how clips are read (frames, crop size …); the encoder sees ``[B, T, 3, size, size]``; with
+            ``multi`` a clip's latent is the mean over its windows (:func:`encode_windows`).
         out: the ``.npz`` to write.
         cache_dir: a clip cache (``tinyact data cache``) to read from when it was made with ``sampling``.
         batch_size: clips per encoder call.
@@ -189,7 +199,7 @@ def extract_latents(
                     )
             if clip_ids:
                 x = normalize(clips.to(dev), stats)  # uint8 [B, T, 3, S, S] -> float normalised
-                z = model.encode(x).float().cpu().numpy()  # [B, D]
+                z = encode_windows(model, x).cpu().numpy()  # [B, D]
                 rows.update(zip(clip_ids, z, strict=True))
             bar.advance(len(batch_entries))
             batches += 1

@@ -89,6 +89,10 @@ class PretrainConfig(TinyActConfig):
     precision: Precision = Field("fp32", title="fp32, bf16 (CPU or GPU) or amp (GPU)")
     threads: int = Field(0, ge=0, title="torch CPU threads (0 = torch's default)")
     probes: list[ProbeSpec] = Field(default_factory=list, title="Real footage that ranks the epochs")
+    probe_sampling: dict[str, Any] = Field(
+        default_factory=dict, title="How the probe reads real footage (ClipSampling fields)",
+        description="e.g. {strategy: multi, sample_fps: 8, num_clips: 4}: the mean latent of 4 windows of frames "
+        "8 per second; frames and size come from the corpus; empty = uniform (frames spread over the video)")
     select_on: Literal["probe", "val"] = Field("probe", title="What picks the shipped epoch")
     max_batches: int | None = Field(None, ge=1, title="Stop each epoch after this many batches (smoke tests)")
     session_epochs: int | None = Field(None, ge=1, title="Stop this call after so many epochs (resume continues)",
@@ -148,12 +152,15 @@ def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float) 
 
 @torch.no_grad()
 def encode_clips(model: VideoAutoEncoder3D, clips: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
-    """uint8 ``[N, T, 3, S, S]`` -> latents ``[N, latent_dim]`` with the model in eval mode."""
+    """uint8 ``[N, T, 3, S, S]`` (or ``[N, K, T, 3, S, S]``: K windows of a video) -> latents
+    ``[N, latent_dim]`` with the model in eval mode; the K windows' latents are averaged."""
+    from tinyact.training.extract import encode_windows
+
     model.eval()
     out = []
     for start in range(0, len(clips), batch):
         x = normalize(clips[start : start + batch].to(device), model.config.normalization)
-        out.append(model.encode(x).float().cpu().numpy())
+        out.append(encode_windows(model, x).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.latent_dim), np.float32)
 
 
@@ -166,8 +173,13 @@ class ProbeData:
     labels: np.ndarray
 
 
-def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path) -> ProbeData:
-    """Decode the probe's non-test clips through the data path's clip cache (uniform sampling)."""
+def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path,
+               sampling: dict[str, Any] | None = None) -> ProbeData:
+    """Decode the probe's non-test clips through the data path's clip cache.
+
+    ``sampling`` holds :class:`~tinyact.data.video.ClipSampling` fields besides frames and size (default:
+    uniform); with ``strategy: multi`` each clip is ``[K, T, 3, S, S]``.
+    """
     from tinyact.data.cache import ClipCache, build_cache
     from tinyact.data.layouts import read_folder
     from tinyact.data.manifest import Manifest
@@ -176,10 +188,11 @@ def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path) -> Pro
     entries, _ = read_folder(spec.data, split_file=spec.split_file)
     entries = [e for e in entries if e.split != "test"]  # the test split is reported once, elsewhere
     manifest = Manifest(entries, Path(spec.data).resolve())
-    sampling = ClipSampling(num_frames=frames, size=size, strategy="uniform")
-    cache_dir = cache_root / f"probe-{spec.name}-{frames}x{size}"
-    sampling.save(cache_dir)
-    build_cache(manifest, cache_dir, sampling, workers=1)
+    read = ClipSampling.model_validate({"strategy": "uniform", **(sampling or {}), "num_frames": frames, "size": size})
+    suffix = "" if read.strategy == "uniform" else f"-{read.strategy}{read.num_clips}-{read.sample_fps or read.stride}"
+    cache_dir = cache_root / f"probe-{spec.name}-{frames}x{size}{suffix}"
+    read.save(cache_dir)
+    build_cache(manifest, cache_dir, read, workers=1)
     cache = ClipCache(cache_dir)
     kept = [e for e in manifest.entries if e.clip_id in cache]
     clips = torch.stack([cache[e.clip_id] for e in kept])
@@ -241,7 +254,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = make_scaler(cfg.precision, device)
-    probes = [load_probe(spec, frames, size, out / "probe-cache") for spec in cfg.probes]
+    probes = [load_probe(spec, frames, size, out / "probe-cache", cfg.probe_sampling) for spec in cfg.probes]
     log = MetricsLog(out / "metrics.csv")
     start_epoch, best = 0, {"score": -1.0, "epoch": -1}
     if resume and (out / "last.pt").is_file():

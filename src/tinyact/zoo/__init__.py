@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import yaml
 
+from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError, TinyActError
 
 ENTRIES_DIR = Path(__file__).parent / "entries"
@@ -51,6 +52,7 @@ class ZooEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     trained_on: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -64,6 +66,13 @@ class ZooEntry:
     def weights(self) -> Path:
         return self.folder / WEIGHTS_FILE
 
+    def clip_sampling(self) -> ClipSampling:
+        """How this encoder reads a video file: the entry's sampling (``uniform`` for entries that name none)
+        at its frames and size. With ``multi``, a video's latent is the mean over its windows."""
+        sampling = self.input.get("sampling", "uniform")
+        fields = {"strategy": sampling} if isinstance(sampling, str) else dict(sampling)
+        return ClipSampling.model_validate({**fields, "num_frames": self.frames, "size": self.size})
+
     @classmethod
     def read(cls, folder: Path) -> ZooEntry:
         data = yaml.safe_load((folder / "entry.yaml").read_text())
@@ -71,7 +80,7 @@ class ZooEntry:
             name=data["name"], description=data.get("description", ""), config=data["config"],
             label_names=list(data.get("label_names", [])), weights_sha256=data["weights"]["sha256"],
             encoder_hash=data["encoder_hash"], folder=folder, metrics=data.get("metrics", {}),
-            recipe=data.get("recipe", {}), trained_on=data.get("trained_on", {}),
+            recipe=data.get("recipe", {}), trained_on=data.get("trained_on", {}), input=data.get("input", {}),
         )
 
 
@@ -133,6 +142,14 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> tuple[torch.nn.Module, ZooEntry
     if state_dict_hash(model.state_dict()) != entry.encoder_hash:
         raise TinyActError(f"zoo encoder {name!r}: loaded weights hash differently from entry.yaml; rebuild it")
     return model, entry
+
+
+def encoder_sampling(entry: ZooEntry | None, frames: int, size: int,
+                     override: dict[str, Any] | None = None) -> ClipSampling:
+    """How an encoder reads a video file at ``frames`` x ``size`` px: ``override`` (ClipSampling fields) if
+    given, else a zoo entry's own sampling, else ``uniform`` (model files and scratch encoders)."""
+    reading = override or (entry.clip_sampling().model_dump(exclude={"num_frames", "size", "threads"}) if entry else {})
+    return ClipSampling.model_validate({"strategy": "uniform", **reading, "num_frames": frames, "size": size})
 
 
 def load_model_spec(spec: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

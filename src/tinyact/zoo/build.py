@@ -72,7 +72,8 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
         "kind": type(model).__name__,
         "config": model.config.to_dict(),
         "input": {"frames": model.config.num_frames, "size": list(model.config.input_size),
-                  "normalization": model.config.normalization, "sampling": "uniform"},
+                  "normalization": model.config.normalization,
+                  "sampling": recipe.get("sampling", {"strategy": "uniform"})},
         "label_names": list(info.get("extra", {}).get("label_names", [])),
         "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                     "dtype": "float16"},
@@ -95,17 +96,34 @@ def recipe_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = False,
-                epochs: int | None = None) -> Path:
-    """Render, pretrain (every stage resumable) and package zoo entry ``name``; returns the entry folder."""
+                epochs: int | None = None, from_stage: int = 1, init: Path | None = None) -> Path:
+    """Render, pretrain (every stage resumable) and package zoo entry ``name``; returns the entry folder.
+
+    Args:
+        name: the recipe (``recipes/NAME.yaml``).
+        work: folder for corpora and run folders (``corpus-N``, ``stage-N``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        install: write the entry into the package instead of ``work/entry``.
+        epochs: override every stage's epochs (quick checks).
+        from_stage: skip the stages before this one; the first stage run starts from ``init``.
+        init: model file the first stage run continues from (with ``from_stage`` > 1: the earlier stages'
+            result, e.g. the shipped entry made into a file by :func:`tinyact.zoo.materialize`).
+    """
     from tinyact.data.synth.corpus import CorpusConfig, build_corpus
     from tinyact.training.pretrain import PretrainConfig, pretrain
 
     recipe = read_recipe(name)
-    started = time.perf_counter()
-    previous: Path | None = None
-    result = None
     stages = recipe_stages(recipe)
+    if not 1 <= from_stage <= len(stages):
+        raise ConfigError(f"recipe {name} has stages 1-{len(stages)}; --from-stage {from_stage} is not one of them")
+    if from_stage > 1 and init is None:
+        raise ConfigError(f"starting at stage {from_stage} needs --init: the model the stages before it chose")
+    started = time.perf_counter()
+    previous: Path | None = init
+    result = None
     for number, stage in enumerate(stages, start=1):
+        if number < from_stage:
+            continue
         corpus_dir, train_dir = work / f"corpus-{number}", work / f"stage-{number}"
         build_corpus(CorpusConfig.from_dict({**stage["corpus"], "out": corpus_dir}, source=f"recipe {name}: corpus {number}"))
         train = dict(stage["pretrain"])
@@ -127,5 +145,7 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     target = ENTRIES_DIR / name if install else work / "entry"
     trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
+    if from_stage > 1:
+        trained_on["from_stage"] = {"stage": from_stage, "init": str(init)}
     return package_entry(name, result.model, target, recipe, {"selection": result.metrics}, trained_on,
                          recipe.get("description", ""))

@@ -11,8 +11,9 @@ cameras, so it aims at *variety*:
   background-subtracting and privacy cameras give), inverted masks; blur, sensor noise, JPEG compression;
   64–224 px canvases of several aspect ratios; 10–30 fps; static, panning and zooming cameras; light changes.
 
-Only the ``frames`` instants a clip is sampled at are drawn (segment centres, as ``ClipSampling("uniform")``
-picks them from a video), then resized by the same function the cache and the cameras use
+Only the ``frames`` instants a clip is sampled at are drawn — segment centres, as ``ClipSampling("uniform")``
+picks them from a video, or with ``sample_fps`` a window of frames at a real rate, as an edge camera grabs
+them at its ``capture_fps`` and ``ClipSampling("multi", sample_fps=...)`` reads files — then resized by the same function the cache and the cameras use
 (:func:`tinyact.data.transforms.resize_short_side_center_crop`). Layout::
 
     OUT/corpus.yaml        the resolved CorpusConfig
@@ -38,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tinyact.config import TinyActConfig
 from tinyact.console import progress_bar
@@ -76,8 +77,19 @@ class CorpusConfig(TinyActConfig):
                                             title="How often each rendering style is drawn")
     motion_variants: float = Field(0.5, ge=0, le=1, title="Share of clips of a class with two ways of doing it "
                                    "(a kick to the side or forward) drawn the other way")
+    sample_fps: tuple[float, float] | None = Field(
+        None, title="Rate range of a clip's frames (Hz)",
+        description="None: the frames are spread over the whole clip (uniform sampling, as the first two stages of "
+        "everyday-64 were rendered); (lo, hi): a window of consecutive frames at a rate drawn from the range "
+        "(dense sampling, what an edge camera grabs at its capture_fps), so a clip's apparent speed is real")
     shard_size: int = Field(500, ge=1, title="Clips per shard file")
     workers: int = Field(0, ge=0, title="Worker processes (0 = one per core)")
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> CorpusConfig:
+        if self.sample_fps is not None and not 0 < self.sample_fps[0] <= self.sample_fps[1]:
+            raise ValueError(f"sample_fps must be (lo, hi) with 0 < lo <= hi, got {self.sample_fps}")
+        return self
 
     def split_of_actor(self, actor: int) -> str:
         n_test = max(1, round(self.actors * self.test_actors))
@@ -150,12 +162,23 @@ def _mask_actor(actor: Actor) -> Actor:
     return replace(actor, skin=white, shirt=white, pants=white, shoes=white)
 
 
-def _sample_times(rng: np.random.Generator, frames: int, motion: Motion) -> tuple[np.ndarray, float, float]:
-    """The ``frames`` instants (seconds) drawn from a clip, its duration and frame rate."""
+def _sample_times(
+    rng: np.random.Generator, cfg: CorpusConfig, motion: Motion, index: int
+) -> tuple[np.ndarray, float, float]:
+    """The ``cfg.frames`` instants (seconds) drawn from a clip, its duration and frame rate."""
     fps = float(rng.uniform(10, 30))
     duration = float(rng.uniform(1.5, 4.0) if motion.rate == 0 else rng.uniform(1.5, 5.0))
-    centres = (np.arange(frames) + 0.5) * duration / frames
-    return np.floor(centres * fps) / fps, duration, fps  # the frame shown at each centre
+    if cfg.sample_fps is None:
+        times = (np.arange(cfg.frames) + 0.5) * duration / cfg.frames  # segment centres
+    else:
+        # Own random stream, so corpora rendered without sample_fps stay bit for bit what they were.
+        window_rng = np.random.default_rng([cfg.seed, 5, index])
+        rate = float(window_rng.uniform(*cfg.sample_fps))
+        window = (cfg.frames - 1) / rate
+        duration = max(duration, window + 1.0 / fps)
+        start = float(window_rng.uniform(0.0, max(0.0, duration - window - 1.0 / fps)))
+        times = start + np.arange(cfg.frames) / rate
+    return np.floor(times * fps) / fps, duration, fps  # the frame on screen at each instant
 
 
 def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipInfo]:
@@ -172,7 +195,7 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
     height = int(rng.integers(cfg.min_canvas, cfg.max_canvas + 1)) // 2 * 2
     aspect = float(rng.choice([1.0, 4 / 3, 5 / 4, 16 / 9]))
     width = max(2, int(round(height * aspect / 2)) * 2)
-    times, duration, fps = _sample_times(rng, cfg.frames, motion)
+    times, duration, fps = _sample_times(rng, cfg, motion, index)
 
     view_name = str(rng.choice(list(VIEWS), p=[0.6, 0.25, 0.15] if motion.travel and not motion.frontal_travel
                                else [0.34, 0.33, 0.33]))

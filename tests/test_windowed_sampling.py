@@ -1,0 +1,112 @@
+"""Windowed reading: corpus clips drawn as camera windows at a real frame rate, and encoders that read a video as
+the mean latent of several such windows (the zoo entry's ``sampling``), through extract, the sklearn
+``VideoEncoder`` and ``zoo build --from-stage``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinyact import zoo
+from tinyact.classifiers.video_encoder import VideoEncoder
+from tinyact.data.manifest import Manifest, ManifestEntry
+from tinyact.data.synth.corpus import CorpusConfig, _sample_times, render_corpus_clip
+from tinyact.data.synth.motions import MOTIONS
+from tinyact.data.transforms import normalize
+from tinyact.data.video import ClipSampling, sample_clips
+from tinyact.errors import ConfigError
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D
+from tinyact.models.checkpoint import save_model
+from tinyact.training.extract import encode_windows, extract_latents
+from tinyact.zoo.build import build_entry, package_entry
+
+WINDOWED = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 3}
+
+
+def small_encoder() -> VideoAutoEncoder3D:
+    torch.manual_seed(0)
+    return VideoAutoEncoder3D(num_frames=4, input_size=16, channels=(4, 8, 8, 8), latent_dim=16).eval()
+
+
+def test_corpus_windows_have_a_real_rate_and_old_corpora_keep_their_instants(tmp_path):
+    windowed = CorpusConfig(out=tmp_path, clips=50, frames=16, sample_fps=(7.0, 9.5))
+    spread = CorpusConfig(out=tmp_path, clips=50, frames=16)
+    for index in range(20):
+        motion = MOTIONS[index % len(MOTIONS)]
+        times, duration, fps = _sample_times(np.random.default_rng([0, 2, index]), windowed, motion, index)
+        steps = np.diff(times)
+        # Snapped to the camera's frames (1/fps apart), the instants keep the drawn rate on average.
+        assert 1 / 9.5 - 1 / fps <= steps.mean() <= 1 / 7.0 + 1 / fps
+        assert times[0] >= 0 and times[-1] < duration
+        old, old_duration, _ = _sample_times(np.random.default_rng([0, 2, index]), spread, motion, index)
+        centres = (np.arange(16) + 0.5) * old_duration / 16
+        assert np.allclose(old, np.floor(centres * fps) / fps)  # segment centres, as before the option existed
+    a, _ = render_corpus_clip(windowed, 3)
+    b, _ = render_corpus_clip(windowed, 3)
+    assert np.array_equal(a, b)
+
+
+def test_corpus_rejects_an_inverted_rate_range(tmp_path):
+    with pytest.raises(ValueError, match="sample_fps"):
+        CorpusConfig(out=tmp_path, sample_fps=(10.0, 5.0))
+
+
+def test_encode_windows_is_the_mean_of_the_window_latents():
+    model = small_encoder()
+    x = torch.rand(2, 3, 4, 3, 16, 16)
+    with torch.no_grad():
+        mean = encode_windows(model, x)
+        one_by_one = torch.stack([torch.stack([model.encode(x[b, k : k + 1])[0] for k in range(3)]).mean(0)
+                                  for b in range(2)])
+    assert mean.shape == (2, 16) and torch.allclose(mean, one_by_one, atol=1e-5)
+
+
+@pytest.fixture
+def windowed_entry(tmp_path, monkeypatch) -> zoo.ZooEntry:
+    """A tiny zoo entry whose recipe reads videos as the mean of 3 windows at 8 frames per second."""
+    model_file = tmp_path / "model.pt"
+    save_model(model_file, small_encoder(), extra={"label_names": ["a", "b"]})
+    package_entry("windowed", model_file, tmp_path / "entries" / "windowed", {"sampling": WINDOWED, "stages": []},
+                  {}, {"device": "cpu"})
+    monkeypatch.setattr(zoo, "ENTRIES_DIR", tmp_path / "entries")
+    return zoo.get_entry("windowed")
+
+
+def test_an_entry_carries_its_sampling_and_an_override_wins(windowed_entry):
+    sampling = windowed_entry.clip_sampling()
+    assert (sampling.strategy, sampling.sample_fps, sampling.num_clips) == ("multi", 8.0, 3)
+    assert (sampling.num_frames, sampling.size) == (4, 16)
+    assert zoo.encoder_sampling(windowed_entry, 4, 16, {"strategy": "uniform"}).strategy == "uniform"
+    assert zoo.encoder_sampling(None, 4, 16).strategy == "uniform"
+
+
+def test_extract_and_video_encoder_average_the_entry_windows(windowed_entry, make_video, tmp_path):
+    videos = [make_video(f"v{i}.mp4", n_frames=50 + 10 * i) for i in range(2)]
+    sampling = windowed_entry.clip_sampling()
+    model, _ = zoo.load_encoder("windowed")
+    with torch.no_grad():
+        expected = np.stack([
+            np.mean([model.encode(normalize(c.frames[None], model.config.normalization))[0].numpy()
+                     for c in sample_clips(v, sampling)], axis=0)
+            for v in videos])
+    entries = [ManifestEntry(str(v), "a", "train", f"c{i}") for i, v in enumerate(videos)]
+    latents = extract_latents(model, Manifest(entries, Path("/")), sampling, tmp_path / "z.npz", batch_size=2)
+    assert np.allclose(latents.latents, expected, atol=1e-5)
+    assert latents.meta["sampling"]["strategy"] == "multi"
+    encoder = VideoEncoder(checkpoint="zoo:windowed").fit(videos)
+    assert encoder.sampling_ == sampling
+    assert np.allclose(encoder.transform(videos), expected, atol=1e-5)
+
+
+def test_zoo_build_from_a_later_stage_needs_the_model_before_it(tmp_path):
+    with pytest.raises(ConfigError, match="--init"):
+        build_entry("everyday-64", tmp_path, from_stage=2)
+    with pytest.raises(ConfigError, match="stages 1-"):
+        build_entry("everyday-64", tmp_path, from_stage=9, init=tmp_path / "m.pt")
+
+
+def test_uniform_reading_is_unchanged_for_model_files(tmp_path):
+    assert zoo.encoder_sampling(None, 16, 64) == ClipSampling(num_frames=16, size=64, strategy="uniform")
