@@ -55,10 +55,15 @@ def build(
 ) -> None:
     """Re-create an entry from scratch with its recorded recipe. Resumable: run it again to continue."""
     from tinyact.paths import data_home
-    from tinyact.zoo import materialize
+    from tinyact.zoo import get_entry, materialize
     from tinyact.zoo.build import build_entry
 
     work = work or data_home() / "zoo-build" / name
     start = materialize(init, work / "init") if init else None
-    folder = build_entry(name, work, device=device, install=install, epochs=epochs, from_stage=from_stage, init=start)
+    record = None
+    if init and init.startswith("zoo:"):  # keep where the earlier stages ran: the entry is about to be replaced
+        earlier = get_entry(init[4:] or name)
+        record = {"init_encoder_hash": earlier.encoder_hash, "init_trained_on": earlier.trained_on}
+    folder = build_entry(name, work, device=device, install=install, epochs=epochs, from_stage=from_stage, init=start,
+                         init_record=record)
     console.print(f"entry written to {folder}" + ("" if install else " (use --install to make it zoo:" + name + ")"))

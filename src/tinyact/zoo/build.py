@@ -73,7 +73,7 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
         "config": model.config.to_dict(),
         "input": {"frames": model.config.num_frames, "size": list(model.config.input_size),
                   "normalization": model.config.normalization,
-                  "sampling": recipe.get("sampling", {"strategy": "uniform"})},
+                  "sampling": dict(recipe.get("sampling", {"strategy": "uniform"}))},  # a copy: no YAML anchor
         "label_names": list(info.get("extra", {}).get("label_names", [])),
         "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                     "dtype": "float16"},
@@ -96,7 +96,8 @@ def recipe_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = False,
-                epochs: int | None = None, from_stage: int = 1, init: Path | None = None) -> Path:
+                epochs: int | None = None, from_stage: int = 1, init: Path | None = None,
+                init_record: dict[str, Any] | None = None) -> Path:
     """Render, pretrain (every stage resumable) and package zoo entry ``name``; returns the entry folder.
 
     Args:
@@ -121,6 +122,7 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     started = time.perf_counter()
     previous: Path | None = init
     result = None
+    chosen: dict[str, Any] = {}
     for number, stage in enumerate(stages, start=1):
         if number < from_stage:
             continue
@@ -141,11 +143,12 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
         )
         result = pretrain(train_cfg, resume=(train_dir / "last.pt").is_file())
         previous = result.model
+        chosen[f"stage_{number}"] = result.metrics  # epoch -1: the stage kept the model it started from
     assert result is not None, "a recipe has at least one stage"
     target = ENTRIES_DIR / name if install else work / "entry"
     trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
     if from_stage > 1:
-        trained_on["from_stage"] = {"stage": from_stage, "init": str(init)}
-    return package_entry(name, result.model, target, recipe, {"selection": result.metrics}, trained_on,
-                         recipe.get("description", ""))
+        trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **(init_record or {})}
+    return package_entry(name, result.model, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
+                         trained_on, recipe.get("description", ""))
