@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "classes": len(names), "n_train": len(chosen["train"]), "n_val": len(chosen["val"]), "n_test": len(chosen["test"]),
         "val_top1_by_C": {str(c): scores[c][0] for c in C_GRID}, "chosen_C": best_c,
         "test_top1": float(correct.mean()),
-        "test_top1_by_style": {s: float(correct[styles == s].mean()) for s in sorted(set(styles))},
+        # Corpora rendered before clips.csv recorded styles have none: no breakdown then.
+        "test_top1_by_style": {s: float(correct[styles == s].mean()) for s in sorted(set(styles)) if s},
         "test_top1_by_class": {names[c]: float(correct[labels["test"] == c].mean()) for c in np.unique(labels["test"])},
         "encode_s": round(encode_s, 1),
     }
     rows = [[f"C={c}", f"{scores[c][0] * 100:.1f}", f"{result['test_top1'] * 100:.1f}" if c == best_c else ""] for c in C_GRID]
     print_table(f"{args.encoder} on held-out actors of {args.corpus.name} ({len(names)} classes)", ["probe", "val %", "test %"], rows)
-    console.print("test by style: " + ", ".join(f"{k} {v * 100:.1f}" for k, v in result["test_top1_by_style"].items()))
+    if result["test_top1_by_style"]:
+        console.print("test by style: " + ", ".join(f"{k} {v * 100:.1f}" for k, v in result["test_top1_by_style"].items()))
     worst = sorted(result["test_top1_by_class"].items(), key=lambda kv: kv[1])[:6]
     console.print("hardest classes: " + ", ".join(f"{k} {v * 100:.0f}" for k, v in worst))
     if args.json:

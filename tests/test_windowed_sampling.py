@@ -110,3 +110,17 @@ def test_zoo_build_from_a_later_stage_needs_the_model_before_it(tmp_path):
 
 def test_uniform_reading_is_unchanged_for_model_files(tmp_path):
     assert zoo.encoder_sampling(None, 16, 64) == ClipSampling(num_frames=16, size=64, strategy="uniform")
+
+
+def test_the_corpus_index_records_what_each_clip_shows(tmp_path):
+    import csv
+
+    from tinyact.data.synth.corpus import build_corpus
+
+    cfg = CorpusConfig(out=tmp_path / "c", clips=30, size=24, frames=6, actors=30, shard_size=15, workers=1,
+                       min_canvas=48, max_canvas=64, sample_fps=(7.0, 9.5))
+    with open(build_corpus(cfg), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        _, info = render_corpus_clip(cfg, int(row["index"]))
+        assert (row["style"], row["view"], row["camera"]) == (info.style, info.view, info.camera)

@@ -323,10 +323,15 @@ def _render_shard(args: tuple[dict[str, Any], int, int]) -> tuple[int, list[Clip
         clips.append(clip)
         infos.append(info)
     path = Path(cfg.out) / f"shard-{shard:05d}.npy"
+    drawn = path.with_suffix(".csv")  # what was drawn (style, view, camera), merged into clips.csv
+    tmp = drawn.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows([[i.index, i.style, i.view, i.camera] for i in infos])
+    os.replace(tmp, drawn)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
         np.save(handle, np.stack(clips))
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # the shard last: a shard file present means its clips and their record are complete
     return shard, infos
 
 
@@ -355,13 +360,17 @@ def build_corpus(cfg: CorpusConfig) -> Path:
 def write_index(cfg: CorpusConfig) -> Path:
     """``clips.csv`` for the whole corpus (cheap: the plan is re-derived from the seed, no pixels drawn)."""
     path = Path(cfg.out) / "clips.csv"
+    drawn: dict[int, list[str]] = {}
+    for record in sorted(Path(cfg.out).glob("shard-*.csv")):  # absent for shards rendered before records existed
+        with open(record, newline="") as handle:
+            drawn.update({int(row[0]): row[1:] for row in csv.reader(handle)})
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CLIP_FIELDS)
         for index in range(cfg.clips):
             label, split, actor = clip_split(cfg, index)
-            writer.writerow([index, label, MOTION_NAMES[label], split, actor, "", "", "",
+            writer.writerow([index, label, MOTION_NAMES[label], split, actor, *drawn.get(index, ["", "", ""]),
                              index // cfg.shard_size, index % cfg.shard_size])
     os.replace(tmp, path)
     return path
