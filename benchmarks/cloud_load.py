@@ -16,7 +16,7 @@ and database. Each row also reports the service's own CPU use (user + system sec
 from /proc): ``clips/CPU-s`` is clips stored per second of service CPU, and ``server cores`` the cores it kept
 busy, a figure that holds when other programs share the machine and the wall-clock rates do not; ``load``
 is the machine's 1-minute load average when the row started. Latents are 1024-d float16 (the edge's default encoding); classifiers are fitted on generated
-latents of 10 classes (:mod:`tinyact.cloud.testing`), so their cost per clip is that of real ones of the same
+latents of 10 classes (`benchmarks/cloud_fixtures.py`), so their cost per clip is that of real ones of the same
 size, not their accuracy. The client is a minimal HTTP/1.1 client on asyncio streams, not httpx: on a 2-core
 machine every millisecond the load generator spends is taken from the server, and httpx costs several
 times more CPU per request.
@@ -44,9 +44,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cloud_fixtures import fit_toy_classifier, postgres_base_url, postgres_schema, toy_latents  # noqa: E402
 from benchmarks.common import machine_info, markdown_table, print_table, save_results  # noqa: E402
 from tinyact.cloud.server import serve_in_background  # noqa: E402
-from tinyact.cloud.testing import fit_toy_classifier, postgres_base_url, postgres_schema, toy_latents  # noqa: E402
 from tinyact.wire import encode_latent  # noqa: E402
 
 ADMIN = "bench-admin-token"

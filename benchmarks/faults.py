@@ -161,7 +161,7 @@ def make_inputs(work: Path, size: int) -> tuple[Path, Path, list[Path]]:
     """A small random 3-D autoencoder, a classifier for its 1024-d latents, and two camera files."""
     import torch
 
-    from tinyact.cloud.testing import fit_toy_classifier
+    from benchmarks.cloud_fixtures import fit_toy_classifier
     from tinyact.data.encode import encode_video
     from tinyact.edge.simulate import synthetic_frames
     from tinyact.models.autoencoder3d import VideoAutoEncoder3D

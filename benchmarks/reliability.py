@@ -132,7 +132,7 @@ _model_cache: dict[str, Path] = {}
 
 
 def toy_model(work: Path) -> Path:
-    from tinyact.cloud.testing import fit_toy_classifier
+    from benchmarks.cloud_fixtures import fit_toy_classifier
 
     if "m" not in _model_cache or not _model_cache["m"].exists():  # one model per run (main() deletes its folder)
         _model_cache["m"] = fit_toy_classifier(work / "model", labels=LABELS, latent_dim=DIM, per_class=15).path
@@ -153,7 +153,7 @@ def cloud(work: Path, db: str | None = None, **settings: Any):
 
 @contextlib.contextmanager
 def postgres_url() -> Iterator[str]:
-    from tinyact.cloud.testing import postgres_base_url, postgres_schema
+    from benchmarks.cloud_fixtures import postgres_base_url, postgres_schema
 
     base, why = postgres_base_url()
     if base is None:
@@ -164,7 +164,7 @@ def postgres_url() -> Iterator[str]:
 
 def good_clip(rng: np.random.Generator, camera: str = "cam-1", clip_id: uuid.UUID | None = None,
               dtype: str | None = "float16") -> dict:
-    from tinyact.cloud.testing import clip_message
+    from benchmarks.cloud_fixtures import clip_message
 
     return clip_message(rng.normal(0, 1, DIM).astype(np.float32), camera_id=camera, clip_id=clip_id, dtype=dtype)
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from benchmarks.cloud_fixtures import fit_toy_classifier
 from tinyact.classifiers.bundle import (
     BundleError,
     classifier_folder,
@@ -21,7 +22,6 @@ from tinyact.classifiers.bundle import (
 from tinyact.cli import app
 from tinyact.cloud.registry import ModelRegistry
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import fit_toy_classifier
 from tinyact.edge.config import EdgeConfig
 from tinyact.errors import TinyActError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
@@ -136,7 +136,7 @@ def test_cloud_and_edge_take_a_bundle(tmp_path, zoo_hash, monkeypatch):
 def test_classify_fit_writes_a_bundle_when_it_knows_the_encoder(tmp_path, zoo_hash):
     import numpy as np
 
-    from tinyact.cloud.testing import toy_latents
+    from benchmarks.cloud_fixtures import toy_latents
     from tinyact.latents import LatentsFile
 
     y = np.repeat(np.arange(3), 8)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.cloud_fixtures import toy_latents
 from tinyact.classifiers.estimators import FACTORIES, GRIDS, normalise_grid
 from tinyact.classifiers.evaluate import evaluate, top_k_accuracy
 from tinyact.classifiers.saved import ClassifierMismatchError, load_classifier
 from tinyact.classifiers.search import choose_folds, fit_classifier
 from tinyact.cli import app
-from tinyact.cloud.testing import toy_latents
 from tinyact.errors import ConfigError
 from tinyact.latents import LatentsFile
 

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, toy_latents
 from tinyact.cloud.app import create_app
 from tinyact.cloud.config import CloudConfig
 from tinyact.cloud.db.engine import make_engine, upgrade_database
 from tinyact.cloud.db.schema import idempotency_keys, predictions
 from tinyact.cloud.devices import add_device, revoke_device
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 from tinyact.wire import ClipsOut, ErrorOut, ResultsPage, encode_latent
 
 DIM = 32

@@ -1,20 +1,16 @@
 """Every classifier kind ``tinyact classify fit`` makes (``tinyact.classifiers.estimators.FACTORIES``: SVM, RF,
-XGBoost, DT and the residual MLP) is loaded and served, and hot-swapped in turn. Skipped where that module is
-not in the tree yet (it comes with the classifier stage)."""
+XGBoost, DT and the residual MLP) is loaded and served, and hot-swapped in turn."""
 
 from __future__ import annotations
 
 import httpx
 import numpy as np
-import pytest
 
+from benchmarks.cloud_fixtures import clip_message, toy_latents
+from tinyact.classifiers import estimators
 from tinyact.classifiers.saved import save_classifier
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import clip_message, toy_latents
 
-estimators = pytest.importorskip(
-    "tinyact.classifiers.estimators", reason="tinyact.classifiers.estimators (tinyact classify fit) is not in this tree"
-)
 DIM = 32
 LABELS = ["walking", "running", "waving"]
 FAST = {"rf": {"clf__n_estimators": 10}, "xgboost": {"clf__n_estimators": 10}, "mlp": {"clf__max_epochs": 3}}

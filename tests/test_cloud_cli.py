@@ -8,10 +8,10 @@ import json
 import httpx
 from typer.testing import CliRunner
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, toy_latents
 from tinyact.cli import app
 from tinyact.cloud.db.engine import head_revision
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 
 runner = CliRunner()
 DIM = 16

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, toy_latents
 from tests.browser import browser_page, expect, needs_browser
 from tinyact.cloud.db.engine import make_engine
 from tinyact.cloud.server import serve_in_background
 from tinyact.cloud.store import CameraIds, NewPrediction, store_predictions
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 
 LABELS = ("walking", "running", "waving", "jumping", "sitting", "falling")
 DIM = 32

@@ -13,8 +13,8 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, mqtt_available, toy_latents
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, mqtt_available, toy_latents
 from tinyact.wire import ClipResult, mqtt_clip_topic, mqtt_result_topic
 
 DIM = 32

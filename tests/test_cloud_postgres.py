@@ -15,6 +15,13 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select
 
+from benchmarks.cloud_fixtures import (
+    clip_message,
+    fit_toy_classifier,
+    postgres_base_url,
+    postgres_schema,
+    toy_latents,
+)
 from tinyact.cloud import analytics
 from tinyact.cloud.app import create_app
 from tinyact.cloud.config import CloudConfig
@@ -22,13 +29,6 @@ from tinyact.cloud.db.engine import current_revision, head_revision, make_engine
 from tinyact.cloud.db.schema import Base, predictions
 from tinyact.cloud.devices import add_device
 from tinyact.cloud.export import export_to_file
-from tinyact.cloud.testing import (
-    clip_message,
-    fit_toy_classifier,
-    postgres_base_url,
-    postgres_schema,
-    toy_latents,
-)
 
 DIM = 32
 LABELS = ("walking", "running", "waving", "jumping")

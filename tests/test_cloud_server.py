@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, toy_latents
 from tinyact.cloud import analytics
 from tinyact.cloud.batcher import MicroBatcher
 from tinyact.cloud.db.engine import make_engine, upgrade_database
@@ -22,7 +23,6 @@ from tinyact.cloud.devices import add_device
 from tinyact.cloud.registry import ModelRegistry
 from tinyact.cloud.server import serve_in_background
 from tinyact.cloud.store import CameraIds, NewPrediction, store_predictions
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 
 DIM = 32
 LABELS = ("walking", "running", "waving", "jumping")

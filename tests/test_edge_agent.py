@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.cloud_fixtures import fit_toy_classifier, mqtt_available
 from tinyact.cloud.db.engine import make_engine, upgrade_database
 from tinyact.cloud.db.schema import predictions
 from tinyact.cloud.devices import add_device
 from tinyact.cloud.server import free_port, serve_in_background
-from tinyact.cloud.testing import fit_toy_classifier, mqtt_available
 from tinyact.data.encode import encode_video
 from tinyact.edge.agent import EdgeAgent, enforce_retention
 from tinyact.edge.config import EdgeConfig

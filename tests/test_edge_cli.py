@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from benchmarks.cloud_fixtures import fit_toy_classifier
 from tinyact.cli import app
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import fit_toy_classifier
 from tinyact.data.encode import encode_video
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, mqtt_available, toy_latents
 from tinyact.cli import app as cli_app
 from tinyact.cloud.server import serve_in_background
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, mqtt_available, toy_latents
 from tinyact.data.encode import encode_video
 from tinyact.edge.agent import EdgeAgent
 from tinyact.edge.config import EdgeConfig

@@ -24,8 +24,8 @@ import paho.mqtt.client as paho
 import pytest
 from pydantic import ValidationError
 
+from benchmarks.cloud_fixtures import clip_message, fit_toy_classifier, toy_latents
 from tinyact.cloud.broker import CLOUD_ACCOUNT, derive_password, write_broker_config
-from tinyact.cloud.testing import clip_message, fit_toy_classifier, toy_latents
 from tinyact.edge.store import EdgeStore
 from tinyact.edge.transports import MqttTransport, outbox_camera
 from tinyact.wire import mqtt_clip_topic, mqtt_error_topic, mqtt_result_topic

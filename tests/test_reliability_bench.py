@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from benchmarks import reliability
-from tinyact.cloud.testing import postgres_base_url
+from benchmarks.cloud_fixtures import postgres_base_url
 
 FAST = "fuzz,isolation,slow-clients,dashboard"
 

@@ -16,6 +16,11 @@ A batch sent to ``POST /v1/clips``::
 a clip whose encoder differs from the one its active classifier was fitted on (409 ``encoder_mismatch``), so a
 mismatched encoder and classifier never give silent nonsense. Messages of older edges without it are accepted
 and counted. Raw video never appears here: a clip message has exactly the fields above.
+
+What comes back is a :class:`StoredPrediction`, the one schema of a prediction the cloud has stored: as itself
+in exports and on the dashboard, and as a :class:`ClipResult` (:meth:`StoredPrediction.result`) in the HTTP
+responses, the results feed and on the MQTT result topic. The MQTT topics are built here too
+(:func:`mqtt_topic`), for both sides.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 from uuid import UUID
 
@@ -37,7 +42,7 @@ DEVICE_ID_PATTERN = CAMERA_ID_PATTERN
 WireDtype = Literal["float32", "float16", "int8"]
 MAX_LATENT_VALUES = 16_384  # longest plain-list latent accepted (16× the 1024-d latents of TinyAct's encoders)
 MAX_CLIPS_PER_MESSAGE = 10_000  # hard bound of ClipsIn.clips; the service's max_clips_per_request is lower
-_NUMPY_DTYPE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
+_NUMPY_DTYPE: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
 
 
 class WireFormatError(ValueError):
@@ -74,21 +79,24 @@ def encode_latent(vector: np.ndarray, dtype: WireDtype = "float16") -> EncodedLa
     return EncodedLatent(dtype=dtype, data=base64.b64encode(raw).decode("ascii"))
 
 
-def decode_latent(latent: EncodedLatent | list[float]) -> np.ndarray:
+def decode_latent(latent: EncodedLatent | list[float] | list[int | float], *, check_finite: bool = True) -> np.ndarray:
     """Decode to float32 ``[D]``; raises :class:`WireFormatError` for bad base64, a partial element, a
-    missing int8 scale, or NaN/Inf values."""
+    missing int8 scale, an empty vector, or (unless ``check_finite`` is off, for a caller that checks a whole
+    batch at once) NaN/Inf values."""
     if isinstance(latent, list):
         with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused below
             vector = np.asarray(latent, dtype=np.float32)
     else:
         try:
-            raw = base64.b64decode(latent.data, validate=True)
+            # strict_mode: the alphabet, padding only at the end, no whitespace (as b64decode(validate=True),
+            # without its regular expression pass over the text).
+            raw = binascii.a2b_base64(latent.data, strict_mode=True)
         except (binascii.Error, ValueError):
             raise WireFormatError("latent.data is not valid base64") from None
-        item = _NUMPY_DTYPE[latent.dtype].itemsize
-        if len(raw) % item:
+        dtype = _NUMPY_DTYPE[latent.dtype]
+        if len(raw) % dtype.itemsize:
             raise WireFormatError(f"latent.data has {len(raw)} bytes, not a whole number of {latent.dtype} values")
-        values = np.frombuffer(raw, dtype=_NUMPY_DTYPE[latent.dtype])
+        values = np.frombuffer(raw, dtype=dtype)
         if latent.dtype == "int8":
             if latent.scale is None:
                 raise WireFormatError("int8 latent needs `scale` (and optionally `zero_point`)")
@@ -97,7 +105,7 @@ def decode_latent(latent: EncodedLatent | list[float]) -> np.ndarray:
             vector = values.astype(np.float32)
     if vector.ndim != 1 or vector.size == 0:
         raise WireFormatError("latent must be a non-empty 1-D vector")
-    if not np.all(np.isfinite(vector)):
+    if check_finite and not np.all(np.isfinite(vector)):
         raise WireFormatError("latent contains NaN or Inf")
     return vector
 
@@ -136,6 +144,8 @@ class LabelScore(BaseModel):
 class ClipResult(BaseModel):
     """The cloud's verdict on one clip, returned to the edge (HTTP response, results feed, MQTT)."""
 
+    # A StoredPrediction under the names ClipIn uses (camera_id, device_id, cursor): StoredPrediction.result().
+
     clip_id: UUID
     camera_id: str
     captured_at: datetime
@@ -145,6 +155,43 @@ class ClipResult(BaseModel):
     model_version: str
     device_id: str | None = None
     cursor: int | None = Field(None, description="position in the device's results feed")
+
+
+class StoredPrediction(BaseModel):
+    """A prediction as the cloud stores it: one row of an export (``model_dump(mode="json")``, the columns in
+    this order) and of the dashboard; :meth:`result` is the same prediction as the edge receives it. ::
+
+        StoredPrediction    id      device     camera     clip_id  captured_at  received_at  label  score  top5  model_version
+        ClipResult          cursor  device_id  camera_id  clip_id  captured_at  -            label  score  top5  model_version
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int = Field(description="position in the results feed (`since`/`cursor`)")
+    device: str
+    camera: str
+    clip_id: UUID
+    captured_at: datetime
+    received_at: datetime
+    label: str
+    score: float
+    top5: list[LabelScore]
+    model_version: str
+
+    def result(self) -> dict[str, Any]:
+        """This prediction as a :class:`ClipResult`, JSON-ready: serialised with ``pydantic_core.to_json`` it
+        gives the bytes of ``ClipResult.model_dump_json()``, without building the model (the hot path)."""
+        return {
+            "clip_id": self.clip_id,
+            "camera_id": self.camera,
+            "captured_at": self.captured_at,
+            "label": self.label,
+            "score": self.score,
+            "top5": self.top5,
+            "model_version": self.model_version,
+            "device_id": self.device,
+            "cursor": self.id,
+        }
 
 
 class ClipsOut(BaseModel):
@@ -160,25 +207,42 @@ class ResultsPage(BaseModel):
     next_cursor: int = Field(description="pass as `since` to get the results after these")
 
 
+MQTT_TOPIC_ROOT = "tinyact"
+MqttTopicKind = Literal["clip", "result", "error"]
+
+
+def mqtt_topic(device_id: str, camera_id: str, kind: MqttTopicKind) -> str:
+    """``tinyact/<device>/<camera>/<kind>``: ``+`` for the device or camera makes a subscription filter."""
+    return f"{MQTT_TOPIC_ROOT}/{device_id}/{camera_id}/{kind}"
+
+
 def mqtt_clip_topic(device_id: str, camera_id: str) -> str:
     """Topic an edge publishes a clip's latent to (body: one :class:`ClipIn` as JSON)."""
-    return f"tinyact/{device_id}/{camera_id}/clip"
+    return mqtt_topic(device_id, camera_id, "clip")
 
 
 def mqtt_result_topic(device_id: str, camera_id: str) -> str:
     """Topic the cloud publishes results to (body: one :class:`ClipResult`; QoS 1, retained)."""
-    return f"tinyact/{device_id}/{camera_id}/result"
-
-
-ENCODER_MISMATCH = "encoder_mismatch"
-"""Error code of a clip made by another encoder than the active classifier's (HTTP 409, MQTT ``…/error``): not
-the clip's fault, so the edge keeps it until the two sides match again."""
+    return mqtt_topic(device_id, camera_id, "result")
 
 
 def mqtt_error_topic(device_id: str, camera_id: str) -> str:
     """Topic the cloud publishes a refused clip's reason to (body: ``{"clip_id", "error", "detail"}``; QoS 1,
     not retained). Only the cloud's broker account may write it (``tinyact cloud broker-config``)."""
-    return f"tinyact/{device_id}/{camera_id}/error"
+    return mqtt_topic(device_id, camera_id, "error")
+
+
+def split_mqtt_topic(topic: str) -> tuple[str, str, str] | None:
+    """``tinyact/<device>/<camera>/<kind>`` -> ``(device, camera, kind)``; ``None`` for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != MQTT_TOPIC_ROOT:
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+ENCODER_MISMATCH = "encoder_mismatch"
+"""Error code of a clip made by another encoder than the active classifier's (HTTP 409, MQTT ``…/error``): not
+the clip's fault, so the edge keeps it until the two sides match again."""
 
 
 class ErrorOut(BaseModel):

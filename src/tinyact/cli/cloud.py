@@ -44,7 +44,8 @@ def serve(
     cfg = CloudConfig.from_yaml(
         config, host=host, port=port, db=db, model=model, workers=workers, mqtt=mqtt, batch_window_ms=batch_window_ms
     )
-    cfg = cfg.model_copy(update={"db": resolve_db_url(cfg.db)})
+    db_url = resolve_db_url(cfg.db)
+    cfg = cfg.model_copy(update={"db": db_url})
     # Fail here with one line, not inside uvicorn's start-up with a traceback.
     if cfg.model is not None:
         from tinyact.classifiers.bundle import is_bundle, load_bundle
@@ -54,7 +55,7 @@ def serve(
         elif not (Path(cfg.model) / "classifier.json").is_file():
             raise TinyActError(f"--model {cfg.model} is not a saved classifier folder (no classifier.json) nor a bundle "
                                "(no bundle.yaml); see `tinyact classify fit` or `tinyact bundle`")
-    engine = make_engine(cfg.db, pool_size=1)
+    engine = make_engine(db_url, pool_size=1)
     check_connection(engine)
     engine.dispose()
     if cfg.mqtt:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, literal_column, select
 
 from tinyact.cloud.db.schema import cameras, devices, predictions
-from tinyact.cloud.store import StoredPrediction, _stored_select
+from tinyact.cloud.store import stored_row, stored_select
+from tinyact.wire import StoredPrediction
 
 
 @dataclass(frozen=True)
@@ -71,21 +72,11 @@ def parse_time(value: str | None) -> datetime | None:
 
 def iter_predictions(engine: Engine, row_filter: RowFilter, chunk: int = 2000) -> Iterator[list[StoredPrediction]]:
     """Matching predictions in id order, ``chunk`` at a time, streamed from the database."""
-    statement = row_filter.apply(_stored_select()).order_by(predictions.c.id)
+    statement = row_filter.apply(stored_select()).order_by(predictions.c.id)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk).execute(statement)
         for part in result.partitions(chunk):
-            yield [StoredPrediction(*row) for row in part]
-
-
-def count_predictions(engine: Engine, row_filter: RowFilter) -> int:
-    statement = row_filter.apply(
-        select(func.count()).select_from(
-            predictions.join(cameras, predictions.c.camera_id == cameras.c.id).join(devices, predictions.c.device_id == devices.c.id)
-        )
-    )
-    with engine.connect() as connection:
-        return int(connection.execute(statement).scalar_one())
+            yield [stored_row(row) for row in part]
 
 
 def latest(engine: Engine, since_id: int = 0, limit: int = 50) -> tuple[list[StoredPrediction], int]:
@@ -93,10 +84,10 @@ def latest(engine: Engine, since_id: int = 0, limit: int = 50) -> tuple[list[Sto
     newest first; with it, those stored after that id, last stored first. ``cursor`` is the newest id."""
     with engine.connect() as connection:
         if since_id:
-            statement = _stored_select().where(predictions.c.id > since_id).order_by(predictions.c.id.desc())
+            statement = stored_select().where(predictions.c.id > since_id).order_by(predictions.c.id.desc())
         else:
-            statement = _stored_select().order_by(predictions.c.captured_at.desc(), predictions.c.id.desc())
-        rows = [StoredPrediction(*row) for row in connection.execute(statement.limit(limit)).all()]
+            statement = stored_select().order_by(predictions.c.captured_at.desc(), predictions.c.id.desc())
+        rows = [stored_row(row) for row in connection.execute(statement.limit(limit)).all()]
         newest = connection.execute(select(func.max(predictions.c.id))).scalar()
     return rows, max(since_id, int(newest or 0))
 

@@ -31,10 +31,10 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 from tinyact.errors import ConfigError
-from tinyact.wire import DEVICE_ID_PATTERN
+from tinyact.wire import DEVICE_ID_PATTERN, mqtt_clip_topic, mqtt_error_topic, mqtt_result_topic
 
 MQTT_SECRET_ENV = "TINYACT_MQTT_SECRET"
 MQTT_USERNAME_ENV = "TINYACT_MQTT_USERNAME"
@@ -49,15 +49,15 @@ ACL_TEMPLATE = """\
 # revoking a device. A client may only do what a line below allows; anonymous clients are refused.
 
 # Devices (username = device name): publish only their own clips, read only their own results and refusals.
-pattern write tinyact/%u/+/clip
-pattern read tinyact/%u/+/result
-pattern read tinyact/%u/+/error
+pattern write {own_clips}
+pattern read {own_results}
+pattern read {own_errors}
 
 # The cloud service: reads every device's clips and is the only account that writes results and errors.
 user {cloud}
-topic read tinyact/+/+/clip
-topic write tinyact/+/+/result
-topic write tinyact/+/+/error
+topic read {all_clips}
+topic write {all_results}
+topic write {all_errors}
 """
 
 CONF_TEMPLATE = """\
@@ -72,6 +72,14 @@ acl_file {acl}
 persistence true
 persistence_location {data}/
 {user}"""
+
+
+@overload
+def mqtt_secret(required: Literal[True] = True) -> str: ...
+
+
+@overload
+def mqtt_secret(required: bool) -> str | None: ...
 
 
 def mqtt_secret(required: bool = True) -> str | None:
@@ -149,7 +157,11 @@ def write_broker_config(out: Path, devices: list[str], secret: str, *, cloud_acc
     passwd.chmod(0o600)
     passwd.write_text("\n".join(lines) + "\n")
     acl = out / "acl"
-    acl.write_text(ACL_TEMPLATE.format(cloud=cloud_account))
+    acl.write_text(ACL_TEMPLATE.format(
+        cloud=cloud_account,
+        own_clips=mqtt_clip_topic("%u", "+"), own_results=mqtt_result_topic("%u", "+"), own_errors=mqtt_error_topic("%u", "+"),
+        all_clips=mqtt_clip_topic("+", "+"), all_results=mqtt_result_topic("+", "+"), all_errors=mqtt_error_topic("+", "+"),
+    ))
     conf = out / "mosquitto.conf"
     conf.write_text(CONF_TEMPLATE.format(n=len(devices), cloud=cloud_account, conf=conf, port=port, host=host,
                                          passwd=passwd, acl=acl, data=out / "data",

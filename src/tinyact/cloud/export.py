@@ -1,9 +1,10 @@
 """Export predictions as CSV, JSON Lines or Parquet, streamed chunk by chunk (``GET /v1/export`` and
 ``tinyact cloud export``).
 
-Columns: ``id, device, camera, clip_id, captured_at, received_at, label, score, top5, model_version``.
-Times are ISO 8601 UTC in CSV/JSONL and ``timestamp[us, UTC]`` in Parquet; ``top5`` is a JSON string in CSV,
-a list of ``{label, score}`` objects in JSONL and a ``list<struct<label, score>>`` column in Parquet.
+Columns: the fields of :class:`tinyact.wire.StoredPrediction`, ``id, device, camera, clip_id, captured_at,
+received_at, label, score, top5, model_version``; a CSV or JSONL row is its JSON form. Times are ISO 8601 UTC
+in CSV/JSONL and ``timestamp[us, UTC]`` in Parquet; ``top5`` is a JSON string in CSV, a list of
+``{label, score}`` objects in JSONL and a ``list<struct<label, score>>`` column in Parquet.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
 from tinyact.cloud.analytics import RowFilter, iter_predictions
-from tinyact.cloud.store import StoredPrediction
 from tinyact.errors import TinyActError
+from tinyact.wire import StoredPrediction
 
 ExportFormat = Literal["csv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
-COLUMNS = ["id", "device", "camera", "clip_id", "captured_at", "received_at", "label", "score", "top5", "model_version"]
+COLUMNS = list(StoredPrediction.model_fields)
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -37,29 +38,14 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
     return fmt
 
 
-def _row(p: StoredPrediction) -> dict:
-    return {
-        "id": p.id,
-        "device": p.device,
-        "camera": p.camera,
-        "clip_id": str(p.clip_id),
-        "captured_at": p.captured_at.isoformat(),
-        "received_at": p.received_at.isoformat(),
-        "label": p.label,
-        "score": p.score,
-        "top5": p.top5,
-        "model_version": p.model_version,
-    }
-
-
 def _csv_chunks(chunks: Iterator[list[StoredPrediction]]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for chunk in chunks:
         for p in chunk:
-            row = _row(p)
-            row["top5"] = json.dumps(p.top5, separators=(",", ":"))
+            row = p.model_dump(mode="json")
+            row["top5"] = json.dumps(row["top5"], separators=(",", ":"))
             writer.writerow([row[c] for c in COLUMNS])
         yield buffer.getvalue().encode()
         buffer.seek(0)
@@ -70,7 +56,7 @@ def _csv_chunks(chunks: Iterator[list[StoredPrediction]]) -> Iterator[bytes]:
 
 def _jsonl_chunks(chunks: Iterator[list[StoredPrediction]]) -> Iterator[bytes]:
     for chunk in chunks:
-        yield "".join(json.dumps(_row(p), separators=(",", ":")) + "\n" for p in chunk).encode()
+        yield "".join(p.model_dump_json() + "\n" for p in chunk).encode()
 
 
 class _Sink:
@@ -81,7 +67,7 @@ class _Sink:
         self._position = 0
         self.closed = False
 
-    def write(self, data) -> int:
+    def write(self, data: Any) -> int:
         data = bytes(data)
         self._parts.append(data)
         self._position += len(data)
@@ -108,7 +94,8 @@ class _Sink:
         return data
 
 
-def parquet_schema():
+def parquet_schema() -> Any:
+    """The Parquet file's columns (a ``pyarrow.Schema``; pyarrow is imported only for Parquet exports)."""
     import pyarrow as pa
 
     return pa.schema(
@@ -144,7 +131,7 @@ def _parquet_chunks(chunks: Iterator[list[StoredPrediction]]) -> Iterator[bytes]
                 "received_at": [p.received_at for p in chunk],
                 "label": [p.label for p in chunk],
                 "score": [p.score for p in chunk],
-                "top5": [p.top5 for p in chunk],
+                "top5": [[t.model_dump() for t in p.top5] for p in chunk],
                 "model_version": [p.model_version for p in chunk],
             }
             writer.write_table(pa.Table.from_pydict(columns, schema=schema))

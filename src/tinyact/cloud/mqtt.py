@@ -23,20 +23,12 @@ import uuid
 from collections.abc import Callable
 
 from tinyact.cloud.broker import cloud_credentials
-from tinyact.wire import configure_mqtt_client, parse_mqtt_url
+from tinyact.wire import configure_mqtt_client, mqtt_clip_topic, parse_mqtt_url, split_mqtt_topic
 
 logger = logging.getLogger(__name__)
 
-CLIP_SUBSCRIPTION = "tinyact/+/+/clip"
+CLIP_SUBSCRIPTION = mqtt_clip_topic("+", "+")
 MAX_QUEUED = 100_000  # QoS 1 messages kept while disconnected; beyond this, publish fails and is counted
-
-
-def split_topic(topic: str) -> tuple[str, str, str] | None:
-    """``tinyact/<device>/<camera>/<kind>`` -> ``(device, camera, kind)``."""
-    parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "tinyact":
-        return None
-    return parts[1], parts[2], parts[3]
 
 
 class MqttBridge:
@@ -111,7 +103,7 @@ class MqttBridge:
             logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
     def _on_message(self, _client, _userdata, message) -> None:
-        parts = split_topic(message.topic)
+        parts = split_mqtt_topic(message.topic)
         if parts is None or parts[2] != "clip" or self.on_clip is None:
             return
         try:

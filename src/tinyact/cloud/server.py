@@ -150,7 +150,7 @@ def serve_in_background(
     base = config.model_dump() if config is not None else {}
     base.update({k: v for k, v in {"model": model, "db": db}.items() if v is not None})
     base.update(settings)
-    base["db"] = resolve_db_url(base.get("db"))
+    db_url = base["db"] = resolve_db_url(base.get("db"))
     base["host"] = host
     base["port"] = port or free_port(host)
     cfg = CloudConfig.from_dict(base)
@@ -159,10 +159,10 @@ def serve_in_background(
     url = f"http://{cfg.host}:{cfg.port}"
     if mode == "thread":
         with _serve_thread(cfg, admin_token, viewer_token, startup_timeout) as app:
-            yield RunningService(url, cfg.db, cfg, admin_token, viewer_token, app=app)
+            yield RunningService(url, db_url, cfg, admin_token, viewer_token, app=app)
     elif mode == "process":
         with _serve_process(cfg, admin_token, viewer_token, startup_timeout) as (process, log_path):
-            yield RunningService(url, cfg.db, cfg, admin_token, viewer_token, process=process, log_path=log_path)
+            yield RunningService(url, db_url, cfg, admin_token, viewer_token, process=process, log_path=log_path)
     else:
         raise TinyActError(f"unknown mode {mode!r}: use thread or process")
 

@@ -22,14 +22,15 @@ import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, text, update
+from sqlalchemy import Connection, Engine, Row, Select, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tinyact.cloud.db.engine import write_tx
-from tinyact.cloud.db.schema import cameras, devices, idempotency_keys, predictions
+from tinyact.cloud.db.engine import insert_for, write_tx
+from tinyact.cloud.db.schema import cameras, devices, predictions
+from tinyact.wire import StoredPrediction
 
 _FEED_LOCK_NAMESPACE = 0x7A1A  # first key of the per-device advisory lock (the second is the device id)
 
@@ -47,31 +48,10 @@ class NewPrediction:
     model_version: str
 
 
-@dataclass(frozen=True)
-class StoredPrediction:
-    """A prediction as stored (``id`` is its results-feed cursor)."""
-
-    id: int
-    device: str
-    camera: str
-    clip_id: uuid.UUID
-    captured_at: datetime
-    received_at: datetime
-    label: str
-    score: float
-    top5: list[dict[str, Any]]
-    model_version: str
+_INSERTS: dict[str, postgresql.Insert | sqlite.Insert] = {}
 
 
-def _insert(connection: Connection, table):
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-_INSERTS: dict[str, Any] = {}
-
-
-def _insert_predictions(dialect_name: str):
+def _insert_predictions(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
     """``INSERT INTO predictions … ON CONFLICT (device_id, clip_id) DO NOTHING RETURNING id, device_id,
     clip_id``."""
     if dialect_name not in _INSERTS:
@@ -133,7 +113,7 @@ class CameraIds:
         if missing:
             now = datetime.now(UTC)
             connection.execute(
-                _insert(connection, cameras)
+                insert_for(connection, cameras)
                 .values([{"device_id": device_id, "name": name, "first_seen_at": now} for name in missing])
                 .on_conflict_do_nothing(index_elements=["device_id", "name"])
             )
@@ -152,10 +132,10 @@ class CameraIds:
         self._ids.update(created)
 
 
-_STORED_COLUMNS = (
+_STORED_COLUMNS = (  # labelled as the fields of StoredPrediction
     predictions.c.id,
-    devices.c.name,
-    cameras.c.name,
+    devices.c.name.label("device"),
+    cameras.c.name.label("camera"),
     predictions.c.clip_id,
     predictions.c.captured_at,
     predictions.c.received_at,
@@ -166,10 +146,16 @@ _STORED_COLUMNS = (
 )
 
 
-def _stored_select():
+def stored_select() -> Select[Any]:
+    """``SELECT`` of stored predictions with their device and camera names; read rows with :func:`stored_row`."""
     return select(*_STORED_COLUMNS).select_from(
         predictions.join(cameras, predictions.c.camera_id == cameras.c.id).join(devices, predictions.c.device_id == devices.c.id)
     )
+
+
+def stored_row(row: Row[Any]) -> StoredPrediction:
+    """A row of :func:`stored_select` as a :class:`StoredPrediction`."""
+    return StoredPrediction.model_validate(row._mapping)
 
 
 @dataclass(frozen=True)
@@ -232,19 +218,19 @@ def store_jobs(engine: Engine, jobs: list[WriteJob], camera_ids: CameraIds) -> l
                 key = (job.device_id, row.clip_id)
                 if key in new and first[key] == index:
                     out[row.clip_id] = StoredPrediction(
-                        new[key], job.device_name, row.camera, row.clip_id, row.captured_at, received_at,
-                        row.label, row.score, row.top5, row.model_version,
+                        id=new[key], device=job.device_name, camera=row.camera, clip_id=row.clip_id,
+                        captured_at=row.captured_at, received_at=received_at, label=row.label, score=row.score,
+                        top5=row.top5, model_version=row.model_version,
                     )
                     new_ids.add(row.clip_id)
                 else:
                     repeated.setdefault(job.device_id, set()).add(row.clip_id)
         stored: dict[tuple[int, uuid.UUID], StoredPrediction] = {}
         for device_id, clip_ids in repeated.items():
-            for row in connection.execute(
-                _stored_select().add_columns(predictions.c.device_id)
-                .where(predictions.c.device_id == device_id, predictions.c.clip_id.in_(sorted(clip_ids)))
+            for found in connection.execute(
+                stored_select().where(predictions.c.device_id == device_id, predictions.c.clip_id.in_(sorted(clip_ids)))
             ).all():
-                stored[(row[-1], row[3])] = StoredPrediction(*row[:-1])
+                stored[(device_id, found.clip_id)] = stored_row(found)
         for index, job in enumerate(jobs):
             out = results[index][0]
             for row in job.rows:
@@ -339,99 +325,9 @@ def results_since(engine: Engine, device_id: int, since: int, limit: int) -> lis
     """A device's predictions with ``id > since``, oldest first, at most ``limit``."""
     with engine.connect() as connection:
         rows = connection.execute(
-            _stored_select()
+            stored_select()
             .where(predictions.c.device_id == device_id, predictions.c.id > since)
             .order_by(predictions.c.id)
             .limit(limit)
         ).all()
-    return [StoredPrediction(*row) for row in rows]
-
-
-def find_idempotent_response(engine: Engine, device_id: int, key: str) -> tuple[str, dict] | None:
-    """``(request hash, stored response)`` for an ``Idempotency-Key`` already answered, or ``None``."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
-                idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key
-            )
-        ).first()
-    return (row[0], row[1]) if row else None
-
-
-IDEMPOTENCY_PENDING = {"pending": True}
-"""The stored response of an ``Idempotency-Key`` whose first request is still being processed."""
-IDEMPOTENCY_STALE = timedelta(minutes=5)
-"""A pending key older than this belongs to a request that died (process crash); a new request may take it."""
-
-
-def reserve_idempotency_key(engine: Engine, device_id: int, key: str, request_hash: str) -> tuple[str, dict] | None:
-    """Claim ``key`` for a request with body hash ``request_hash`` before anything is classified or stored.
-
-    ``None``: claimed, process the request, then :func:`finish_idempotency_key` (or
-    :func:`release_idempotency_key` if it fails). Otherwise ``(request hash, response)`` of the request that
-    holds the key: its answer, or :data:`IDEMPOTENCY_PENDING` while it is still running. Two requests with
-    the same key can therefore never both store clips.
-    """
-    now = datetime.now(UTC)
-    where = (idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key)
-    with write_tx(engine) as connection:
-        claimed = connection.execute(
-            _insert(connection, idempotency_keys)
-            .values(device_id=device_id, key=key, request_hash=request_hash, response=IDEMPOTENCY_PENDING, created_at=now)
-            .on_conflict_do_nothing(index_elements=["device_id", "key"])
-            .returning(idempotency_keys.c.id)
-        ).first()
-        if claimed is not None:
-            return None
-        row = connection.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.response, idempotency_keys.c.created_at).where(*where)
-        ).one()
-        created_at = row[2] if row[2].tzinfo else row[2].replace(tzinfo=UTC)
-        if row[1] == IDEMPOTENCY_PENDING and created_at < now - IDEMPOTENCY_STALE:
-            connection.execute(update(idempotency_keys).where(*where).values(request_hash=request_hash, created_at=now))
-            return None
-    return row[0], row[1]
-
-
-def finish_idempotency_key(engine: Engine, device_id: int, key: str, response: dict) -> None:
-    """Store the answer to a key claimed by :func:`reserve_idempotency_key`."""
-    with write_tx(engine) as connection:
-        connection.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key)
-            .values(response=response)
-        )
-
-
-def release_idempotency_key(engine: Engine, device_id: int, key: str, request_hash: str) -> None:
-    """Give up a claim whose request failed (nothing was stored): the key may be used again."""
-    with write_tx(engine) as connection:
-        connection.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key,
-                idempotency_keys.c.request_hash == request_hash,
-            )
-        )
-
-
-def save_idempotent_response(engine: Engine, device_id: int, key: str, request_hash: str, response: dict) -> tuple[str, dict]:
-    """Store the response to ``key`` unless a concurrent request stored one first; returns the stored one."""
-    with write_tx(engine) as connection:
-        connection.execute(
-            _insert(connection, idempotency_keys)
-            .values(device_id=device_id, key=key, request_hash=request_hash, response=response, created_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["device_id", "key"])
-        )
-        row = connection.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
-                idempotency_keys.c.device_id == device_id, idempotency_keys.c.key == key
-            )
-        ).one()
-    return row[0], row[1]
-
-
-def purge_idempotency_keys(engine: Engine, older_than: timedelta) -> int:
-    """Forget idempotency keys older than ``older_than`` (clip ids stay idempotent for ever)."""
-    with write_tx(engine) as connection:
-        result = connection.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < datetime.now(UTC) - older_than))
-    return result.rowcount or 0
+    return [stored_row(row) for row in rows]

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -75,6 +76,12 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+def insert_for(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` in the connection's dialect (PostgreSQL or SQLite), which has ``ON CONFLICT DO NOTHING``."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 def check_connection(engine: Engine) -> None:
     """Raise :class:`DatabaseError` with a hint if the database does not answer."""
     try:
@@ -119,6 +126,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
+    """The newest Alembic revision this version of TinyAct ships."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise DatabaseError(f"no migrations found in {MIGRATIONS}: the installation is incomplete; reinstall tinyact")
+    return head

@@ -154,8 +154,9 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-devices = Device.__table__
-cameras = Camera.__table__
-model_versions = ModelVersion.__table__
-predictions = Prediction.__table__
-idempotency_keys = IdempotencyKey.__table__
+# The tables for Core statements (typed as Table, which insert/update/delete take).
+devices = Base.metadata.tables[Device.__tablename__]
+cameras = Base.metadata.tables[Camera.__tablename__]
+model_versions = Base.metadata.tables[ModelVersion.__tablename__]
+predictions = Base.metadata.tables[Prediction.__tablename__]
+idempotency_keys = Base.metadata.tables[IdempotencyKey.__tablename__]

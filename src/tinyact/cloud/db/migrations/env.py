@@ -25,7 +25,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("no database URL: run `tinyact cloud db upgrade --db URL`")
+    engine = make_engine(url)
     with engine.begin() as connection:
         _run(connection)
     engine.dispose()

@@ -1,6 +1,7 @@
 """Helpers to exercise the cloud service without a trained encoder: a classifier fitted on generated latents,
-latents it recognises, and ready-made clip messages. Used by the tests, the load benchmark and the edge's
-tests; real deployments load folders written by ``tinyact classify fit`` (same format).
+latents it recognises, ready-made clip messages, and the local PostgreSQL and MQTT test servers. Used by the
+cloud and edge tests and the cloud benchmarks (not part of the package); real deployments load folders
+written by ``tinyact classify fit`` (same format).
 
 Generated latents: class ``k`` is a Gaussian blob around a fixed random centre (``seed``), so a latent drawn
 near centre ``k`` is classified as label ``k`` by every kind of classifier here.
@@ -17,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from tinyact.classifiers import estimators
 from tinyact.classifiers.saved import SavedClassifier, save_classifier
 from tinyact.wire import ClipIn, WireDtype, encode_latent
 
 DEFAULT_LABELS = ("walking", "running", "waving", "jumping", "sitting", "clapping")
-KINDS = ("logreg", "svm", "rf", "xgboost", "dt", "mlp")  # mlp: only where tinyact.classifiers has it
+KINDS = ("logreg", *estimators.FACTORIES)
 
 
 def class_centres(n_classes: int, latent_dim: int, seed: int = 0) -> np.ndarray:
@@ -41,42 +43,14 @@ def toy_latents(
 
 
 def make_estimator(kind: str, seed: int = 0) -> Any:
-    """A fresh scikit-learn-compatible estimator of ``kind``: the pipeline ``tinyact classify fit`` uses
-    (``tinyact.classifiers.estimators.FACTORIES``, with its default parameters) where that module exists,
-    else a stand-in of the same kind and size (SVC-RBF, 300-tree forest, 200-round XGBoost, tree), or a
-    logistic regression for ``logreg``."""
-    try:
-        from tinyact.classifiers.estimators import FACTORIES
-    except ImportError:
-        FACTORIES = {}
-    if kind in FACTORIES:
-        return FACTORIES[kind]()
+    """A fresh scikit-learn-compatible estimator of ``kind``: a logistic regression for ``logreg``, else the
+    pipeline ``tinyact classify fit`` uses (:func:`tinyact.classifiers.estimators.make_estimator`, default
+    parameters)."""
     if kind == "logreg":
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(max_iter=500)
-    if kind == "svm":
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVC
-
-        # No probability=True (deprecated in scikit-learn 1.9): SavedClassifier turns decision values into
-        # probabilities with a softmax.
-        return make_pipeline(StandardScaler(), SVC(kernel="rbf", random_state=seed))
-    if kind == "rf":
-        from sklearn.ensemble import RandomForestClassifier
-
-        return RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-    if kind == "xgboost":
-        from xgboost import XGBClassifier
-
-        return XGBClassifier(tree_method="hist", n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
-                             colsample_bytree=0.5, n_jobs=1, random_state=seed, verbosity=0)
-    if kind == "dt":
-        from sklearn.tree import DecisionTreeClassifier
-
-        return DecisionTreeClassifier(random_state=seed)
-    raise ValueError(f"unknown classifier kind {kind!r}: use one of {KINDS}")
+    return estimators.make_estimator(kind, seed=seed)
 
 
 def fit_toy_classifier(
@@ -97,7 +71,7 @@ def fit_toy_classifier(
     accuracy = float((estimator.predict(x) == y).mean())
     return save_classifier(
         out, estimator, label_names=list(labels), latent_dim=latent_dim, encoder_hash=encoder_hash, kind=kind,
-        metrics={"train_accuracy": accuracy, "note": "fitted on generated latents (tinyact.cloud.testing)"},
+        metrics={"train_accuracy": accuracy, "note": "fitted on generated latents (benchmarks/cloud_fixtures.py)"},
     )
 
 
@@ -138,10 +112,6 @@ def postgres_base_url() -> tuple[str | None, str]:
     candidates = [os.environ["TINYACT_TEST_POSTGRES"]] if os.environ.get("TINYACT_TEST_POSTGRES") else list(POSTGRES_URLS)
     reasons = []
     for url in candidates:
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return None, "psycopg is not installed (pip install 'psycopg[binary]')"
         engine = create_engine(url, connect_args={"connect_timeout": 3})
         try:
             with engine.connect() as connection:
