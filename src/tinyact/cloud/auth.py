@@ -96,6 +96,7 @@ def bearer(request: Request) -> str | None:
 
 
 def authenticator_of(request: Request) -> Authenticator:
+    """The :class:`Authenticator` of the service serving ``request``."""
     auth: Authenticator = request.app.state.service.auth
     return auth
 

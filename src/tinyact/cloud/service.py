@@ -204,17 +204,16 @@ class CloudService:
                            headers={"Retry-After": str(max(1, int(np.ceil(wait))))})
 
     # ---- clips ------------------------------------------------------------------------------------------
-    def _count_unnamed(self, device: str | None, n: int) -> None:
+    def _count_unnamed(self, device: str, n: int) -> None:
         """Clips without ``encoder_hash`` (older edges): accepted, counted, and logged once an hour per device."""
         self.metrics.unnamed_encoder.inc(n)
-        key = device or "?"
         now = time.monotonic()
-        if now - self._unnamed_logged.get(key, -3600.0) >= 3600.0:
-            self._unnamed_logged[key] = now
+        if now - self._unnamed_logged.get(device, -3600.0) >= 3600.0:
+            self._unnamed_logged[device] = now
             logger.warning(
                 "device %s sends clips without encoder_hash (an older edge): accepted, but the cloud cannot check "
                 "that they come from the encoder the classifier was fitted on; update the edge "
-                "(counted in tinyact_clips_without_encoder_hash_total; logged once an hour per device)", key)
+                "(counted in tinyact_clips_without_encoder_hash_total; logged once an hour per device)", device)
 
     async def process_clips(
         self, device: DeviceInfo, clips: list[ClipIn], where: str = "clips"
