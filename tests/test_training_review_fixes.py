@@ -1,4 +1,4 @@
-"""Review fixes of the KD and teacher trainers (issue 19 §5): a gradient scaler for ``amp`` (checkpointed), the
+"""The KD and teacher trainers: a gradient scaler for ``amp`` (checkpointed), the
 model's own input normalisation, and ``load_teacher(spec, device=…)`` reaching registered schemes.
 
 Real generated videos (the synthetic set, 32 px, 8 frames) through the real cache and loaders; tiny widths.
@@ -263,11 +263,10 @@ def test_load_teacher_passes_device_to_registered_schemes(monkeypatch):
 
 
 def test_inproject_scheme_takes_the_device_argument_over_the_specs(monkeypatch):
-    from tinyact.teachers import load_teacher
-    from tinyact.training import teacher as teacher_module
+    from tinyact.teachers import inproject, load_teacher
 
     given: list[tuple[str, str | None]] = []
-    monkeypatch.setattr(teacher_module, "load_inproject_teacher", lambda path, device=None: given.append((path, device)))
+    monkeypatch.setattr(inproject, "load_inproject_teacher", lambda path, device=None: given.append((path, device)))
     load_teacher("inproject:/runs/t?device=cuda:1", device="cpu")
     load_teacher("inproject:/runs/t?device=cuda:1")
     load_teacher("inproject:/runs/t", device="auto")

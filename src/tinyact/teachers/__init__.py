@@ -12,8 +12,6 @@ Example::
     logits, embeddings = cached.lookup(clip_ids)
 """
 
-from urllib.parse import parse_qsl
-
 from tinyact.teachers.base import (
     ModuleTeacher,
     Preprocess,
@@ -23,6 +21,7 @@ from tinyact.teachers.base import (
     resample_frames,
 )
 from tinyact.teachers.cached import CachedLogits, cache_teacher
+from tinyact.teachers.inproject import InProjectTeacher, load_inproject_spec, load_inproject_teacher
 from tinyact.teachers.labels import LabelMap, map_labels, normalize_label
 from tinyact.teachers.loaders import (
     load_hf_teacher,
@@ -34,6 +33,7 @@ from tinyact.teachers.loaders import (
 
 __all__ = [
     "CachedLogits",
+    "InProjectTeacher",
     "LabelMap",
     "ModuleTeacher",
     "Preprocess",
@@ -42,6 +42,7 @@ __all__ = [
     "TeacherOutput",
     "cache_teacher",
     "load_hf_teacher",
+    "load_inproject_teacher",
     "load_teacher",
     "map_labels",
     "normalize_label",
@@ -52,15 +53,4 @@ __all__ = [
 ]
 
 
-def _load_inproject(target: str, device: str | None = None) -> Teacher:
-    """``inproject:PATH[?device=cpu]``: a Teacher3D from ``tinyact train teacher`` (its model.pt or run folder).
-    ``device`` (``load_teacher(spec, device=…)``) overrides the spec's."""
-    from tinyact.training.teacher import load_inproject_teacher
-
-    path, _, query = target.partition("?")
-    options = dict(parse_qsl(query)) if query else {}
-    chosen = device or options.get("device")
-    return load_inproject_teacher(path, device=None if chosen == "auto" else chosen)  # None: CUDA when present
-
-
-register_teacher_scheme("inproject", _load_inproject)
+register_teacher_scheme("inproject", load_inproject_spec)

@@ -27,8 +27,7 @@ scaler) needs a GPU.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,29 +40,33 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from tinyact.config import TinyActConfig
-from tinyact.console import progress_bar
 from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.datasets import ClipDataset, collate_clips
 from tinyact.data.manifest import SPLITS, Manifest
 from tinyact.data.transforms import normalize, to_unit
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError
-from tinyact.models.checkpoint import save_model
+from tinyact.models.checkpoint import save_model, state_dict_hash
 from tinyact.models.factory import build_autoencoder
+from tinyact.training.loop import (
+    Epoch,
+    Objective,
+    Step,
+    Trainer,
+    checkpoint_state,
+    prepare_device,
+    refuse_overwrite,
+    restore,
+    run_epochs,
+)
 from tinyact.training.runtime import (
     MetricsLog,
     autocast,
-    backward_step,
     epoch_generator,
     load_checkpoint,
     make_scaler,
-    pick_device,
     psnr,
-    restore_scaler,
-    rng_state,
-    save_checkpoint,
     seed_everything,
-    set_rng_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -197,6 +200,91 @@ def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: A
     return total / count if count else float("nan")
 
 
+class ReconstructionObjective(Objective):
+    """The reconstruction MSE (plus the optional motion term) on the train splits, a fresh order per epoch."""
+
+    sum_keys = ("total", "count", "clips")
+
+    def __init__(self, cfg: AETrainConfig, model: nn.Module, trainer: Trainer, device: torch.device,
+                 train_set: ClipDataset, val_loader: DataLoader) -> None:
+        self.cfg, self.model, self.trainer, self.device = cfg, model, trainer, device
+        self.label, self.epochs = "ae", cfg.epochs
+        self.train_set, self.val_loader = train_set, val_loader
+        self.stats = model.config.normalization  # type: ignore[attr-defined]
+        self.weights_hash = ""
+        self.grid_batch = torch.zeros(0)
+        self.grid_target: torch.Tensor | None = None
+
+    def set_grid(self, source: ClipDataset) -> None:
+        """Pick the clips the reconstruction grid shows every epoch (none when ``grid_clips`` is 0)."""
+        grid_clips = [source[i] for i in range(min(self.cfg.grid_clips, len(source)))]
+        self.grid_batch = collate_clips(grid_clips)[0].to(self.device)
+        # The grid's top rows (what the decoder should draw) are the same every epoch.
+        self.grid_target = self.model.reconstruction_target(to_unit(self.grid_batch)).cpu() if len(self.grid_batch) else None
+
+    def begin_epoch(self, epoch: int) -> Epoch:
+        self.model.train()
+        sampler = RandomSampler(self.train_set, generator=epoch_generator(self.cfg.seed, epoch))
+        # A last batch of one clip breaks BatchNorm when the encoder's grid is 1 voxel (tiny inputs): drop it.
+        drop_last = len(self.train_set) % self.cfg.batch_size == 1
+        loader = DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler, collate_fn=collate_clips,
+                            drop_last=drop_last)
+        return Epoch(loader, total=len(self.train_set), unit="clip")
+
+    def step(self, batch: Any) -> Step:
+        clips = batch[0]
+        if len(clips) < 2 and self.cfg.batch_size > 1:  # every clip of the batch but one failed to decode
+            return Step(None, advance=len(clips))
+        clips = clips.to(self.device, non_blocking=True)
+        target = self.model.reconstruction_target(to_unit(clips))  # uint8 -> [0, 1] (or its residual)
+        with autocast(self.device, self.cfg.precision):
+            _, recon = self.model(normalize(clips, self.stats))
+        loss = reconstruction_loss(recon.float(), target, self.cfg.motion_weight, self.cfg.target_pool)
+        return Step(loss, {"total": loss.item() * target.numel(), "count": target.numel(), "clips": len(clips)},
+                    advance=len(clips))
+
+    def postfix(self, sums: Mapping[str, float]) -> str:
+        return f"mse {sums['total'] / sums['count']:.4f}"
+
+    def end_epoch(self, epoch: int, sums: dict[str, float], seconds: float) -> dict[str, float]:
+        cfg = self.cfg
+        train_mse = sums["total"] / max(sums["count"], 1)
+        val_mse = _evaluate(self.model, self.val_loader, self.device, cfg)
+        row = {
+            "epoch": epoch + 1,
+            "train_mse": train_mse,
+            "train_psnr": psnr(train_mse),
+            "val_mse": val_mse,
+            "val_psnr": psnr(val_mse) if np.isfinite(val_mse) else float("nan"),
+            "clips_per_s": sums["clips"] / seconds if seconds > 0 else float("nan"),
+            "epoch_s": seconds,
+            "lr": self.trainer.optimizer.param_groups[0]["lr"],
+        }
+        # Outputs first, the resume checkpoint last: a kill in between only repeats this epoch's writes.
+        self.weights_hash = save_model(Path(cfg.out) / "model.pt", self.model,
+                                       extra={"epoch": epoch + 1, "metrics": row, "trained_with": cfg.model_dump(mode="json")})
+        logger.info(
+            "train ae: epoch %d/%d  train mse %.5f (%.2f dB)  val mse %.5f (%.2f dB)  %.1f clips/s",
+            epoch + 1, cfg.epochs, train_mse, row["train_psnr"], val_mse, row["val_psnr"], row["clips_per_s"],
+        )
+        return row
+
+    def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
+        cfg, run_dir = self.cfg, Path(self.cfg.out)
+        if seconds > 10 or epoch + 1 == cfg.epochs:  # drawing takes ~1 s: not worth it after each tiny epoch
+            log.plot(run_dir / "loss_curve.png", {"MSE": ["train_mse", "val_mse"], "PSNR (dB)": ["train_psnr", "val_psnr"]},
+                     title=f"{cfg.kind}/{cfg.preset} {cfg.size}px T={cfg.frames}")
+        if self.grid_target is not None:
+            self.model.eval()
+            with torch.no_grad(), autocast(self.device, cfg.precision):
+                _, recon = self.model(normalize(self.grid_batch, self.stats))
+            _recon_grid(self.grid_target, recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        return checkpoint_state({"model": self.model}, self.trainer, rng=True, epoch=epoch + 1,
+                                config=self.cfg.model_dump(mode="json"))
+
+
 def train_autoencoder(
     cfg: AETrainConfig,
     resume: bool = False,
@@ -209,16 +297,15 @@ def train_autoencoder(
         resume: continue from ``cfg.out/checkpoint.pt`` (exactly, at the last finished epoch). Without it, a
             run folder that already holds a checkpoint is refused rather than overwritten.
         on_epoch_end: called with ``(epoch, metrics row)`` after each epoch's checkpoint is written.
+
+    Raises:
+        ConfigError: a run is already in ``cfg.out`` (without ``resume``), the checkpoint's shape fields differ,
+            unknown splits, no training clips, or ``amp`` without a GPU.
     """
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    if cfg.precision == "amp" and device.type != "cuda":
-        raise ConfigError("precision 'amp' needs a GPU; use 'bf16' (or 'fp32') on CPU")
+    refuse_overwrite(ckpt_path, resume)
+    device = prepare_device(cfg.device, cfg.precision, cfg.threads)
     unknown = [s for s in [*cfg.train_splits, cfg.val_split] if s not in SPLITS]
     if unknown:
         raise ConfigError(f"unknown split(s) {unknown}; splits are {', '.join(SPLITS)}")
@@ -247,92 +334,27 @@ def train_autoencoder(
     model = build_autoencoder(
         cfg.kind, cfg.preset, **{**cfg.model_overrides, "num_frames": cfg.frames, "input_size": cfg.size}
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = make_scaler(cfg.precision, device)
-    stats = model.config.normalization  # type: ignore[attr-defined]
-
-    log = MetricsLog(run_dir / "metrics.csv")
+    trainer = Trainer(
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        scaler=make_scaler(cfg.precision, device),
+        checkpoint=ckpt_path,
+        log=MetricsLog(run_dir / "metrics.csv"),
+    )
+    assert trainer.log is not None
     start_epoch = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_scaler(scaler, state.get("scaler"))
-        set_rng_state(state["rng"])
+        restore(state, {"model": model}, trainer, rng=True)
         start_epoch = int(state["epoch"])
         logger.info("train ae: resuming %s after epoch %d of %d", run_dir, start_epoch, cfg.epochs)
-    log.truncate(start_epoch + 1)  # rows are numbered from 1; drop any of an epoch that did not finish
+    trainer.log.truncate(start_epoch + 1)  # rows are numbered from 1; drop any of an epoch that did not finish
 
-    grid_source = val_set if len(val_set) else train_set
-    grid_clips = [grid_source[i] for i in range(min(cfg.grid_clips, len(grid_source)))]
-    grid_batch = collate_clips(grid_clips)[0].to(device)
-    # The grid's top rows (what the decoder should draw) are the same every epoch; grid_clips = 0 means no grid.
-    grid_target = model.reconstruction_target(to_unit(grid_batch)).cpu() if len(grid_batch) else None
-
-    weights_hash = ""
-    row: dict[str, float] = log.rows[-1] if log.rows else {}
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        sampler = RandomSampler(train_set, generator=epoch_generator(cfg.seed, epoch))
-        # A last batch of one clip breaks BatchNorm when the encoder's grid is 1 voxel (tiny inputs): drop it.
-        drop_last = len(train_set) % cfg.batch_size == 1
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_clips, drop_last=drop_last)
-        total, count, clips_seen = 0.0, 0, 0
-        started = time.perf_counter()
-        with progress_bar(f"ae epoch {epoch + 1}/{cfg.epochs}", total=len(train_set), unit="clip") as bar:
-            for clips, _, _ in loader:
-                if len(clips) < 2 and cfg.batch_size > 1:  # every clip of the batch but one failed to decode
-                    bar.advance(len(clips))
-                    continue
-                clips = clips.to(device, non_blocking=True)
-                target = model.reconstruction_target(to_unit(clips))  # uint8 -> [0, 1] (or its residual)
-                with autocast(device, cfg.precision):
-                    _, recon = model(normalize(clips, stats))
-                loss = reconstruction_loss(recon.float(), target, cfg.motion_weight, cfg.target_pool)
-                backward_step(loss, optimizer, scaler)
-                total += loss.item() * target.numel()
-                count += target.numel()
-                clips_seen += len(clips)
-                bar.set_postfix(f"mse {total / count:.4f}")
-                bar.advance(len(clips))
-        seconds = time.perf_counter() - started
-        train_mse = total / max(count, 1)
-        val_mse = _evaluate(model, val_loader, device, cfg)
-        row = {
-            "epoch": epoch + 1,
-            "train_mse": train_mse,
-            "train_psnr": psnr(train_mse),
-            "val_mse": val_mse,
-            "val_psnr": psnr(val_mse) if np.isfinite(val_mse) else float("nan"),
-            "clips_per_s": clips_seen / seconds if seconds > 0 else float("nan"),
-            "epoch_s": seconds,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        # Outputs first, the resume checkpoint last: a kill in between only repeats this epoch's writes.
-        weights_hash = save_model(run_dir / "model.pt", model, extra={"epoch": epoch + 1, "metrics": row, "trained_with": cfg.model_dump(mode="json")})
-        log.append(row)
-        if seconds > 10 or epoch + 1 == cfg.epochs:  # drawing takes ~1 s: not worth it after each tiny epoch
-            log.plot(run_dir / "loss_curve.png", {"MSE": ["train_mse", "val_mse"], "PSNR (dB)": ["train_psnr", "val_psnr"]},
-                     title=f"{cfg.kind}/{cfg.preset} {cfg.size}px T={cfg.frames}")
-        if len(grid_batch):
-            model.eval()
-            with torch.no_grad(), autocast(device, cfg.precision):
-                _, recon = model(normalize(grid_batch, stats))
-            _recon_grid(grid_target, recon.float().cpu(), run_dir / "recon" / f"epoch_{epoch + 1:03d}.png")
-        save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "rng": rng_state(), "epoch": epoch + 1, "config": cfg.model_dump(mode="json"),
-        })
-        logger.info(
-            "train ae: epoch %d/%d  train mse %.5f (%.2f dB)  val mse %.5f (%.2f dB)  %.1f clips/s",
-            epoch + 1, cfg.epochs, train_mse, row["train_psnr"], val_mse, row["val_psnr"], row["clips_per_s"],
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
-
-    if not weights_hash:  # resumed a run that had already finished
-        from tinyact.models.checkpoint import state_dict_hash
-
-        weights_hash = state_dict_hash(model.state_dict())
+    objective = ReconstructionObjective(cfg, model, trainer, device, train_set, val_loader)
+    objective.set_grid(val_set if len(val_set) else train_set)
+    previous: dict[str, float] = trainer.log.rows[-1] if trainer.log.rows else {}
+    row = run_epochs(objective, range(start_epoch, cfg.epochs), trainer, on_epoch_end) or previous
+    # A resumed run that had already finished trained nothing: hash the weights it loaded.
+    weights_hash = objective.weights_hash or state_dict_hash(model.state_dict())
     return AETrainResult(
-        checkpoint=run_dir / "model.pt", run_dir=run_dir, metrics_csv=log.path, encoder_hash=weights_hash, metrics=row
+        checkpoint=run_dir / "model.pt", run_dir=run_dir, metrics_csv=trainer.log.path, encoder_hash=weights_hash,
+        metrics=row,
     )

@@ -1,277 +1,228 @@
-"""Pieces the supervised loops (in-project teacher, knowledge distillation) share: process groups for
-``torchrun``, sharded clip loaders, learning-rate schedules, and accuracy counting across ranks.
+"""The epoch loop every trainer runs; each training objective plugs into it.
 
-Distributed runs: ``torchrun --nproc_per_node=N -m tinyact train kd …`` sets ``WORLD_SIZE``/``RANK``/
-``LOCAL_RANK``; :func:`init_distributed` then joins the process group (``nccl`` when every rank has a GPU,
-``gloo`` on CPU). Each rank reads its own shard of every epoch's permutation (``DistributedSampler``, seeded
-by ``(seed, epoch)``), gradients are averaged by DDP, and only rank 0 writes logs, checkpoints and models.
-Without those variables everything runs in one process with the same code path (world size 1).
+::
+
+    run_epochs(objective, epochs, trainer)
+      for epoch:
+        objective.begin_epoch(epoch)    ─► learning rate, seeds, train mode; the epoch's batches (None: stop)
+        for batch:
+          objective.step(batch)         ─► loss (under autocast) and sums to average
+          backward_step                 ─► zero grads, scaled backward, optimiser step, scale update
+          objective.after_step()        ─► EMA updates; True ends the epoch early
+        sums over ranks ─► objective.end_epoch(epoch, sums, seconds)  ─► evaluate, select, model files; metrics row
+        rank 0: metrics.csv row, objective.plot(...), checkpoint = objective.checkpoint(epoch)
+        barrier, on_epoch_end(epochs finished, row)
+
+An objective owns what differs between trainers — its batches, loss, metrics row, model selection and the
+content of its checkpoint (so resume semantics, file names and metrics columns stay each trainer's own) —
+and the loop owns the order of those steps, the optimiser step with its gradient scaler, the progress bar,
+the sums across ``torchrun`` ranks and the writing of logs and checkpoints. :func:`restore` and
+:func:`checkpoint_state` read and write the parts every checkpoint shares (modules, optimiser, gradient
+scaler and, for the trainers that resume their RNG streams, every RNG state).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from tinyact.data.cache import ClipCache
-from tinyact.data.datasets import ClipDataset, collate_clips
-from tinyact.data.manifest import Manifest
-from tinyact.data.video import ClipSampling
-from tinyact.errors import ConfigError, DatasetError
-from tinyact.training.runtime import pick_device
-
-logger = logging.getLogger(__name__)
-
-Schedule = Literal["cosine", "exponential", "step", "constant"]
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process sits in a (possibly one-process) job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+from tinyact.console import progress_bar
+from tinyact.errors import ConfigError
+from tinyact.training.distributed import DistInfo, all_reduce_sum, barrier
+from tinyact.training.runtime import (
+    MetricsLog,
+    Precision,
+    backward_step,
+    pick_device,
+    restore_scaler,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
-def init_distributed(device_preference: str = "auto") -> DistInfo:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1``; otherwise a one-process :class:`DistInfo`."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(device=pick_device(device_preference))
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    use_cuda = device_preference != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+@dataclass
+class Epoch:
+    """One epoch's batches and how the progress bar counts them (``total`` in ``unit``)."""
+
+    batches: Iterable[Any]
+    total: int
+    unit: str = "batch"
 
 
-def shutdown_distributed(info: DistInfo) -> None:
-    if info.distributed and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+@dataclass
+class Step:
+    """What one batch gave: the loss to step on (``None``: skip the batch), sums to add up over the epoch, and
+    how far the progress bar moves."""
+
+    loss: torch.Tensor | None
+    sums: dict[str, float] = field(default_factory=dict)
+    advance: int = 1
 
 
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()
+class Objective:
+    """What a trainer plugs into :func:`run_epochs`; subclasses override the methods they need.
 
-
-def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
-    """Sum a few scalars over ranks (float64, on the job's device)."""
-    if not info.distributed:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=info.device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every rank."""
-    if not info.distributed:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
-def open_cache(cache_dir: Path | None, sampling: ClipSampling) -> ClipCache | None:
-    """The clip cache at ``cache_dir`` (must match ``sampling``), or ``None`` to decode videos."""
-    if cache_dir is None:
-        return None
-    cache = ClipCache(cache_dir)
-    if not cache.matches(sampling):
-        raise ConfigError(
-            f"clip cache {cache_dir} was built with {cache.sampling.num_frames} frames at {cache.sampling.size} px "
-            f"({cache.sampling.strategy}); this run wants {sampling.num_frames} frames at {sampling.size} px"
-        )
-    return cache
-
-
-def split_or_fail(manifest: Manifest, split: str) -> Manifest:
-    part = manifest.split(split)
-    if len(part) == 0:
-        raise DatasetError(f"the manifest has no '{split}' clips; a training run needs train and val splits")
-    return part
-
-
-def train_loader(
-    manifest: Manifest,
-    sampling: ClipSampling,
-    cache: ClipCache | None,
-    batch_size: int,
-    seed: int,
-    info: DistInfo,
-    workers: int = 0,
-    shuffle: bool = True,
-) -> tuple[DataLoader, DistributedSampler]:
-    """Loader over this rank's shard; call ``sampler.set_epoch(epoch)`` before each epoch.
-
-    ``batch_size`` is the global batch: each of the ``N`` ranks loads ``batch_size // N`` clips per step, so a
-    run gives the same updates on any number of processes.
-    """
-    if batch_size % info.world_size:
-        raise ConfigError(f"batch_size {batch_size} must be a multiple of the number of processes ({info.world_size})")
-    dataset = ClipDataset(manifest, sampling, cache=cache)
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size // info.world_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_clips,
-        persistent_workers=workers > 0,
-        # A last batch of one clip would break BatchNorm on a 1×1×1 grid; it is seen in another epoch.
-        drop_last=len(sampler) >= batch_size // info.world_size,
-    )
-    return loader, sampler
-
-
-def eval_loader(
-    manifest: Manifest, sampling: ClipSampling, cache: ClipCache | None, batch_size: int, info: DistInfo, workers: int = 0
-) -> DataLoader:
-    """Loader over this rank's share of ``manifest`` in order, every clip exactly once over all ranks."""
-    dataset = ClipDataset(manifest, sampling, cache=cache)
-    shard = Subset(dataset, list(range(info.rank, len(dataset), info.world_size)))
-    return DataLoader(shard, batch_size=max(1, batch_size // info.world_size), num_workers=workers, collate_fn=collate_clips)
-
-
-def lr_at(epoch: int, epochs: int, lr: float, lr_min: float, schedule: Schedule) -> float:
-    """Learning rate of ``epoch`` (0-based) going from ``lr`` at the first epoch to ``lr_min`` at the last.
-
-    ``cosine`` half-cosine, ``exponential`` geometric, ``step`` ``lr`` for the first half then ``lr_min``,
-    ``constant`` always ``lr``. A pure function of the epoch, so resuming needs no scheduler state.
-    """
-    if schedule == "constant" or epochs <= 1:
-        return lr
-    progress = min(1.0, epoch / (epochs - 1))
-    if schedule == "cosine":
-        return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
-    if schedule == "exponential":
-        return lr * (lr_min / lr) ** progress
-    if schedule == "step":
-        return lr if progress < 0.5 else lr_min
-    raise ConfigError(f"unknown schedule {schedule!r}")
-
-
-def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = value
-
-
-def make_optimizer(
-    params, name: str, lr: float, weight_decay: float, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """``sgd`` (with momentum, the paper's choice) or ``adam``/``adamw`` (AdamW: decoupled weight decay)."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name in ("adam", "adamw"):
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimiser {name!r}: use sgd or adamw")
-
-
-def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
-    """``model`` inside DistributedDataParallel when running under torchrun, else unchanged."""
-    if not info.distributed:
-        return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (or the module itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm whose training statistics cover the global batch of all ranks (a ``SyncBatchNorm`` that also
-    runs on CPU/gloo, which PyTorch's own does not).
-
-    With it a DDP step on ``N`` processes equals one step of a single process on the concatenated batch.
-    Statistics are summed with the differentiable ``all_reduce``, so gradients flow across ranks exactly as
-    they do through one big batch. Outside a process group it is ordinary BatchNorm.
+    Attributes:
+        label: progress-bar label, e.g. ``"kd scratch"``.
+        epochs: the run's epoch count (the bar shows ``epoch k/epochs``).
+        sum_keys: the keys :meth:`step` sums, so every rank reduces the same list even after no batch.
     """
 
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+    label: str = "train"
+    epochs: int = 1
+    sum_keys: tuple[str, ...] = ()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+    def begin_epoch(self, epoch: int) -> Epoch | None:
+        """Set the epoch's learning rate, seeds and train mode; its batches, or ``None`` to stop the run."""
+        raise NotImplementedError
 
-        channels = x.shape[1]
-        dims = [0, *range(2, x.dim())]
-        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
-        xf = x.float()
-        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count.float()])
-        stats = all_reduce(stats)  # [2C + 1] summed over ranks, differentiable
-        n = stats[-1]
-        mean = stats[:channels] / n
-        var = (stats[channels : 2 * channels] / n - mean * mean).clamp_min(0)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-                unbiased = var.detach() * (n / (n - 1)).clamp_min(1)
-                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
+    def step(self, batch: Any) -> Step:
+        """The loss of one batch (computed under the run's autocast) and what to add to the epoch's sums."""
+        raise NotImplementedError
 
+    def after_step(self) -> bool:
+        """Runs after each optimiser step; ``True`` ends the epoch there."""
+        return False
 
-def convert_sync_batchnorm(model: nn.Module, info: DistInfo) -> nn.Module:
-    """Under DDP: PyTorch's ``SyncBatchNorm`` on GPUs, :class:`GlobalBatchNorm` on CPU; unchanged otherwise."""
-    if not info.distributed:
-        return model
-    if info.device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return _convert_global(model)
+    def postfix(self, sums: Mapping[str, float]) -> str:
+        """Text after the progress bar's rate ("" = none)."""
+        return ""
+
+    def end_epoch(self, epoch: int, sums: dict[str, float], seconds: float) -> dict[str, float]:
+        """Evaluate, pick the best epoch, write the epoch's model files; returns the metrics.csv row.
+
+        ``sums`` are the epoch's :meth:`step` sums over every rank; ``seconds`` its training time.
+        """
+        raise NotImplementedError
+
+    def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
+        """Redraw the run's curves (rank 0, after the row is logged)."""
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        """The resume checkpoint written after ``epoch``."""
+        raise NotImplementedError
 
 
-def _convert_global(module: nn.Module) -> nn.Module:
-    out = module
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        if module.affine:
-            with torch.no_grad():
-                out.weight.copy_(module.weight)
-                out.bias.copy_(module.bias)
-        if module.track_running_stats:
-            out.running_mean.copy_(module.running_mean)
-            out.running_var.copy_(module.running_var)
-            out.num_batches_tracked.copy_(module.num_batches_tracked)
-        out.train(module.training)
-        for name, param in module.named_parameters(recurse=False):
-            getattr(out, name).requires_grad_(param.requires_grad)
-    for name, child in module.named_children():
-        out.add_module(name, _convert_global(child))
-    return out
+@dataclass
+class Trainer:
+    """The optimiser state and outputs one run's loop drives.
 
+    Attributes:
+        optimizer: the optimiser :func:`run_epochs` steps.
+        scaler: its gradient scaler (enabled for ``amp`` only: see :func:`tinyact.training.runtime.make_scaler`).
+        checkpoint: where the resume checkpoint goes.
+        log: the metrics log (``None`` on ranks other than 0: they write nothing).
+        info: this process's place in a ``torchrun`` job (one process by default).
+    """
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    checkpoint: Path
+    log: MetricsLog | None
+    info: DistInfo = field(default_factory=DistInfo)
+
+
+def run_epochs(
+    objective: Objective,
+    epochs: Iterable[int],
+    trainer: Trainer,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train ``objective`` for ``epochs`` (0-based indices); returns the last epoch's metrics row ({} when none ran).
+
+    Args:
+        objective: the trainer's batches, loss, metrics and checkpoint.
+        epochs: the epochs this call runs (a resumed run starts after its checkpoint's).
+        trainer: optimiser, gradient scaler, checkpoint path, metrics log and rank.
+        on_epoch_end: called with ``(epochs finished, row)`` after each epoch's checkpoint is written.
+    """
+    row: dict[str, float] = {}
+    for epoch in epochs:
+        plan = objective.begin_epoch(epoch)
+        if plan is None:
+            break
+        sums = dict.fromkeys(objective.sum_keys, 0.0)
+        started = time.perf_counter()
+        with progress_bar(f"{objective.label} epoch {epoch + 1}/{objective.epochs}", total=plan.total,
+                          unit=plan.unit) as bar:
+            for batch in plan.batches:
+                step = objective.step(batch)
+                stop = False
+                if step.loss is not None:
+                    backward_step(step.loss, trainer.optimizer, trainer.scaler)
+                    stop = objective.after_step()
+                    for key, value in step.sums.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    text = objective.postfix(sums)
+                    if text:
+                        bar.set_postfix(text)
+                bar.advance(step.advance)
+                if stop:
+                    break
+        seconds = time.perf_counter() - started
+        keys = list(sums)
+        sums = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], trainer.info), strict=True))
+        row = objective.end_epoch(epoch, sums, seconds)
+        if trainer.log is not None:
+            trainer.log.append(row)
+            objective.plot(trainer.log, epoch, seconds)
+            save_checkpoint(trainer.checkpoint, objective.checkpoint(epoch))
+        barrier(trainer.info)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    return row
+
+
+def checkpoint_state(
+    modules: Mapping[str, nn.Module], trainer: Trainer, *, rng: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """A resume checkpoint: each module's ``state_dict`` under its key, ``optimizer``, ``scaler``, every RNG
+    state under ``rng`` when asked, and ``extra`` (epoch, best so far, config …)."""
+    state: dict[str, Any] = {key: module.state_dict() for key, module in modules.items()}
+    state |= {"optimizer": trainer.optimizer.state_dict(), "scaler": trainer.scaler.state_dict()}
+    if rng:
+        state["rng"] = rng_state()
+    return state | extra
+
+
+def restore(state: Mapping[str, Any], modules: Mapping[str, nn.Module], trainer: Trainer, *, rng: bool = False) -> None:
+    """Load what :func:`checkpoint_state` wrote back into ``modules``, the optimiser and the scaler (an empty or
+    missing scaler state leaves it as made), and every RNG state when ``rng``."""
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    restore_scaler(trainer.scaler, state.get("scaler"))
+    if rng:
+        set_rng_state(state["rng"])
+
+
+def refuse_overwrite(checkpoint: Path, resume: bool) -> None:
+    """Refuse to start a fresh run in a folder that already holds one (``--resume`` continues it instead).
+
+    Raises:
+        ConfigError: ``checkpoint`` exists and ``resume`` is off.
+    """
+    if checkpoint.exists() and not resume:
+        raise ConfigError(f"{checkpoint.parent} already holds a training run; pass --resume to continue it "
+                          "or choose another --out")
+
+
+def prepare_device(preference: str, precision: Precision, threads: int | None = None) -> torch.device:
+    """The run's device (``auto``: CUDA when present), after setting torch's CPU threads when given.
+
+    Raises:
+        ConfigError: ``amp`` asked for on a device that is not a GPU.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(preference)
+    if precision == "amp" and device.type != "cuda":
+        raise ConfigError("precision 'amp' needs a GPU; use 'bf16' (or 'fp32') on CPU")
+    return device

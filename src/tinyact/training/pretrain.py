@@ -33,26 +33,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tinyact.config import TinyActConfig
-from tinyact.console import progress_bar
 from tinyact.data.synth.corpus import CorpusDataset
 from tinyact.data.transforms import normalize
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model, state_dict_hash
+from tinyact.training.loop import Epoch, Objective, Step, Trainer, checkpoint_state, restore, run_epochs
 from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     autocast,
-    backward_step,
     epoch_generator,
     load_checkpoint,
     make_scaler,
     pick_device,
-    restore_scaler,
-    rng_state,
-    save_checkpoint,
     seed_everything,
-    set_rng_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,6 +227,79 @@ def _evaluate(model: VideoAutoEncoder3D, head: ClassifierHead, loader: DataLoade
     return correct / max(1, total)
 
 
+class SupervisedPretraining(Objective):
+    """Cross-entropy on the corpus's labels with a per-step cosine schedule; the epoch with the best ``score``
+    (probe or corpus val top-1) is written to ``OUT/model.pt``."""
+
+    sum_keys = ("seen", "correct", "loss")
+
+    def __init__(self, cfg: PretrainConfig, model: VideoAutoEncoder3D, head: ClassifierHead, trainer: Trainer,
+                 device: torch.device, train_set: CorpusDataset, val_loader: DataLoader, probes: list[ProbeData]) -> None:
+        self.cfg, self.model, self.head, self.trainer, self.device = cfg, model, head, trainer, device
+        self.label, self.epochs = "pretrain", cfg.epochs
+        self.train_set, self.val_loader, self.probes = train_set, val_loader, probes
+        self.best: dict[str, Any] = {"score": -1.0, "epoch": -1}
+        steps = len(train_set) // cfg.batch_size
+        self.steps_per_epoch = min(steps, cfg.max_batches) if cfg.max_batches else steps
+        self.total_steps = max(1, self.steps_per_epoch * cfg.epochs)
+        self.generator = torch.Generator()
+        self.order = torch.zeros(0, dtype=torch.long)
+        self.lr = float("nan")
+
+    def begin_epoch(self, epoch: int) -> Epoch:
+        self.generator = epoch_generator(self.cfg.seed, epoch)
+        self.order = torch.randperm(len(self.train_set), generator=self.generator)
+        self.model.train()
+        self.head.train()
+        return Epoch([(epoch, step) for step in range(self.steps_per_epoch)], self.steps_per_epoch)
+
+    def step(self, batch: Any) -> Step:
+        cfg, (epoch, step) = self.cfg, batch
+        done = epoch * self.steps_per_epoch + step
+        self.lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + np.cos(np.pi * done / self.total_steps))
+        for group in self.trainer.optimizer.param_groups:
+            group["lr"] = self.lr * min(1.0, (done + 1) / max(1, self.steps_per_epoch // 2))  # half-epoch warm-up
+        idx = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
+        items = [self.train_set[i] for i in idx]
+        clips = augment(torch.stack([c for c, _ in items]), self.generator, cfg.crop_scale)
+        labels = torch.tensor([y for _, y in items], device=self.device)
+        with autocast(self.device, cfg.precision):
+            logits = self.head(self.model.encode(normalize(clips.to(self.device), self.model.config.normalization)))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        return Step(loss, {"seen": len(idx), "correct": int((logits.argmax(1) == labels).sum()),
+                           "loss": float(loss.detach()) * len(idx)})
+
+    def end_epoch(self, epoch: int, sums: dict[str, float], seconds: float) -> dict[str, float]:
+        cfg, seen = self.cfg, sums["seen"]
+        row: dict[str, float] = {
+            "epoch": epoch, "train_loss": sums["loss"] / max(1, seen), "train_top1": sums["correct"] / max(1, seen),
+            "val_top1": _evaluate(self.model, self.head, self.val_loader, self.device, cfg.precision),
+            "clips_per_s": seen / max(seconds, 1e-9), "lr": self.lr,
+        }
+        for probe in self.probes:
+            latents = encode_clips(self.model, probe.clips, self.device)
+            row[f"probe_{probe.spec.name}"] = probe_accuracy(latents, probe.labels, probe.spec.folds, cfg.seed)
+        probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
+        use_probe = self.probes and cfg.select_on == "probe"
+        row["score"] = float(np.mean([row[k] for k in probe_keys])) if use_probe else row["val_top1"]
+        logger.info("pretrain: epoch %d %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
+        if row["score"] > self.best["score"]:
+            self.best = {"score": row["score"], "epoch": epoch, **{k: row[k] for k in ("val_top1", *probe_keys)}}
+            save_model(Path(cfg.out) / "model.pt", self.model,
+                       extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
+                              "label_names": self.train_set.label_names, "selection": self.best})
+        return row
+
+    def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
+        probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
+        log.plot(Path(self.cfg.out) / "curves.png", {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1", *probe_keys]},
+                 title=f"pretrain {self.cfg.preset} on {Path(self.cfg.corpus).name}")
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        return checkpoint_state({"model": self.model, "head": self.head}, self.trainer, rng=True, epoch=epoch,
+                                best=self.best)
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     """Train (or resume) into ``cfg.out``; returns the selected model."""
     started = time.perf_counter()
@@ -252,88 +320,34 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
         model.load_state_dict(start.state_dict())
     head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
     params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = make_scaler(cfg.precision, device)
+    trainer = Trainer(optimizer=torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                      scaler=make_scaler(cfg.precision, device), checkpoint=out / "last.pt",
+                      log=MetricsLog(out / "metrics.csv"))
     probes = [load_probe(spec, frames, size, out / "probe-cache", cfg.probe_sampling) for spec in cfg.probes]
-    log = MetricsLog(out / "metrics.csv")
-    start_epoch, best = 0, {"score": -1.0, "epoch": -1}
-    if resume and (out / "last.pt").is_file():
-        state = load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_scaler(scaler, state.get("scaler"))
-        set_rng_state(state["rng"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        log.truncate(start_epoch)
-        logger.info("pretrain: resuming after epoch %d (best so far: epoch %d)", state["epoch"], best["epoch"])
-    elif (out / "last.pt").is_file():
+    val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
+    objective = SupervisedPretraining(cfg, model, head, trainer, device, train_set, val_loader, probes)
+    start_epoch = 0
+    if resume and trainer.checkpoint.is_file():
+        state = load_checkpoint(trainer.checkpoint)
+        restore(state, {"model": model, "head": head}, trainer, rng=True)
+        start_epoch, objective.best = state["epoch"] + 1, state["best"]
+        assert trainer.log is not None
+        trainer.log.truncate(start_epoch)
+        logger.info("pretrain: resuming after epoch %d (best so far: epoch %d)", state["epoch"], objective.best["epoch"])
+    elif trainer.checkpoint.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
     if cfg.init is not None and start_epoch == 0 and probes and cfg.select_on == "probe":
         # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
         scores = {f"probe_{p.spec.name}": probe_accuracy(encode_clips(model, p.clips, device), p.labels, p.spec.folds,
                                                          cfg.seed) for p in probes}
-        best = {"score": float(np.mean(list(scores.values()))), "epoch": -1, **scores}
+        objective.best = {"score": float(np.mean(list(scores.values()))), "epoch": -1, **scores}
         save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": -1,
-                                                  "label_names": train_set.label_names, "selection": best})
+                                                  "label_names": train_set.label_names, "selection": objective.best})
         logger.info("pretrain: the starting model probes %s", scores)
-    val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
-    steps_per_epoch = len(train_set) // cfg.batch_size
-    if cfg.max_batches:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_batches)
-    total_steps = max(1, steps_per_epoch * cfg.epochs)
 
     stop = cfg.epochs if cfg.session_epochs is None else min(cfg.epochs, start_epoch + cfg.session_epochs)
-    for epoch in range(start_epoch, stop):
-        generator = epoch_generator(cfg.seed, epoch)
-        order = torch.randperm(len(train_set), generator=generator)
-        model.train()
-        head.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        t0 = time.perf_counter()
-        with progress_bar(f"pretrain epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, unit="batch") as bar:
-            for step in range(steps_per_epoch):
-                done = epoch * steps_per_epoch + step
-                lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + np.cos(np.pi * done / total_steps))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * min(1.0, (done + 1) / max(1, steps_per_epoch // 2))  # half-epoch warm-up
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
-                batch = [train_set[i] for i in idx]
-                clips = augment(torch.stack([c for c, _ in batch]), generator, cfg.crop_scale)
-                labels = torch.tensor([y for _, y in batch], device=device)
-                with autocast(device, cfg.precision):
-                    logits = head(model.encode(normalize(clips.to(device), model.config.normalization)))
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                backward_step(loss, optimizer, scaler)
-                seen += len(idx)
-                correct += int((logits.argmax(1) == labels).sum())
-                loss_sum += float(loss.detach()) * len(idx)
-                bar.advance()
-        train_seconds = time.perf_counter() - t0
-        row: dict[str, float] = {
-            "epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_top1": correct / max(1, seen),
-            "val_top1": _evaluate(model, head, val_loader, device, cfg.precision),
-            "clips_per_s": seen / max(train_seconds, 1e-9), "lr": lr,
-        }
-        for probe in probes:
-            latents = encode_clips(model, probe.clips, device)
-            row[f"probe_{probe.spec.name}"] = probe_accuracy(latents, probe.labels, probe.spec.folds, cfg.seed)
-        probe_keys = [f"probe_{p.spec.name}" for p in probes]
-        score = float(np.mean([row[k] for k in probe_keys])) if probes and cfg.select_on == "probe" else row["val_top1"]
-        row["score"] = score
-        log.append(row)
-        logger.info("pretrain: epoch %d %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, **{k: row[k] for k in ("val_top1", *probe_keys)}}
-            save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
-                                                      "label_names": train_set.label_names, "selection": best})
-        save_checkpoint(out / "last.pt", {"model": model.state_dict(), "head": head.state_dict(),
-                                          "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                                          "rng": rng_state(), "epoch": epoch,
-                                          "best": best})
-        log.plot(out / "curves.png", {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1", *probe_keys]},
-                 title=f"pretrain {cfg.preset} on {Path(cfg.corpus).name}")
+    run_epochs(objective, range(start_epoch, stop), trainer)
+    best = objective.best
     (out / "best.json").write_text(json.dumps(best, indent=2))
     from tinyact.models.checkpoint import load_model
 

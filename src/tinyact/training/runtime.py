@@ -1,5 +1,5 @@
 """Pieces every training loop shares: seeding, RNG state, atomic checkpoints, metric logs and curves,
-and device and precision selection.
+device and precision selection, optimisers and learning-rate schedules.
 
 Exact resume works at epoch boundaries: loops shuffle with a generator seeded from ``(seed, epoch)`` and
 checkpoint model, optimiser, scheduler, gradient scaler and all RNG states after every epoch, so a killed run resumed from
@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
+
+from tinyact.errors import ConfigError
 
 Precision = Literal["fp32", "bf16", "amp"]
+Schedule = Literal["cosine", "exponential", "step", "constant"]
 
 
 def seed_everything(seed: int) -> None:
@@ -117,6 +122,41 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: 
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+
+
+def lr_at(epoch: int, epochs: int, lr: float, lr_min: float, schedule: Schedule) -> float:
+    """Learning rate of ``epoch`` (0-based) going from ``lr`` at the first epoch to ``lr_min`` at the last.
+
+    ``cosine`` half-cosine, ``exponential`` geometric, ``step`` ``lr`` for the first half then ``lr_min``,
+    ``constant`` always ``lr``. A pure function of the epoch, so resuming needs no scheduler state.
+    """
+    if schedule == "constant" or epochs <= 1:
+        return lr
+    progress = min(1.0, epoch / (epochs - 1))
+    if schedule == "cosine":
+        return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "exponential":
+        return lr * (lr_min / lr) ** progress
+    if schedule == "step":
+        return lr if progress < 0.5 else lr_min
+    raise ConfigError(f"unknown schedule {schedule!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = value
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """``sgd`` (with momentum, the paper's choice) or ``adam``/``adamw`` (AdamW: decoupled weight decay)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name in ("adam", "adamw"):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimiser {name!r}: use sgd or adamw")
 
 
 def psnr(mse: float, peak: float = 1.0) -> float:

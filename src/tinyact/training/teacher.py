@@ -10,7 +10,9 @@ has the same run-folder contract as the autoencoder trainer::
     RUN/metrics.csv      per epoch: train_loss, train_top1, val_loss, val_top1, lr
     RUN/curves.png       the same as curves
 
-It runs under ``torchrun`` like the KD trainer (see :mod:`tinyact.training.loop`).
+It runs under ``torchrun`` like the KD trainer (see :mod:`tinyact.training.distributed`), in the shared epoch
+loop (:mod:`tinyact.training.loop`). As a teacher, the trained model is loaded by
+:mod:`tinyact.teachers.inproject`.
 """
 
 from __future__ import annotations
@@ -19,47 +21,41 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from tinyact.config import TinyActConfig
-from tinyact.console import progress_bar
 from tinyact.data.manifest import Manifest
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling
 from tinyact.models.checkpoint import save_model
 from tinyact.models.teacher3d import PRESETS, Teacher3D
-from tinyact.training.loop import (
+from tinyact.training.distributed import (
     DistInfo,
-    Schedule,
-    all_reduce_sum,
     barrier,
     convert_sync_batchnorm,
-    eval_loader,
     init_distributed,
-    lr_at,
-    make_optimizer,
-    open_cache,
-    set_lr,
     shutdown_distributed,
-    split_or_fail,
-    train_loader,
     unwrap,
     wrap_ddp,
 )
+from tinyact.training.evaluate import evaluate_classifier, input_normalization
+from tinyact.training.loaders import eval_loader, open_cache, split_or_fail, train_loader
+from tinyact.training.loop import Epoch, Objective, Step, Trainer, checkpoint_state, restore, run_epochs
 from tinyact.training.runtime import (
     MetricsLog,
     Precision,
+    Schedule,
     autocast,
-    backward_step,
     load_checkpoint,
+    lr_at,
+    make_optimizer,
     make_scaler,
-    restore_scaler,
-    save_checkpoint,
     seed_everything,
+    set_lr,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,6 +94,8 @@ class TeacherTrainConfig(TinyActConfig):
 
 @dataclass
 class TeacherTrainResult:
+    """Where a finished run left its model file, and its top-1 on val (best epoch) and test."""
+
     checkpoint: Path  # RUN/model.pt
     run_dir: Path
     metrics_csv: Path
@@ -114,32 +112,8 @@ def random_flip(clips: torch.Tensor, generator: torch.Generator | None = None) -
     return clips
 
 
-@torch.no_grad()
-def evaluate_classifier(model: torch.nn.Module, loader, info: DistInfo, precision: Precision = "fp32") -> tuple[float, float]:
-    """``(mean CE loss, top-1)`` of a clip classifier over every clip of ``loader`` (all ranks together)."""
-    model.eval()
-    stats = input_normalization(model)
-    loss_sum = correct = seen = 0.0
-    for clips, labels, _ in loader:
-        if len(labels) == 0:
-            continue
-        x = normalize(clips.to(info.device), stats)
-        labels = labels.to(info.device)
-        with autocast(info.device, precision):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-        correct += float((logits.argmax(1) == labels).sum())
-        seen += len(labels)
-    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
-
-
-def input_normalization(model: torch.nn.Module) -> str:
-    """The statistics a model's input is normalised with: its ``config.normalization`` (ImageNet without one)."""
-    return getattr(getattr(unwrap(model), "config", None), "normalization", "imagenet")
-
-
 def build_teacher(cfg: TeacherTrainConfig, label_names: list[str]) -> Teacher3D:
+    """The untrained network of ``cfg`` for ``label_names``: the preset with the config's overrides."""
     overrides = {k: v for k, v in {"widths": cfg.widths, "blocks": cfg.blocks}.items() if v is not None}
     return Teacher3D(
         PRESETS[cfg.preset],
@@ -162,6 +136,66 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False) -> TeacherTrain
         shutdown_distributed(info)
 
 
+class TeacherObjective(Objective):
+    """Cross-entropy with label smoothing on the train split; the best epoch on val is kept."""
+
+    sum_keys = ("loss", "correct", "seen")
+
+    def __init__(self, cfg: TeacherTrainConfig, model: torch.nn.Module, trainer: Trainer, sampling: ClipSampling,
+                 train_set: Manifest, val_set: Manifest, cache: Any) -> None:
+        self.cfg, self.model, self.trainer = cfg, model, trainer
+        self.label, self.epochs = "teacher", cfg.epochs
+        info = trainer.info
+        self.net = wrap_ddp(model, info)
+        self.loader, self.sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
+        self.val_loader = eval_loader(val_set, sampling, cache, cfg.batch_size, info, cfg.workers)
+        self.stats = input_normalization(model)  # the teacher's own setting, as predict_uint8 (its use as a teacher) applies
+        self.best_top1, self.best_state = -1.0, None
+        self.lr = cfg.lr
+        self.flips = torch.Generator()
+
+    def begin_epoch(self, epoch: int) -> Epoch:
+        cfg, rank = self.cfg, self.trainer.info.rank
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)  # dropout/flips: same on resume
+        self.flips = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + rank)
+        self.sampler.set_epoch(epoch)
+        self.lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min, cfg.schedule)
+        set_lr(self.trainer.optimizer, self.lr)
+        self.net.train()
+        return Epoch(self.loader, len(self.loader))
+
+    def step(self, batch: Any) -> Step:
+        clips, labels, _ = batch
+        if self.cfg.flip:
+            clips = random_flip(clips, self.flips)
+        device = self.trainer.info.device
+        x, labels = normalize(clips.to(device), self.stats), labels.to(device)
+        with autocast(device, self.cfg.precision):
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        return Step(loss, {"loss": float(loss.detach()) * len(labels),
+                           "correct": float((logits.argmax(1) == labels).sum()), "seen": len(labels)})
+
+    def end_epoch(self, epoch: int, sums: dict[str, float], seconds: float) -> dict[str, float]:
+        val_loss, val_top1 = evaluate_classifier(unwrap(self.net), self.val_loader, self.trainer.info, self.cfg.precision)
+        if val_top1 > self.best_top1:
+            self.best_top1 = val_top1
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()})
+        seen = max(sums["seen"], 1)
+        row = {"epoch": epoch, "train_loss": sums["loss"] / seen, "train_top1": sums["correct"] / seen,
+               "val_loss": val_loss, "val_top1": val_top1, "lr": self.lr}
+        logger.info("teacher epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        return row
+
+    def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
+        log.plot(Path(self.cfg.out) / "curves.png",
+                 {"loss": ["train_loss", "val_loss"], "top-1": ["train_top1", "val_top1"]}, title="in-project teacher")
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        return checkpoint_state({"model": unwrap(self.model)}, self.trainer, epoch=epoch, best_top1=self.best_top1,
+                                best_state=self.best_state)
+
+
 def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrainResult:
     run_dir = Path(cfg.out)
     if info.is_main:
@@ -176,65 +210,30 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
     # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
     model = convert_sync_batchnorm(build_teacher(cfg, manifest.label_names), info).to(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
-    scaler = make_scaler(cfg.precision, info.device)  # enabled for amp (float16) only
-    stats = input_normalization(model)  # the teacher's own setting, as predict_uint8 (its use as a teacher) applies
-
-    start_epoch, best_top1, best_state = 0, -1.0, None
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=info.device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_scaler(scaler, state.get("scaler"))
-        start_epoch, best_top1, best_state = state["epoch"] + 1, state["best_top1"], state["best_state"]
+    trainer = Trainer(
+        optimizer=make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay),
+        scaler=make_scaler(cfg.precision, info.device),  # enabled for amp (float16) only
+        checkpoint=run_dir / "checkpoint.pt",
+        log=MetricsLog(run_dir / "metrics.csv") if info.is_main else None,
+        info=info,
+    )
+    start_epoch = 0
+    state = load_checkpoint(trainer.checkpoint, map_location=info.device) if resume and trainer.checkpoint.exists() else None
+    if state is not None:
+        restore(state, {"model": model}, trainer)
+        start_epoch = state["epoch"] + 1
         logger.info("teacher: resuming at epoch %d of %d", start_epoch + 1, cfg.epochs)
+    objective = TeacherObjective(cfg, model, trainer, sampling, train_set, val_set, cache)
+    if state is not None:
+        objective.best_top1, objective.best_state = state["best_top1"], state["best_state"]
+    if trainer.log is not None:
+        trainer.log.truncate(start_epoch)
 
-    net = wrap_ddp(model, info)
-    loader, sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
-    val_loader = eval_loader(val_set, sampling, cache, cfg.batch_size, info, cfg.workers)
-    log = MetricsLog(run_dir / "metrics.csv") if info.is_main else None
-    if log is not None:
-        log.truncate(start_epoch)
+    run_epochs(objective, range(start_epoch, cfg.epochs), trainer)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + info.rank)  # dropout/flips: same on resume
-        flips = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + info.rank)
-        sampler.set_epoch(epoch)
-        lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min, cfg.schedule)
-        set_lr(optimizer, lr)
-        net.train()
-        loss_sum = correct = seen = 0.0
-        with progress_bar(f"teacher epoch {epoch + 1}/{cfg.epochs}", total=len(loader), unit="batch") as bar:
-            for clips, labels, _ in loader:
-                if cfg.flip:
-                    clips = random_flip(clips, flips)
-                x, labels = normalize(clips.to(info.device), stats), labels.to(info.device)
-                with autocast(info.device, cfg.precision):
-                    logits = net(x)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                backward_step(loss, optimizer, scaler)
-                loss_sum += float(loss.detach()) * len(labels)
-                correct += float((logits.argmax(1) == labels).sum())
-                seen += len(labels)
-                bar.advance()
-        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info)
-        val_loss, val_top1 = evaluate_classifier(unwrap(net), val_loader, info, cfg.precision)
-        if val_top1 > best_top1:
-            best_top1, best_state = val_top1, copy.deepcopy({k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()})
-        row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-               "val_loss": val_loss, "val_top1": val_top1, "lr": lr}
-        logger.info("teacher epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-        if log is not None:
-            log.append(row)
-            log.plot(run_dir / "curves.png", {"loss": ["train_loss", "val_loss"], "top-1": ["train_top1", "val_top1"]},
-                     title="in-project teacher")
-            save_checkpoint(ckpt_path, {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scaler": scaler.state_dict(), "epoch": epoch, "best_top1": best_top1, "best_state": best_state})
-        barrier(info)
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best_top1 = objective.best_top1
+    if objective.best_state is not None:
+        model.load_state_dict(objective.best_state)
     test_top1 = None
     if len(test_set):
         _, test_top1 = evaluate_classifier(model, eval_loader(test_set, sampling, cache, cfg.batch_size, info), info)
@@ -243,61 +242,3 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
         save_model(final, model, extra={"val_top1": best_top1, "test_top1": test_top1, "trainer": "teacher"})
     barrier(info)
     return TeacherTrainResult(final, run_dir, run_dir / "metrics.csv", best_top1, test_top1)
-
-
-# --------------------------------------------------------------------------------------------- as a Teacher
-class InProjectTeacher:
-    """A trained :class:`Teacher3D` behind the :class:`tinyact.teachers.Teacher` interface (``inproject:PATH``).
-
-    ``__call__(clips uint8 [B, T, 3, H, W])`` resamples the clips to the frames and size the teacher was
-    trained on (nearest frames in time, bilinear in space) and returns ``TeacherOutput(logits, embedding)``.
-    """
-
-    def __init__(self, model: Teacher3D, device: str | torch.device = "cpu") -> None:
-        self.model = model.eval().to(device)
-        self.device = torch.device(device)
-        self.label_names = list(model.config.label_names) or [str(i) for i in range(model.config.num_classes)]
-        self.num_frames = model.config.num_frames
-        self.size = model.config.input_size
-        self.embedding_dim = model.embedding_dim
-
-    def to(self, device: str | torch.device) -> InProjectTeacher:
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
-    @torch.no_grad()
-    def __call__(self, clips: torch.Tensor):
-        from tinyact.teachers import TeacherOutput
-
-        clips = resample_clips(clips.to(self.device), self.num_frames, self.size)
-        logits, embedding = self.model.predict_uint8(clips)
-        return TeacherOutput(logits=logits, embedding=embedding)
-
-
-def resample_clips(clips: torch.Tensor, frames: int, size: int) -> torch.Tensor:
-    """uint8 ``[B, T, 3, H, W]`` -> ``[B, frames, 3, size, size]`` (evenly spaced frames, bilinear resize)."""
-    b, t, c, h, w = clips.shape
-    if t != frames:
-        index = torch.linspace(0, t - 1, frames).round().long().to(clips.device)
-        clips = clips[:, index]
-    if (h, w) != (size, size):
-        flat = clips.reshape(b * frames, c, h, w).float()  # [B, T, 3, H, W] -> [B*T, 3, H, W]
-        flat = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False, antialias=min(h, w) > size)
-        clips = flat.round_().clamp_(0, 255).to(torch.uint8).reshape(b, frames, c, size, size)
-    return clips
-
-
-def load_inproject_teacher(path: str, device: str | None = None) -> InProjectTeacher:
-    """Loader of the ``inproject:PATH`` teacher spec (``PATH``: a ``model.pt`` from ``tinyact train teacher``,
-    or its run folder)."""
-    from tinyact.errors import TinyActError
-    from tinyact.models.checkpoint import load_model
-
-    file = Path(path)
-    if file.is_dir():
-        file = file / "model.pt"
-    model, _ = load_model(file)
-    if not isinstance(model, Teacher3D):
-        raise TinyActError(f"{file} holds a {type(model).__name__}, not an in-project teacher (Teacher3D)")
-    return InProjectTeacher(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
