@@ -1,7 +1,7 @@
 """Label-free adaptation of a pretrained encoder to real footage: the probe before and after, on val and on test.
 
 Protocol: a folder dataset with a split file (e.g. ``../shared/data/real/weizmann/rgb64`` + ``rgb64-split.csv``);
-:func:`tinyact.training.ssl.adapt_encoder` adapts the start encoder on the train and val videos without their
+:func:`tinyact.training.adapt.adapt_encoder` adapts the start encoder on the train and val videos without their
 labels, and keeps the adapted one only if its linear probe (fitted on train, scored on val) beats the start's.
 Reported beside that decision: the same probe fitted on train+val and scored on **test**, for the start and for
 the adapted encoder (the best-val epoch), so the decision can be checked against clips it never saw.
@@ -26,8 +26,10 @@ from tinyact.data.cache import ClipCache
 from tinyact.data.layouts import read_folder
 from tinyact.data.manifest import Manifest
 from tinyact.models.checkpoint import load_model
+from tinyact.training.adapt import adapt_encoder
 from tinyact.training.pretrain import encode_clips
-from tinyact.training.ssl import adapt_encoder, linear_probe, load_probe_set, load_start_encoder
+from tinyact.training.ssl import load_start_encoder
+from tinyact.training.ssl_probe import linear_probe, load_probe_set
 
 
 def _test_probe(model: torch.nn.Module, manifest: Manifest, cache: ClipCache, frames: int) -> float:

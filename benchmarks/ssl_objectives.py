@@ -35,15 +35,9 @@ from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest
 from tinyact.models.checkpoint import load_model
 from tinyact.training.pretrain import encode_clips
-from tinyact.training.runtime import seed_everything
-from tinyact.training.ssl import (
-    SSLTrainConfig,
-    build_model,
-    linear_probe,
-    load_probe_set,
-    read_metrics,
-    train_ssl,
-)
+from tinyact.training.runtime import read_metrics, seed_everything
+from tinyact.training.ssl import SSLTrainConfig, build_model, train_ssl
+from tinyact.training.ssl_probe import linear_probe, load_probe_set
 
 
 def _test_probe(model: torch.nn.Module, probe) -> float:

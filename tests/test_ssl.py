@@ -21,22 +21,12 @@ from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
 from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
 from tinyact.training import ssl
-from tinyact.training.ssl import (
-    SSLHeads,
-    SSLTrainConfig,
-    adapt_encoder,
-    augment_clips,
-    build_window_cache,
-    byol_loss,
-    cut_view,
-    info_nce_loss,
-    objective_loss,
-    probe_clip,
-    read_metrics,
-    read_windows,
-    sample_views,
-    train_ssl,
-)
+from tinyact.training.adapt import adapt_encoder
+from tinyact.training.runtime import read_metrics
+from tinyact.training.ssl import SSLTrainConfig, train_ssl
+from tinyact.training.ssl_objectives import SSLHeads, byol_loss, ema_update, info_nce_loss, objective_loss
+from tinyact.training.ssl_probe import probe_clip
+from tinyact.training.ssl_views import augment_clips, build_window_cache, cut_view, read_windows, sample_views
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,7 +80,7 @@ def test_window_cache_resumes_with_the_videos_not_done_yet(data, tmp_path, caplo
     first = Manifest(manifest.entries[:5], manifest.root)
     build_window_cache(first, tmp_path / "w", sampling, workers=1)
     (tmp_path / "w" / "shard-stale000000.npy.tmp").write_bytes(b"half a shard")  # left by a killed build
-    with caplog.at_level("INFO", logger="tinyact.training.ssl"):
+    with caplog.at_level("INFO", logger="tinyact.training.ssl_views"):
         build_window_cache(manifest, tmp_path / "w", sampling, workers=1)
     assert f"{len(manifest) - 5} video(s)" in caplog.text and "(5 already done)" in caplog.text
     assert len(ClipCache(tmp_path / "w")) == len(manifest)
@@ -189,8 +179,8 @@ def test_each_objective_lowers_its_loss_on_a_tiny_set(data, objective):
         loss.backward()
         optimizer.step()
         if target is not None:
-            ssl._ema_update(target, model, 0.9)
-            ssl._ema_update(target_projector, heads.projector, 0.9)
+            ema_update(target, model, 0.9)
+            ema_update(target_projector, heads.projector, 0.9)
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 

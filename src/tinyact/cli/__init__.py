@@ -110,10 +110,6 @@ def _register() -> None:
     app.add_typer(edge.app, name="edge")
     app.command("demo")(demo.demo)
 
-    from tinyact.cli import kd as kd_cli  # after the stages whose groups (train, experiment) it extends
-
-    kd_cli.register(app)
-
 
 _register()
 

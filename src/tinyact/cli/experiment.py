@@ -61,6 +61,37 @@ def table1(
     print_next_steps(Path(cfg.out) / "bundle")
 
 
+@app.command()
+def table2(
+    data: Path = typer.Option(..., help="Dataset root."),
+    out: Path = typer.Option(..., help="Run folder (resumes when run again)."),
+    layout: str = typer.Option("kinetics", help="kinetics, folder or list (--annotations)."),
+    split_file: Path = typer.Option(None, help="folder layout: CSV path,split."),
+    annotations: list[str] = typer.Option(None, help="list layout: SPLIT=FILE of 'path label' lines, repeatable."),
+    labels: Path = typer.Option(None, help="list layout: class names, one per line, for numeric labels."),
+    teacher: str = typer.Option("inproject", help="Teacher spec; 'inproject' trains the in-project teacher first."),
+    epochs: int = typer.Option(None, help="KD epochs per set-up [default: 30]."),
+    size: int = typer.Option(None, help="Crop size in pixels [default: 112]."),
+    frames: int = typer.Option(None, help="Frames per clip [default: 16]."),
+    folds: int = typer.Option(None, help="k of the classifiers' stratified k-fold CV [default: 10]."),
+    config: Path = typer.Option(None, help="YAML file with Table2Config fields (options override it)."),
+) -> None:
+    """The paper's Table 2: KD set-ups (scratch, pretrained, frozen, feature KD) and classifiers on their latents."""
+    from tinyact.data.layouts import parse_annotations
+    from tinyact.experiments.table2 import Table2Config, run_table2
+
+    cfg = Table2Config.from_yaml(
+        config, data=data, out=out, layout=layout, split_file=split_file,
+        annotations=parse_annotations(annotations) or None, labels=labels, teacher=teacher, epochs=epochs, size=size,
+        frames=frames, folds=folds,
+    )
+    metrics = run_table2(cfg)
+    console.print((Path(cfg.out) / "table2.md").read_text())
+    console.print(f"metrics: {Path(cfg.out) / 'metrics.json'} (teacher top-1 {metrics.get('teacher_top1')})")
+    if (Path(cfg.out) / "bundle" / "bundle.yaml").is_file():
+        print_next_steps(Path(cfg.out) / "bundle")
+
+
 def print_next_steps(folder: Path) -> None:
     """The run's last lines: the bundle, a warning when it does not beat the random encoder, what to run next."""
     from tinyact.classifiers.bundle import load_bundle, next_steps

@@ -1,5 +1,6 @@
 """``tinyact train …``: training runs (``ae``: the reconstruction autoencoder; ``ssl``: self-supervised objectives;
-``adapt``: label-free adaptation of a pretrained encoder; other stages add theirs here)."""
+``adapt``: label-free adaptation of a pretrained encoder; ``teacher``: the in-project KD teacher; ``kd``: the
+knowledge-distilled student)."""
 
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def adapt(
     cache_dir: Path = typer.Option(None, help="Window cache folder [default: OUT/ssl/windows]."),
 ) -> None:
     """Adapt a pretrained encoder to your footage without labels; keeps it only if the val probe improves."""
-    from tinyact.training.ssl import adapt_encoder
+    from tinyact.training.adapt import adapt_encoder
 
     result = adapt_encoder(encoder, manifest, out, objective=objective, epochs=epochs, lr=lr, batch_size=batch_size,
                            seed=seed, device=device, precision=precision, cache_dir=cache_dir)  # type: ignore[arg-type]
@@ -135,3 +136,69 @@ def adapt(
     console.print(f"probe on val: {100 * result.before:.1f} % before, {100 * result.after:.1f} % after adaptation "
                   f"(epoch {result.after_epoch}); kept the [{colour}]{result.kept}[/{colour}] encoder: {result.model} "
                   f"(hash {result.encoder_hash}); report {result.report}")
+
+
+@app.command()
+def teacher(
+    config: Path = typer.Option(None, help="YAML file with TeacherTrainConfig fields (options below override it)."),
+    manifest: Path = typer.Option(None, help="Manifest CSV (from `tinyact data manifest`)."),
+    out: Path = typer.Option(None, help="Run folder (checkpoint.pt, model.pt, metrics.csv, curves.png)."),
+    cache_dir: Path = typer.Option(None, help="Clip cache built with the same --frames/--size (`tinyact data cache`)."),
+    preset: str = typer.Option(None, help="small or r2plus1d_18 [default: small]."),
+    size: int = typer.Option(None, help="Crop size in pixels [default: 112]."),
+    frames: int = typer.Option(None, help="Frames per clip [default: 16]."),
+    batch_size: int = typer.Option(None, help="Global batch size [default: 8]."),
+    epochs: int = typer.Option(None, help="Epochs [default: 15]."),
+    lr: float = typer.Option(None, help="Initial learning rate [default: 1e-3]."),
+    seed: int = typer.Option(None, help="Random seed [default: 0]."),
+    device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last finished epoch."),
+) -> None:
+    """Train the in-project teacher (R(2+1)D-style 3-D CNN, cross-entropy); use it as --teacher inproject:OUT/model.pt."""
+    from tinyact.training.teacher import TeacherTrainConfig, train_teacher
+
+    cfg = TeacherTrainConfig.from_yaml(
+        config, manifest=manifest, out=out, cache_dir=cache_dir, preset=preset, size=size, frames=frames,
+        batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
+    )
+    result = train_teacher(cfg, resume=resume)
+    test = "-" if result.test_top1 is None else f"{result.test_top1:.3f}"
+    console.print(f"teacher {result.checkpoint}: val top-1 {result.val_top1:.3f}, test top-1 {test}; metrics {result.metrics_csv}")
+
+
+@app.command()
+def kd(
+    config: Path = typer.Option(None, help="YAML file with KDConfig fields (options below override it)."),
+    manifest: Path = typer.Option(None, help="Manifest CSV."),
+    out: Path = typer.Option(None, help="Run folder."),
+    cache_dir: Path = typer.Option(None, help="Clip cache built with the same --frames/--size."),
+    setup: str = typer.Option(None, help="scratch, pretrained or frozen [default: scratch]."),
+    pretrained: Path = typer.Option(None, help="Autoencoder model file (pretrained / frozen set-ups)."),
+    teacher_logits: Path = typer.Option(None, help="CachedLogits .npz from `tinyact teacher cache`."),
+    teacher: str = typer.Option(None, help="Teacher spec run on the fly instead (e.g. inproject:RUN/model.pt)."),
+    feature_kd: float = typer.Option(None, help="Weight δ of feature-level KD (0 = off) [default: 0]."),
+    size: int = typer.Option(None, help="Crop size in pixels [default: 112]."),
+    frames: int = typer.Option(None, help="Frames per clip [default: 16]."),
+    epochs: int = typer.Option(None, help="Epochs [default: 100]."),
+    warmup_epochs: int = typer.Option(None, help="β warm-up epochs [default: 20]."),
+    batch_size: int = typer.Option(None, help="Global batch size (split over torchrun processes) [default: 8]."),
+    lr: float = typer.Option(None, help="Initial learning rate [default: 1e-4]."),
+    seed: int = typer.Option(None, help="Random seed [default: 0]."),
+    device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last finished epoch."),
+) -> None:
+    """Train the KD student (autoencoder + MLPResNet head): α·CE + β·T²·KL + γ·MSE. Runs under torchrun too."""
+    from tinyact.training.kd import KDConfig, train_kd
+
+    cfg = KDConfig.from_yaml(
+        config, manifest=manifest, out=out, cache_dir=cache_dir, setup=setup, pretrained=pretrained,
+        teacher_logits=teacher_logits, teacher=teacher, feature_kd=feature_kd, size=size, frames=frames,
+        epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+    )
+    result = train_kd(cfg, resume=resume)
+    if result.encoder_hash:  # rank 0
+        test = "-" if result.test_top1 is None else f"{result.test_top1:.3f}"
+        console.print(
+            f"student {result.checkpoint} (hash {result.encoder_hash}) + {result.head}: val top-1 {result.val_top1:.3f}, "
+            f"test top-1 {test}; metrics {result.metrics_csv}"
+        )

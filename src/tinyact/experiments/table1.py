@@ -279,7 +279,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         checkpoint, encoder_hash = choice.model, str(choice.encoder_hash)
         if cfg.adapt != "none":
             from tinyact.models.checkpoint import load_model
-            from tinyact.training.ssl import adapt_encoder
+            from tinyact.training.adapt import adapt_encoder
 
             t = time.perf_counter()
             adapted = adapt_encoder(choice.model, out / "manifest.csv", out / "adapt", objective=cfg.adapt,

@@ -142,6 +142,14 @@ def lr_at(epoch: int, epochs: int, lr: float, lr_min: float, schedule: Schedule)
     raise ConfigError(f"unknown schedule {schedule!r}")
 
 
+def warmup_cosine_lr(lr: float, step: int, total: int, warmup: float) -> float:
+    """Per-step learning rate: linear warm-up over the first ``warmup`` steps, then a half-cosine from ``lr``
+    to 0 at step ``total`` (0-based ``step``)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))
+
+
 def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
     """Set every parameter group's learning rate."""
     for group in optimizer.param_groups:
@@ -217,3 +225,9 @@ class MetricsLog:
         fig.savefig(out, dpi=110)
         plt.close(fig)
         return Path(out)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a run's ``metrics.csv`` as written (strings), for reports and tests."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
