@@ -131,7 +131,7 @@ def adapt(
     from tinyact.training.adapt import adapt_encoder
 
     result = adapt_encoder(encoder, manifest, out, objective=objective, epochs=epochs, lr=lr, batch_size=batch_size,
-                           seed=seed, device=device, precision=precision, cache_dir=cache_dir)  # type: ignore[arg-type]
+                           seed=seed, device=device, precision=precision, cache_dir=cache_dir)
     colour = "green" if result.kept == "adapted" else "yellow"
     console.print(f"probe on val: {100 * result.before:.1f} % before, {100 * result.after:.1f} % after adaptation "
                   f"(epoch {result.after_epoch}); kept the [{colour}]{result.kept}[/{colour}] encoder: {result.model} "

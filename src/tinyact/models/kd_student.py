@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tinyact.data.transforms import NormStats
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.mlp_resnet import MLPResNetClassifier
 
@@ -44,7 +45,7 @@ class KDStudent(nn.Module):
         self.feature_source = feature_source
 
     @property
-    def normalization(self) -> str:
+    def normalization(self) -> NormStats:
         """The statistics the student's input is normalised with: its autoencoder's (as extraction and the edge do)."""
         return self.autoencoder.config.normalization
 

@@ -61,9 +61,13 @@ class Teacher(Protocol):
     """
 
     label_names: list[str]
-    num_frames: int
-    size: int
     embedding_dim: int | None
+
+    @property
+    def num_frames(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
 
     def __call__(self, clips: torch.Tensor) -> TeacherOutput: ...
 
@@ -85,7 +89,7 @@ def _three(values: Sequence[float], what: str) -> tuple[float, float, float]:
     out = tuple(float(v) for v in values)
     if len(out) != 3:
         raise TeacherError(f"{what} needs 3 values (R, G, B), got {list(out)}")
-    return out  # type: ignore[return-value]
+    return out[0], out[1], out[2]
 
 
 def normalisation_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

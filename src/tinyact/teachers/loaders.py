@@ -176,7 +176,7 @@ def _triple(value: Any, which: int, what: str) -> tuple[float, float, float]:
         numbers = tuple(float(v) for v in value)
     if len(numbers) != 3:
         raise TeacherError(f"{what} needs 3 values (R, G, B), got {value!r}")
-    return numbers  # type: ignore[return-value]
+    return numbers[0], numbers[1], numbers[2]
 
 
 def read_label_file(path: str | Path) -> list[str]:

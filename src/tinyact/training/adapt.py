@@ -24,9 +24,9 @@ from torch import nn
 
 from tinyact.data.manifest import Manifest
 from tinyact.errors import ConfigError
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
 from tinyact.training import ssl
-from tinyact.training.runtime import Precision
 from tinyact.training.ssl_objectives import resolve_objective
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def adapt_encoder(
     val_split: str = "val",
     seed: int = 0,
     device: str = "auto",
-    precision: Precision = "fp32",
+    precision: str = "fp32",
     cache_dir: str | Path | None = None,
     workers: int = 0,
     overrides: dict[str, Any] | None = None,
@@ -78,7 +78,7 @@ def adapt_encoder(
         out: folder for the run (``OUT/ssl/``), ``OUT/model.pt`` (the kept encoder) and ``OUT/adapt.json``.
         objective: a self-supervised objective (``ssl`` = the recommended one).
         epochs, lr, batch_size, seed, device, precision, cache_dir, workers: training settings (a lower ``lr``
-            than training from scratch: the start already knows motion).
+            than training from scratch: the start already knows motion); `precision` is checked by `SSLTrainConfig`.
         train_splits: the splits whose videos adapt the encoder (default train and val: footage, not labels).
         overrides: further :class:`SSLTrainConfig` fields.
 
@@ -96,13 +96,15 @@ def adapt_encoder(
                           f"(found {len(train_labels)} class(es) in train, {len(labelled.split(val_split))} {val_split} clips)")
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(start, nn.Module):
+        if not isinstance(start, VideoAutoEncoder3D):
+            raise ConfigError(f"adaptation starts from a VideoAutoEncoder3D, not a {type(start).__name__}")
         save_model(out / "start.pt", start, extra={"adapt_start": True})
         spec = str(out / "start.pt")
         start_model = start
     else:
         spec = str(start)
         start_model = ssl.load_start_encoder(spec)
-    config = start_model.config  # type: ignore[attr-defined]
+    config = start_model.config
     cfg = ssl.SSLTrainConfig.from_dict({
         "manifest": manifest, "out": out / "ssl", "objective": objective, "init": spec,
         "frames": config.num_frames, "size": int(config.input_size[0]), "epochs": epochs, "lr": lr,

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from tinyact.config import TinyActConfig
@@ -46,6 +45,7 @@ from tinyact.data.manifest import SPLITS, Manifest
 from tinyact.data.transforms import normalize, to_unit
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError
+from tinyact.models.base import ClipAutoEncoder
 from tinyact.models.checkpoint import save_model, state_dict_hash
 from tinyact.models.factory import build_autoencoder
 from tinyact.training.loop import (
@@ -148,7 +148,7 @@ def _recon_grid(inputs: torch.Tensor, recon: torch.Tensor, out: Path, frames_sho
     scale = max(1, 96 // h)  # tiny test clips are blown up so the PNG is readable
     image = Image.fromarray(grid)
     if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
     return out
@@ -184,11 +184,11 @@ def _check_resumable(saved: dict[str, Any], cfg: AETrainConfig) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device, cfg: AETrainConfig) -> float:
+def _evaluate(model: ClipAutoEncoder, loader: DataLoader, device: torch.device, cfg: AETrainConfig) -> float:
     """Mean per-pixel MSE over a loader (model in eval mode)."""
     model.eval()
     total, count = 0.0, 0
-    stats = model.config.normalization  # type: ignore[attr-defined]
+    stats = model.config.normalization
     for clips, _, _ in loader:
         if not len(clips):
             continue
@@ -205,12 +205,12 @@ class ReconstructionObjective(Objective):
 
     sum_keys = ("total", "count", "clips")
 
-    def __init__(self, cfg: AETrainConfig, model: nn.Module, trainer: Trainer, device: torch.device,
+    def __init__(self, cfg: AETrainConfig, model: ClipAutoEncoder, trainer: Trainer, device: torch.device,
                  train_set: ClipDataset, val_loader: DataLoader) -> None:
         self.cfg, self.model, self.trainer, self.device = cfg, model, trainer, device
         self.label, self.epochs = "ae", cfg.epochs
         self.train_set, self.val_loader = train_set, val_loader
-        self.stats = model.config.normalization  # type: ignore[attr-defined]
+        self.stats = model.config.normalization
         self.weights_hash = ""
         self.grid_batch = torch.zeros(0)
         self.grid_target: torch.Tensor | None = None
@@ -331,9 +331,12 @@ def train_autoencoder(
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_clips)
 
     seed_everything(cfg.seed)
-    model = build_autoencoder(
+    built = build_autoencoder(
         cfg.kind, cfg.preset, **{**cfg.model_overrides, "num_frames": cfg.frames, "input_size": cfg.size}
-    ).to(device)
+    )
+    if not isinstance(built, ClipAutoEncoder):
+        raise ConfigError(f"{cfg.kind}/{cfg.preset} is not a clip autoencoder")
+    model = built.to(device)
     trainer = Trainer(
         optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
         scaler=make_scaler(cfg.precision, device),

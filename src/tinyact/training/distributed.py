@@ -114,8 +114,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         n = stats[-1]
         mean = stats[:channels] / n
         var = (stats[channels : 2 * channels] / n - mean * mean).clamp_min(0)
-        if self.track_running_stats:
-            with torch.no_grad():
+        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
+            with torch.no_grad():  # the statistics are tracked (track_running_stats)
                 self.num_batches_tracked.add_(1)
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
@@ -145,10 +145,10 @@ def _convert_global(module: nn.Module) -> nn.Module:
             with torch.no_grad():
                 out.weight.copy_(module.weight)
                 out.bias.copy_(module.bias)
-        if module.track_running_stats:
-            out.running_mean.copy_(module.running_mean)
-            out.running_var.copy_(module.running_var)
-            out.num_batches_tracked.copy_(module.num_batches_tracked)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            source, target = getattr(module, name), getattr(out, name)
+            if source is not None and target is not None:  # tracked statistics
+                target.copy_(source)
         out.train(module.training)
         for name, param in module.named_parameters(recurse=False):
             getattr(out, name).requires_grad_(param.requires_grad)

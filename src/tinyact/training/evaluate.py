@@ -12,11 +12,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tinyact.data.transforms import normalize, to_unit
+from tinyact.data.transforms import NormStats, normalize, to_unit
 from tinyact.models.kd_student import KDStudent
 from tinyact.training.distributed import DistInfo, all_reduce_sum, unwrap
 from tinyact.training.kd_teachers import TeacherSource
 from tinyact.training.runtime import Precision, autocast, psnr
+
+_NORM_STATS: dict[str, NormStats] = {"imagenet": "imagenet", "clip": "clip", "none": "none"}
 
 
 @torch.no_grad()
@@ -41,9 +43,12 @@ def evaluate_classifier(
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
-def input_normalization(model: torch.nn.Module) -> str:
+def input_normalization(model: torch.nn.Module) -> NormStats:
     """The statistics a model's input is normalised with: its ``config.normalization`` (ImageNet without one)."""
-    return str(getattr(getattr(unwrap(model), "config", None), "normalization", "imagenet"))
+    value = getattr(getattr(unwrap(model), "config", None), "normalization", "imagenet")
+    if value not in _NORM_STATS:
+        raise ValueError(f"{type(unwrap(model)).__name__} has unknown input normalisation {value!r}")
+    return _NORM_STATS[value]
 
 
 @torch.no_grad()

@@ -64,13 +64,21 @@ from tinyact.training.distributed import (
 from tinyact.training.evaluate import evaluate_student
 from tinyact.training.kd_teachers import KDError, TeacherSource, make_teacher
 from tinyact.training.loaders import eval_loader, open_cache, split_or_fail, train_loader
-from tinyact.training.loop import Epoch, Objective, Step, Trainer, checkpoint_state, restore, run_epochs
+from tinyact.training.loop import (
+    Epoch,
+    Objective,
+    Step,
+    Trainer,
+    checkpoint_state,
+    open_run,
+    restore,
+    run_epochs,
+)
 from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     Schedule,
     autocast,
-    load_checkpoint,
     lr_at,
     make_optimizer,
     make_scaler,
@@ -321,18 +329,14 @@ def _train(cfg: KDConfig, resume: bool, info: DistInfo) -> KDResult:
     seed_everything(cfg.seed)
     student = build_student(cfg, len(manifest.label_names), teacher.embedding_dim if teacher else None)
     # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
-    student = convert_sync_batchnorm(student, info).to(info.device)
-    assert isinstance(student, KDStudent)
+    converted = convert_sync_batchnorm(student, info).to(info.device)
+    assert isinstance(converted, KDStudent)
+    student = converted
     params = [p for p in student.parameters() if p.requires_grad]
-    trainer = Trainer(
-        optimizer=make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum),
-        scaler=make_scaler(cfg.precision, info.device),  # enabled for amp (float16) only
-        checkpoint=run_dir / "checkpoint.pt",
-        log=MetricsLog(run_dir / "metrics.csv") if info.is_main else None,
-        info=info,
-    )
+    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    scaler = make_scaler(cfg.precision, info.device)  # enabled for amp (float16) only
+    trainer, state = open_run(run_dir, optimizer, scaler, info, resume)
     start_epoch = 0
-    state = load_checkpoint(trainer.checkpoint, map_location=info.device) if resume and trainer.checkpoint.exists() else None
     if state is not None:
         restore(state, {"model": student}, trainer)
         start_epoch = state["epoch"] + 1

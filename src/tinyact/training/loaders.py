@@ -5,6 +5,7 @@ manifest's splits, and loaders sharded over the ranks of a ``torchrun`` job (:mo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -54,7 +55,7 @@ def train_loader(
     if batch_size % info.world_size:
         raise ConfigError(f"batch_size {batch_size} must be a multiple of the number of processes ({info.world_size})")
     dataset = ClipDataset(manifest, sampling, cache=cache)
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
+    sampler: DistributedSampler[Any] = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
     loader = DataLoader(
         dataset,
         batch_size=batch_size // info.world_size,

@@ -39,6 +39,7 @@ from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     backward_step,
+    load_checkpoint,
     pick_device,
     restore_scaler,
     rng_state,
@@ -178,6 +179,19 @@ def run_epochs(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     return row
+
+
+def open_run(
+    run_dir: Path, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, info: DistInfo, resume: bool,
+    checkpoint_name: str = "checkpoint.pt",
+) -> tuple[Trainer, dict[str, Any] | None]:
+    """The :class:`Trainer` of a run folder (metrics log on rank 0 only) and, with ``resume``, its checkpoint
+    (``None`` when there is none yet), loaded onto this rank's device."""
+    checkpoint = run_dir / checkpoint_name
+    log = MetricsLog(run_dir / "metrics.csv") if info.is_main else None
+    trainer = Trainer(optimizer=optimizer, scaler=scaler, checkpoint=checkpoint, log=log, info=info)
+    state = load_checkpoint(checkpoint, map_location=info.device) if resume and checkpoint.exists() else None
+    return trainer, state
 
 
 def checkpoint_state(

@@ -121,7 +121,7 @@ def build_encoder(cfg: PretrainConfig, frames: int, size: int) -> VideoAutoEncod
     """The encoder to pretrain, sized for the corpus's clips."""
     if cfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model_overrides.items()}
+    overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model_overrides.items()}
     config = replace(PRESETS[cfg.preset], num_frames=frames, input_size=(size, size), **overrides)
     return VideoAutoEncoder3D(config)
 

@@ -53,6 +53,7 @@ from tinyact.data.manifest import SPLITS, Manifest
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError
+from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
 from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
 from tinyact.training.loop import (
     Epoch,
@@ -172,7 +173,7 @@ class SSLTrainResult:
     best: dict[str, float] = field(default_factory=dict)  # the best-probe epoch's row
 
 
-def load_start_encoder(spec: str) -> nn.Module:
+def load_start_encoder(spec: str) -> VideoAutoEncoder3D:
     """``zoo:NAME`` or a model file -> the ``VideoAutoEncoder3D`` to start from."""
     if spec.startswith("zoo:"):
         from tinyact.zoo import resolve_encoder
@@ -180,25 +181,23 @@ def load_start_encoder(spec: str) -> nn.Module:
         model = resolve_encoder(spec).model
     else:
         model, _ = load_model(spec)
-    if model is None or not hasattr(model, "encoder_modules"):
+    if not isinstance(model, VideoAutoEncoder3D):
         raise ConfigError(f"encoder {spec!r} is not a VideoAutoEncoder3D; self-supervised training needs one")
     return model
 
 
-def build_model(cfg: SSLTrainConfig) -> nn.Module:
+def build_model(cfg: SSLTrainConfig) -> VideoAutoEncoder3D:
     """The encoder ``cfg`` trains: ``cfg.init`` loaded, or the preset with random weights (seeded by the caller)."""
-    from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
-
     if cfg.init:
         model = load_start_encoder(cfg.init)
-        config = model.config  # type: ignore[attr-defined]
+        config = model.config
         if (config.num_frames, tuple(config.input_size)) != (cfg.frames, (cfg.size, cfg.size)):
             raise ConfigError(f"encoder {cfg.init} takes {config.num_frames} frames of {tuple(config.input_size)} px; "
                               f"set frames: {config.num_frames} and size: {config.input_size[0]}")
         return model
     if cfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model_overrides.items()}
+    overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model_overrides.items()}
     return VideoAutoEncoder3D(replace(PRESETS[cfg.preset], num_frames=cfg.frames, input_size=(cfg.size, cfg.size), **overrides))
 
 
@@ -216,18 +215,18 @@ class SSLObjective(Objective):
 
     sum_keys = ("loss", "z_std", "clips")
 
-    def __init__(self, cfg: SSLTrainConfig, objective: str, model: nn.Module, heads: SSLHeads, trainer: Trainer,
+    def __init__(self, cfg: SSLTrainConfig, objective: str, model: VideoAutoEncoder3D, heads: SSLHeads, trainer: Trainer,
                  device: torch.device, cache: ClipCache, train_ids: list[str], probe: ProbeSet | None) -> None:
         self.cfg, self.objective, self.model, self.heads, self.trainer = cfg, objective, model, heads, trainer
         self.label, self.epochs, self.device = f"ssl {objective}", cfg.epochs, device
         self.cache, self.train_ids, self.probe = cache, train_ids, probe
-        self.target: nn.Module | None = None
+        self.target: VideoAutoEncoder3D | None = None
         self.target_projector: nn.Module | None = None
         if objective == "rho-byol":  # the momentum encoder and projector, never trained by gradients
             self.target, self.target_projector = copy.deepcopy(model), copy.deepcopy(heads.projector)
             for p in [*self.target.parameters(), *self.target_projector.parameters()]:
                 p.requires_grad_(False)
-        self.stats = model.config.normalization  # type: ignore[attr-defined]
+        self.stats = model.config.normalization
         steps = max(1, len(train_ids) // cfg.batch_size)
         self.steps_per_epoch = min(steps, cfg.max_batches) if cfg.max_batches else steps
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -363,8 +362,8 @@ def train_ssl(
 
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
-    heads = SSLHeads(objective, model.config.latent_dim, cfg).to(device)  # type: ignore[attr-defined]
-    encoder_params = [p for m in model.encoder_modules() for p in m.parameters()]  # type: ignore[attr-defined]
+    heads = SSLHeads(objective, model.config.latent_dim, cfg).to(device)
+    encoder_params = [p for m in model.encoder_modules() for p in m.parameters()]
     trainer = Trainer(
         optimizer=torch.optim.AdamW([*encoder_params, *heads.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay),
         scaler=torch.amp.GradScaler("cuda", enabled=cfg.precision == "amp"),

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyact.errors import ConfigError
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 
 #: What ``--objective ssl`` means: the objective that measured best (docs/MODELS.md, "Self-supervised objectives").
 RECOMMENDED = "rho-simclr"
@@ -88,6 +89,10 @@ class SSLHeads(nn.Module):
     beside it by the trainer). ``rho-simclr``: ``projector``. ``speed``: ``classifier`` (latent -> classes).
     """
 
+    projector: MLPHead
+    predictor: MLPHead
+    classifier: nn.Linear
+
     def __init__(self, objective: str, latent_dim: int, cfg: HeadSizes) -> None:
         super().__init__()
         self.objective = objective
@@ -100,8 +105,8 @@ class SSLHeads(nn.Module):
 
 
 def objective_loss(
-    objective: str, model: nn.Module, heads: SSLHeads, x: torch.Tensor, labels: torch.Tensor, rho: int, *,
-    target: nn.Module | None = None, target_projector: nn.Module | None = None, temperature: float = 0.1,
+    objective: str, model: VideoAutoEncoder3D, heads: SSLHeads, x: torch.Tensor, labels: torch.Tensor, rho: int, *,
+    target: VideoAutoEncoder3D | None = None, target_projector: nn.Module | None = None, temperature: float = 0.1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's loss: ``x`` normalised float ``[ρ·B, T, 3, S, S]``, view-major (all first views, then all second
     views …); ``labels`` ``[ρ·B]`` (speed classes; ignored by the other objectives). Returns (loss, latents
@@ -129,8 +134,8 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     with torch.no_grad():
         for t, o in zip(target.parameters(), online.parameters(), strict=True):
             t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
-        for t, o in zip(target.buffers(), online.buffers(), strict=True):
-            t.copy_(o)
+        for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+            tb.copy_(ob)
 
 
 def ema_momentum(base: float, step: int, total: int) -> float:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from tinyact.data.cache import ClipCache
 from tinyact.data.manifest import Manifest
@@ -92,12 +91,10 @@ def knn_probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y
         return float(model.fit(train_z, train_y).score(val_z, val_y))
 
 
-def probe_model(model: nn.Module, probe: ProbeSet, device: torch.device) -> dict[str, float]:
+def probe_model(model: VideoAutoEncoder3D, probe: ProbeSet, device: torch.device) -> dict[str, float]:
     """``{"probe_linear", "probe_knn"}`` of ``model``'s latents (NaN when the probe set is unusable)."""
     if not probe.usable:
         return {"probe_linear": float("nan"), "probe_knn": float("nan")}
-    if not isinstance(model, VideoAutoEncoder3D):
-        raise TypeError(f"the probe reads a VideoAutoEncoder3D's latents, not a {type(model).__name__}'s")
     train_z = encode_clips(model, probe.train_clips, device)
     val_z = encode_clips(model, probe.val_clips, device)
     if not (np.isfinite(train_z).all() and np.isfinite(val_z).all()):

@@ -51,7 +51,7 @@ def read_windows(source: str | Path, sampling: ClipSampling) -> np.ndarray:
         return np.stack([c.frames.numpy() for c in sample_clips(source, sampling)])  # K x [W, 3, S, S]
     info = probe_video(source)
     indices = frames_at(info.frame_times, uniform_timestamps(info.start, info.end, sampling.num_frames))
-    images = decode_frames_at(source, info, indices, threads=sampling.threads)  # [W, H, W, 3]
+    images = decode_frames_at(source, info, indices.tolist(), threads=sampling.threads)  # [W, H, W, 3]
     return prepare_frames(images, sampling.size).numpy()[None]  # [1, W, 3, S, S]
 
 

@@ -44,13 +44,21 @@ from tinyact.training.distributed import (
 )
 from tinyact.training.evaluate import evaluate_classifier, input_normalization
 from tinyact.training.loaders import eval_loader, open_cache, split_or_fail, train_loader
-from tinyact.training.loop import Epoch, Objective, Step, Trainer, checkpoint_state, restore, run_epochs
+from tinyact.training.loop import (
+    Epoch,
+    Objective,
+    Step,
+    Trainer,
+    checkpoint_state,
+    open_run,
+    restore,
+    run_epochs,
+)
 from tinyact.training.runtime import (
     MetricsLog,
     Precision,
     Schedule,
     autocast,
-    load_checkpoint,
     lr_at,
     make_optimizer,
     make_scaler,
@@ -150,7 +158,8 @@ class TeacherObjective(Objective):
         self.loader, self.sampler = train_loader(train_set, sampling, cache, cfg.batch_size, cfg.seed, info, cfg.workers)
         self.val_loader = eval_loader(val_set, sampling, cache, cfg.batch_size, info, cfg.workers)
         self.stats = input_normalization(model)  # the teacher's own setting, as predict_uint8 (its use as a teacher) applies
-        self.best_top1, self.best_state = -1.0, None
+        self.best_top1 = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
         self.lr = cfg.lr
         self.flips = torch.Generator()
 
@@ -210,15 +219,10 @@ def _train(cfg: TeacherTrainConfig, resume: bool, info: DistInfo) -> TeacherTrai
     # Before the optimiser is made: the conversion replaces BatchNorm modules (and their parameters).
     model = convert_sync_batchnorm(build_teacher(cfg, manifest.label_names), info).to(info.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    trainer = Trainer(
-        optimizer=make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay),
-        scaler=make_scaler(cfg.precision, info.device),  # enabled for amp (float16) only
-        checkpoint=run_dir / "checkpoint.pt",
-        log=MetricsLog(run_dir / "metrics.csv") if info.is_main else None,
-        info=info,
-    )
+    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
+    scaler = make_scaler(cfg.precision, info.device)  # enabled for amp (float16) only
+    trainer, state = open_run(run_dir, optimizer, scaler, info, resume)
     start_epoch = 0
-    state = load_checkpoint(trainer.checkpoint, map_location=info.device) if resume and trainer.checkpoint.exists() else None
     if state is not None:
         restore(state, {"model": model}, trainer)
         start_epoch = state["epoch"] + 1
