@@ -27,7 +27,7 @@ from tinyact.teachers import (
     resample_frames,
 )
 from tinyact.teachers.base import normalisation_stats
-from tinyact.teachers.loaders import read_label_file
+from tinyact.teachers.options import read_label_file
 
 
 class MeanTeacher(nn.Module):

@@ -21,15 +21,11 @@ from tinyact.teachers.base import (
     resample_frames,
 )
 from tinyact.teachers.cached import CachedLogits, cache_teacher
+from tinyact.teachers.hf import load_hf_teacher
 from tinyact.teachers.inproject import InProjectTeacher, load_inproject_spec, load_inproject_teacher
 from tinyact.teachers.labels import LabelMap, map_labels, normalize_label
-from tinyact.teachers.loaders import (
-    load_hf_teacher,
-    load_teacher,
-    parse_spec,
-    read_label_file,
-    register_teacher_scheme,
-)
+from tinyact.teachers.loaders import load_teacher, parse_spec, register_teacher_scheme
+from tinyact.teachers.options import read_label_file
 
 __all__ = [
     "CachedLogits",

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from tinyact.teachers.base import ModuleTeacher, Preprocess, TeacherError, resolve_device
-from tinyact.teachers.loaders import parse_dtype, read_label_file
+from tinyact.teachers.options import parse_dtype, read_label_file
 
 logger = logging.getLogger(__name__)
 
