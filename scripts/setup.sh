@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv, install the CPU build of torch first (so nothing pulls a CUDA build), then TinyAct.
-#   scripts/setup.sh          runtime only (README command 1)
-#   scripts/setup.sh --dev    plus test tools and, where apt can, Chromium for the browser tests (command 2)
+#   scripts/setup.sh          every role on one machine: edge, cloud, training (README command 1, the demo)
+#   scripts/setup.sh --dev    plus PostgreSQL and Hugging Face support, test and style tools and, where apt
+#                             can, Chromium for the browser tests (command 2, .ci/run)
+# A device that only runs the edge agent needs just `pip install "tinyact[edge]"` (README, Install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,6 @@ if [[ $dev == 1 ]]; then
       || echo "note: could not install chromium; browser tests will be skipped"
   fi
 else
-  pip -e .
+  pip -e ".[edge,cloud,train]"
 fi
 echo "TinyAct installed in $(pwd)/.venv"
