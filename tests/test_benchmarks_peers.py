@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from benchmarks import encoder, peers
-from tinyact.models.peers import PEERS
+from benchmarks.peer_models import PEERS
 
 
 def test_encoder_benchmark_quick(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tinyact.errors import TinyActError
-from tinyact.models.peers import PEERS, build_peer, count_macs, count_params
+from benchmarks.peer_models import PEERS, build_peer, count_macs, count_params
 
 
 @pytest.mark.parametrize("name", list(PEERS))

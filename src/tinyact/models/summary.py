@@ -10,7 +10,7 @@ BatchNorm, ReLU, pooling and the Sigmoid are not counted. One multiply-add is 2 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -20,13 +20,23 @@ from torch.utils.flop_counter import FlopCounterMode
 from tinyact.models.factory import KINDS, build_autoencoder, presets
 
 
-def _count(fn, *args) -> int:
-    with FlopCounterMode(display=False) as counter:
+def count_flops(fn: Callable[..., object], *args: Any) -> int:
+    """FLOPs of one call ``fn(*args)`` (convolutions and matrix products; one multiply-add is 2 FLOPs).
+
+    Args:
+        fn: A model or bound method, e.g. ``model.encode``.
+        *args: Its inputs (tensors on any device, ``meta`` included).
+
+    Returns:
+        The FLOPs counted by :class:`~torch.utils.flop_counter.FlopCounterMode`.
+    """
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn(*args)
     return int(counter.get_total_flops())
 
 
-def _params(modules: Iterable[nn.Module]) -> int:
+def count_params(modules: Iterable[nn.Module]) -> int:
+    """Number of parameters of ``modules`` together."""
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
@@ -40,15 +50,15 @@ def summarize(kind: str, preset: str, size: int | tuple[int, int], frames: int =
         model = build_autoencoder(kind, preset, **{**overrides, "num_frames": frames, "input_size": (height, width)}).eval()
         x = torch.empty(1, frames, 3, height, width)
     with torch.no_grad():
-        encoder_flops = _count(model.encode, x)
-        full_flops = _count(model, x)
+        encoder_flops = count_flops(model.encode, x)
+        full_flops = count_flops(model, x)
     return {
         "kind": kind,
         "preset": preset,
         "frames": frames,
         "size": height if height == width else f"{height}x{width}",
-        "encoder_params_m": round(_params(model.encoder_modules()) / 1e6, 3),
-        "total_params_m": round(_params([model]) / 1e6, 3),
+        "encoder_params_m": round(count_params(model.encoder_modules()) / 1e6, 3),
+        "total_params_m": round(count_params([model]) / 1e6, 3),
         "encoder_gflops": round(encoder_flops / 1e9, 3),
         "full_gflops": round(full_flops / 1e9, 3),
         "encoder_gmacs": round(encoder_flops / 2e9, 3),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyact.models.peers.x3d import SqueezeExcite, round_width
+from benchmarks.peer_models.x3d import SqueezeExcite, round_width
 
 Spec = tuple[int, int, tuple[int, int, int], int]  # out, expand, kernel, spatial stride
 

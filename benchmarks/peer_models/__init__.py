@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from tinyact.errors import TinyActError
-from tinyact.models.peers.movinet import movinet_a0
-from tinyact.models.peers.r2plus1d import r2plus1d_18
-from tinyact.models.peers.tsm import tsm_mobilenet_v2
-from tinyact.models.peers.x3d import x3d_s, x3d_xs
+from tinyact.models import summary
+from benchmarks.peer_models.movinet import movinet_a0
+from benchmarks.peer_models.r2plus1d import r2plus1d_18
+from benchmarks.peer_models.tsm import tsm_mobilenet_v2
+from benchmarks.peer_models.x3d import x3d_s, x3d_xs
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,13 @@ def build_peer(name: str, num_classes: int | None = None) -> nn.Module:
 
 
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Number of parameters of ``model``."""
+    return summary.count_params([model])
 
 
 def count_macs(model: nn.Module, example: torch.Tensor, fn: Callable[[torch.Tensor], object] | None = None) -> float:
-    """Multiply-adds of one call (``torch.utils.flop_counter``: convolutions and matmuls, FLOPs / 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        (fn or model)(example)
-    return counter.get_total_flops() / 2
+    """Multiply-adds of one call of ``fn`` (default ``model``) on ``example``: convolutions and matmuls, FLOPs / 2."""
+    return summary.count_flops(fn or model, example) / 2
 
 
 __all__ = ["PEERS", "PeerSpec", "build_peer", "count_macs", "count_params"]
