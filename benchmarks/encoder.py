@@ -31,9 +31,9 @@ from benchmarks.common import (  # noqa: E402
     save_results,
 )
 from benchmarks.modelbench import latency, load_info, matmul_peak, pin_threads  # noqa: E402
+from benchmarks.peer_models import count_macs  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
 from tinyact.models.export import EncoderGraph  # noqa: E402
-from benchmarks.peer_models import count_macs  # noqa: E402
 
 MODES = ("fp32", "bf16", "compile")
 

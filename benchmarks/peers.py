@@ -46,10 +46,10 @@ from benchmarks.common import (  # noqa: E402
     save_results,
 )
 from benchmarks.modelbench import RssPeak, latency, load_info, matmul_peak, pin_threads  # noqa: E402
+from benchmarks.peer_models import PEERS, build_peer, count_macs, count_params  # noqa: E402
 from benchmarks.synth_clips import synthetic_clips  # noqa: E402
 from tinyact.models.allocator import release_freed_buffers  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
-from benchmarks.peer_models import PEERS, build_peer, count_macs, count_params  # noqa: E402
 
 COMMON = (16, 224, 224)
 RUNTIMES = [

@@ -5,17 +5,16 @@
     python benchmarks/privacy.py --data DIR --ae-checkpoint model.pt --kd-checkpoint student.pt
 
 Steps: generate (or reuse, ``--data``) a synthetic action set whose splits have disjoint actors; build the clip
-cache; train the ``fast`` autoencoder briefly with the project's trainer (``tinyact.training.ae``; a minimal
-local loop when that stage is not in the tree) or load ``--ae-checkpoint``; extract latents
-(``tinyact.training.extract`` when present, which also carries the actor/scene columns); optionally encode with
-a KD student (``--kd-checkpoint``, any model file with ``encode``); then :func:`tinyact.privacy.run_audit`.
+cache; train the ``fast`` autoencoder briefly with the project's trainer (``tinyact.training.ae``) or load
+``--ae-checkpoint``; extract latents (``tinyact.training.extract``, which also carries the actor/scene columns);
+optionally encode with a KD student (``--kd-checkpoint``, any model file with ``encode``); then
+:func:`benchmarks.privacy_audit.run_audit`.
 Prints the tables, writes JSON (with the machine and its load) and the PNG grid.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
@@ -31,24 +30,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.privacy_audit import AuditData, EncodedSet, PrivacyConfig, run_audit  # noqa: E402
 from tinyact.data.cache import ClipCache, build_cache  # noqa: E402
 from tinyact.data.layouts import read_kinetics  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.synth import SynthConfig, generate  # noqa: E402
-from tinyact.data.transforms import normalize  # noqa: E402
 from tinyact.data.video import ClipSampling  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
-from tinyact.models.checkpoint import load_model, save_model  # noqa: E402
-from tinyact.privacy import AuditData, EncodedSet, PrivacyConfig, run_audit  # noqa: E402
+from tinyact.models.checkpoint import load_model  # noqa: E402
+from tinyact.training.ae import AETrainConfig, train_autoencoder  # noqa: E402
+from tinyact.training.extract import extract_latents  # noqa: E402
 
 logger = logging.getLogger("tinyact.benchmarks.privacy")
 
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Manifest, Path, ClipSampling]:
@@ -73,47 +67,19 @@ def load_clips(manifest: Manifest, cache_dir: Path) -> tuple[list[str], np.ndarr
     return ids, np.stack([np.asarray(cache.get_array(i))[0] for i in ids])
 
 
-def train_ae_locally(clips: np.ndarray, args: argparse.Namespace) -> VideoAutoEncoder3D:
-    """Stand-in for ``tinyact.training.ae.train_autoencoder`` when that stage is not in the tree: MSE on the
-    train clips, Adam, ``args.ae_epochs`` epochs."""
-    torch.manual_seed(args.seed)
-    model = VideoAutoEncoder3D.from_preset("fast", input_size=args.size, num_frames=args.frames)
-    optimiser = torch.optim.Adam(model.parameters(), lr=args.ae_lr)
-    data = torch.as_tensor(clips)
-    generator = torch.Generator().manual_seed(args.seed)
-    model.train()
-    for _ in range(args.ae_epochs):
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), args.batch_size):
-            batch = data[order[start : start + args.batch_size]]
-            if len(batch) < 2:
-                continue
-            _, recon = model(normalize(batch, model.config.normalization))
-            loss = torch.nn.functional.mse_loss(recon, batch.float() / 255.0)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    return model.eval()
 
-
-def train_ae(args: argparse.Namespace, manifest_path: Path, work: Path, train_clips: np.ndarray) -> tuple[torch.nn.Module, Path, str]:
+def train_ae(args: argparse.Namespace, manifest_path: Path, work: Path) -> tuple[torch.nn.Module, Path, str]:
     """The victim autoencoder, its model file, and how it was made."""
     if args.ae_checkpoint:
         model, _ = load_model(args.ae_checkpoint)
         return model, Path(args.ae_checkpoint), f"loaded {args.ae_checkpoint}"
-    if _has("tinyact.training.ae"):
-        from tinyact.training.ae import AETrainConfig, train_autoencoder
-
-        cfg = AETrainConfig(manifest=manifest_path, out=work / "ae", kind="ae3d", preset="fast", size=args.size,
-                            frames=args.frames, batch_size=args.batch_size, lr=args.ae_lr, epochs=args.ae_epochs,
-                            seed=args.seed, workers=args.workers, precision="fp32", device="cpu",
-                            cache_dir=work / "cache", grid_clips=0, threads=args.threads)
-        result = train_autoencoder(cfg)
-        model, _ = load_model(result.checkpoint)
-        return model, result.checkpoint, f"tinyact.training.ae.train_autoencoder, {args.ae_epochs} epoch(s)"
-    model = train_ae_locally(train_clips, args)
-    save_model(work / "ae_local.pt", model)
-    return model, work / "ae_local.pt", f"local MSE loop (tinyact.training.ae not in the tree), {args.ae_epochs} epoch(s)"
+    cfg = AETrainConfig(manifest=manifest_path, out=work / "ae", kind="ae3d", preset="fast", size=args.size,
+                        frames=args.frames, batch_size=args.batch_size, lr=args.ae_lr, epochs=args.ae_epochs,
+                        seed=args.seed, workers=args.workers, precision="fp32", device="cpu",
+                        cache_dir=work / "cache", grid_clips=0, threads=args.threads)
+    result = train_autoencoder(cfg)
+    model, _ = load_model(result.checkpoint)
+    return model, result.checkpoint, f"tinyact.training.ae.train_autoencoder, {args.ae_epochs} epoch(s)"
 
 
 def train_kd_student(args: argparse.Namespace, manifest_path: Path, work: Path, ae_checkpoint: Path) -> tuple[Path, dict[str, Any]]:
@@ -144,27 +110,15 @@ def frame_decoder(model: torch.nn.Module) -> Any:
     return model.decode
 
 
-@torch.no_grad()
-def encode_all(model: torch.nn.Module, clips: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Latents float32 ``[N, D]`` of uint8 clips, ImageNet-normalised as the extraction stage does."""
-    stats = getattr(getattr(model, "config", None), "normalization", "imagenet")
-    parts = [model.encode(normalize(torch.as_tensor(clips[i : i + batch_size]), stats)).float().numpy()
-             for i in range(0, len(clips), batch_size)]
-    return np.concatenate(parts).astype(np.float32)
-
 
 def extract(model: torch.nn.Module, manifest: Manifest, sampling: ClipSampling, work: Path, name: str,
-            ids: list[str], clips: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+            ids: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """Latents in ``ids`` order, the metadata columns carried with them, and how they were made."""
-    if _has("tinyact.training.extract"):
-        from tinyact.training.extract import extract_latents
-
-        lf = extract_latents(model, manifest, sampling, work / f"latents_{name}.npz", cache_dir=work / "cache")
-        row = {cid: i for i, cid in enumerate(lf.clip_ids.tolist())}
-        order = np.array([row[i] for i in ids])
-        columns = {c: lf.column(c)[order] for c in ("actor", "scene") if c in lf.meta.get("columns", {})}
-        return lf.latents[order], columns, "tinyact.training.extract.extract_latents"
-    return encode_all(model, clips), {}, "direct encode (tinyact.training.extract not in the tree)"
+    lf = extract_latents(model, manifest, sampling, work / f"latents_{name}.npz", cache_dir=work / "cache")
+    row = {cid: i for i, cid in enumerate(lf.clip_ids.tolist())}
+    order = np.array([row[i] for i in ids])
+    columns = {c: lf.column(c)[order] for c in ("actor", "scene") if c in lf.meta.get("columns", {})}
+    return lf.latents[order], columns, "tinyact.training.extract.extract_latents"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -296,9 +250,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         splits = np.array([e.split for e in entries])
         timings["data"] = time.perf_counter() - started
         mark = time.perf_counter()
-        ae, ae_file, ae_how = train_ae(args, manifest_path, work, clips[splits == "train"])
+        ae, ae_file, ae_how = train_ae(args, manifest_path, work)
         timings["autoencoder"] = time.perf_counter() - mark
-        ae_latents, columns, latents_how = extract(ae, manifest, sampling, work, "ae", ids, clips)
+        ae_latents, columns, latents_how = extract(ae, manifest, sampling, work, "ae", ids)
         actors = columns.get("actor", np.array([e.extra.get("actor", "") for e in entries]))
         scenes = columns.get("scene", np.array([e.extra.get("scene", "") for e in entries]))
         data = AuditData(clips=clips, labels=np.array([e.label for e in entries]), actors=actors, scenes=scenes, splits=splits)
@@ -306,15 +260,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kd_note: Any = "no KD student (give --kd to train one, or --kd-checkpoint)"
         kd_file = args.kd_checkpoint
         if args.kd and kd_file is None:
-            if not _has("tinyact.training.kd"):
-                kd_note = "--kd asked for, but tinyact.training.kd is not in the tree"
-            else:
-                mark = time.perf_counter()
-                kd_file, kd_summary = train_kd_student(args, manifest_path, work, ae_file)
-                timings["kd"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            kd_file, kd_summary = train_kd_student(args, manifest_path, work, ae_file)
+            timings["kd"] = time.perf_counter() - mark
         if kd_file:
             student, info = load_model(kd_file)
-            kd_latents, _, _ = extract(student, manifest, sampling, work, "kd", ids, clips)
+            kd_latents, _, _ = extract(student, manifest, sampling, work, "kd", ids)
             decoder = frame_decoder(student)
             config = student.config if isinstance(student, VideoAutoEncoder3D) else ae.config
             encoded.append(EncodedSet("KD", kd_latents, config, decoder))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinyact.errors import TinyActError
 from benchmarks.peer_models import PEERS, build_peer, count_macs, count_params
+from tinyact.errors import TinyActError
 
 
 @pytest.mark.parametrize("name", list(PEERS))

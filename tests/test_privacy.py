@@ -168,8 +168,8 @@ def test_quick_benchmark_end_to_end(tmp_path):
 
 
 def test_defences_refuse_an_encoder_that_is_not_audited():
+    from benchmarks.privacy_audit import AuditData, EncodedSet, PrivacyConfig, run_audit
     from tinyact.errors import DatasetError
-    from tinyact.privacy.audit import AuditData, EncodedSet, PrivacyConfig, run_audit
 
     n = 6
     data = AuditData(clips=np.zeros((n, 4, 3, 16, 16), np.uint8), labels=np.array(["a", "b"] * 3),

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tinyact.errors import TinyActError
-from tinyact.models import summary
 from benchmarks.peer_models.movinet import movinet_a0
 from benchmarks.peer_models.r2plus1d import r2plus1d_18
 from benchmarks.peer_models.tsm import tsm_mobilenet_v2
 from benchmarks.peer_models.x3d import x3d_s, x3d_xs
+from tinyact.errors import TinyActError
+from tinyact.models import summary
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Inputs are plain arrays (:class:`AuditData`: clips, labels, actor and scene per clip, split) plus one
 :class:`EncodedSet` per encoder (latents of the same clips, and the autoencoder's own decoder when it has one);
-``benchmarks/privacy.py`` builds them from a synthetic dataset and a trained autoencoder. Splits follow the
+``benchmarks/privacy.py`` builds them from a synthetic dataset and a trained autoencoder. It is a benchmark,
+not a user command: it needs every clip's actor and scene, which only the synthetic generator knows. Splits follow the
 synthetic generator, whose train/val/test splits have *disjoint actors*:
 
 - attack: the attacker's own clips are the ``attacker_splits`` (train + val actors); the victims are the
