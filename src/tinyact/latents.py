@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tinyact.errors import DatasetError
+from tinyact.paths import atomic_path
 
 
 @dataclass
@@ -90,19 +91,17 @@ class LatentsFile:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            latents=self.latents,
-            labels=self.labels,
-            label_names=np.asarray(self.label_names, dtype=str),
-            clip_ids=self.clip_ids,
-            splits=self.splits,
-            encoder_hash=np.asarray(self.encoder_hash),
-            meta_json=np.asarray(json.dumps(self.meta)),
-        )
-        tmp.replace(path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            np.savez(
+                tmp,
+                latents=self.latents,
+                labels=self.labels,
+                label_names=np.asarray(self.label_names, dtype=str),
+                clip_ids=self.clip_ids,
+                splits=self.splits,
+                encoder_hash=np.asarray(self.encoder_hash),
+                meta_json=np.asarray(json.dumps(self.meta)),
+            )
         return path
 
     @classmethod

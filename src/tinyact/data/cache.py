@@ -31,6 +31,7 @@ from tinyact.data.manifest import Manifest, ManifestEntry
 from tinyact.data.video import ClipSampling, VideoDecodeError, sample_clips
 from tinyact.errors import DatasetError
 from tinyact.parallel import run_bounded, worker_count
+from tinyact.paths import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +74,8 @@ def write_shard(out_dir: str | Path, array: np.ndarray) -> str:
     """Write ``array`` as a new ``shard-<uuid>.npy`` in ``out_dir`` (temporary name, fsync, rename: a killed
     writer never leaves half a shard); returns the file name for the index."""
     name = f"shard-{uuid.uuid4().hex[:12]}.npy"
-    tmp = Path(out_dir) / (name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(Path(out_dir) / name, durable=True) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.rename(Path(out_dir) / name)
     return name
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tinyact.paths import atomic_path
+
 CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
 
 
@@ -31,13 +33,11 @@ def encode_video(
     ``timestamps`` (seconds, increasing) overrides the constant rate ``fps`` for a variable-frame-rate file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     codec = CODEC_FOR_SUFFIX.get(path.suffix.lower())
     if codec is None:
         raise ValueError(f"no codec for {path.suffix!r}; use one of {sorted(CODEC_FOR_SUFFIX)}")
-    tmp = path.with_name(path.name + ".part" + path.suffix)  # atomic: readers never see half a file
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(tmp), mode="w") as container:
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = None
         time_base = Fraction(1, 1000) if timestamps is not None else 1 / rate
         for i, image in enumerate(frames):
@@ -64,5 +64,4 @@ def encode_video(
             raise ValueError("no frames to encode")
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
     return path.stat().st_size

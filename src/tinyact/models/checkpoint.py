@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tinyact.errors import TinyActError
+from tinyact.paths import atomic_path
 
 #: kind -> builder(config dict) -> module. Model modules register themselves here.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
@@ -42,8 +43,6 @@ def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> str:
 
 def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> str:
     """Write ``model`` (which must have ``.config.to_dict()``) to ``path``; returns its weight hash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     weights_hash = state_dict_hash(state_dict)
     payload = {
@@ -53,9 +52,8 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None 
         "hash": weights_hash,
         "extra": extra or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return weights_hash
 
 

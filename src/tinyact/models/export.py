@@ -29,6 +29,7 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
+from tinyact.paths import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,11 @@ def export_onnx(
     ``latent [batch, D]``.
     """
     model = _as_model(model_or_checkpoint)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     graph = EncoderGraph(model).eval()
     t, c, h, w = _input_shape(model, frames, size)
     example = torch.zeros(2, t, c, h, w)
     was_training = model.training
-    tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():
+    with atomic_path(out) as tmp, warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript
         # (not a dependency); for a static conv net both give the same graph.
         warnings.simplefilter("ignore")
@@ -112,8 +110,7 @@ def export_onnx(
             do_constant_folding=True,
         )
     model.train(was_training)
-    tmp.replace(out)
-    return out
+    return Path(out)
 
 
 def _check_onnx(path: Path) -> None:
