@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -26,8 +25,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
-T = TypeVar("T")
 
 # soft_wrap: long messages (paths!) stay on one line in logs and captured output instead of wrapping at 80.
 console = Console(stderr=True, soft_wrap=True)
@@ -50,7 +47,7 @@ def progress_enabled() -> bool:
     return os.environ.get("TINYACT_NO_PROGRESS", "") not in {"1", "true", "yes"} and sys.stderr.isatty()
 
 
-def make_progress(unit: str = "it") -> Progress:
+def make_progress() -> Progress:
     """A Rich progress bar with count, rate, elapsed and remaining time."""
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -77,7 +74,7 @@ def progress_bar(description: str, total: int | None, unit: str = "it") -> Itera
                 ...
                 bar.advance()
     """
-    progress = make_progress(unit)
+    progress = make_progress()
     with progress:
         task_id = progress.add_task(description, total=total, rate="")
         yield ProgressHandle(progress, task_id, unit)
@@ -102,12 +99,3 @@ class ProgressHandle:
     def set_postfix(self, text: str) -> None:
         self._postfix = text
 
-
-def track(items: Iterable[T], description: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    with progress_bar(description, total, unit) as bar:
-        for item in items:
-            yield item
-            bar.advance()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tinyact.console import progress_bar
-from tinyact.data.manifest import Manifest, ManifestEntry
+from tinyact.data.manifest import Manifest
 from tinyact.data.video import ClipSampling, VideoDecodeError, sample_clips
 from tinyact.errors import DatasetError
 from tinyact.parallel import run_bounded, worker_count
@@ -209,7 +209,3 @@ class ClipCache:
         state = dict(self.__dict__)
         state["_shards"] = {}
         return state
-
-
-def entries_missing_from(cache: ClipCache, entries: list[ManifestEntry]) -> list[ManifestEntry]:
-    return [e for e in entries if e.clip_id not in cache and e.clip_id not in cache.skipped]

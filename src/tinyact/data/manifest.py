@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,7 +180,3 @@ def format_counts(manifest: Manifest) -> list[tuple[str, ...]]:
     return [
         (label, *(str(counts.get(split, {}).get(label, 0)) for split in SPLITS)) for label in manifest.label_names
     ]
-
-
-def unique_labels(entries: Iterable[ManifestEntry]) -> list[str]:
-    return sorted({e.label for e in entries})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,7 +36,9 @@ from tinyact.errors import TinyActError
 #: bigger batches run in chunks of it.
 COMPILE_MAX_BATCH = 64
 
-BACKENDS = ("torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8")
+#: The encoder backends, the one list every config that names a backend uses (edge, demo).
+Backend = Literal["torch", "torch-bf16", "torch-channels-last", "torch-compile", "torch-int8", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 @runtime_checkable
