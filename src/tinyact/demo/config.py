@@ -1,0 +1,57 @@
+"""Settings of ``tinyact demo`` (YAML or command-line options; echoed into the run folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from tinyact.config import TinyActConfig
+from tinyact.models.runtime import Backend
+from tinyact.paths import data_home
+
+#: The device name the demo registers with its cloud.
+DEMO_DEVICE = "demo-edge"
+
+
+class DemoConfig(TinyActConfig):
+    """Settings of ``tinyact demo``."""
+
+    data: Path = Field(default_factory=lambda: data_home() / "synth", title="Synthetic dataset folder")
+    out: Path = Field(default_factory=lambda: data_home() / "demo", title="Run folder (summary.json, databases)")
+    models: Path | None = Field(None, title="Where trained models are kept for reuse", description="default: DATA/models")
+    classes: int = Field(10, ge=2, le=12)
+    clips_per_class: int = Field(20, ge=3)
+    video_size: int = Field(128, ge=32, title="Height of generated videos (px)")
+    clip_seconds: tuple[float, float] = Field((2.0, 4.0), title="Shortest and longest generated clip (s)")
+    clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")
+    seed: int = 0
+    # encoder + classifier
+    encoder: str = Field(
+        "zoo:everyday-64", title="Encoder: zoo:NAME, a model file, or scratch",
+        description="zoo:NAME / a model.pt (e.g. a KD student): its input size replaces clip_size; scratch trains "
+                    "the paper's autoencoder briefly on the demo's clips (close to chance: it shows the plumbing)")
+    encoder_preset: str = Field(
+        "fast-motion", title="3-D autoencoder preset (scratch)",
+        description="fast-motion: background-subtracted input, what makes latents carry the action (docs/MODELS.md)",
+    )
+    encoder_epochs: int = Field(2, ge=1, title="Autoencoder training epochs (scratch; brief: this is a demo)")
+    encoder_batch: int = Field(8, ge=1)
+    classifier: str = Field("svm", title="Classifier kind (tinyact classify fit kinds)")
+    classifier_folds: int = Field(3, ge=2)
+    # the live system
+    cameras: int = Field(5, ge=1, le=64, title="Simulated cameras")
+    duration_s: float = Field(60.0, gt=0, title="How long the edge agent runs")
+    interval_s: float = Field(2.0, gt=0, title="Seconds between two clips of one camera (paper: 10)")
+    capture_fps: float = Field(6.0, gt=0, title="Frame rate of a clip's 16 frames (window = 15 / fps)")
+    min_segment_s: float = Field(5.0, gt=0, title="Each action plays at least this long on a camera")
+    playlist_clips: int = Field(10, ge=1, title="Action clips per camera playlist")
+    wire_dtype: Literal["float16", "int8", "float32"] = "float16"
+    backend: Backend = Field(
+        "torch", title="Edge encoder backend",
+        description="int8 backends are quantised first, calibrated on 32 cached training clips (docs/EDGE.md)")
+
+    def models_dir(self) -> Path:
+        """Where trained encoders, latents and classifiers are kept for reuse (``models`` or ``DATA/models``)."""
+        return self.models or (self.data / "models")

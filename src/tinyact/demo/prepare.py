@@ -1,0 +1,238 @@
+"""What the demo needs before anything runs: dataset, clip cache, encoder, classifier, camera playlists.
+
+Each step is reused when an earlier run made it with the same settings (the folder names carry a hash of
+them), so a second ``tinyact demo`` goes straight to the live part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyact.data.cache import ClipCache, build_cache
+from tinyact.data.layouts import read_kinetics
+from tinyact.data.manifest import Manifest, ManifestEntry, balance
+from tinyact.data.synth import SynthConfig, generate
+from tinyact.data.video import ClipSampling
+from tinyact.demo.config import DemoConfig
+from tinyact.errors import TinyActError
+from tinyact.paths import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything :func:`prepare` made, with the seconds each step took (``steps``)."""
+
+    manifest: Manifest
+    cache_dir: Path
+    checkpoint: Path
+    encoder_hash: str
+    classifier_dir: Path
+    classifier_metrics: dict[str, Any]
+    playlists: list[Path]
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def _key(*parts: Any) -> str:
+    """A short hash of the settings a reusable artefact was made with (part of its folder name)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def with_encoder_input_size(cfg: DemoConfig) -> DemoConfig:
+    """``cfg`` with ``clip_size`` set to the input size of a named encoder (``scratch`` keeps ``clip_size``)."""
+    if cfg.encoder == "scratch":
+        return cfg
+    from tinyact.zoo import load_model_spec
+
+    model, _ = load_model_spec(cfg.encoder)
+    size = getattr(getattr(model, "config", None), "input_size", (cfg.clip_size, cfg.clip_size))
+    return cfg.model_copy(update={"clip_size": int(size[0])})
+
+
+def ensure_dataset(cfg: DemoConfig) -> Manifest:
+    """Generate the synthetic set if it is missing (or was made with other settings).
+
+    Returns:
+        Its balanced manifest (also written to ``DATA/manifest.csv``).
+    """
+    synth_cfg = SynthConfig(
+        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, size=cfg.video_size, seed=cfg.seed,
+        min_seconds=cfg.clip_seconds[0], max_seconds=cfg.clip_seconds[1],
+    )
+    saved = cfg.data / "synth_config.yaml"
+    if not saved.exists() or saved.read_text() != synth_cfg.to_yaml():
+        logger.info("demo: generating %d classes x %d clips in %s", cfg.classes, cfg.clips_per_class, cfg.data)
+        generate(synth_cfg)
+    manifest_path = cfg.data / "manifest.csv"
+    entries, _ = read_kinetics(cfg.data)
+    manifest = Manifest(balance(entries, seed=cfg.seed), cfg.data.resolve())
+    manifest.write(manifest_path)
+    return Manifest.read(manifest_path)
+
+
+def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tuple[Path, str]:
+    """The encoder as a model file: the pretrained (zoo) or given one, or with ``encoder: scratch`` the
+    autoencoder trained briefly here (reused when the same settings ran before).
+
+    Returns:
+        ``(model file, encoder hash)``.
+    """
+    from tinyact.models.checkpoint import load_model
+
+    if cfg.encoder != "scratch":
+        from tinyact.zoo import materialize
+
+        checkpoint = materialize(cfg.encoder, cfg.models_dir() / "zoo")
+        _, info = load_model(checkpoint)
+        logger.info("demo: using the encoder %s (%s)", cfg.encoder, checkpoint)
+        return checkpoint, str(info["hash"])
+    from tinyact.training.ae import AETrainConfig, train_autoencoder
+
+    synth_yaml = (cfg.data / "synth_config.yaml").read_text()
+    key = _key(synth_yaml, cfg.encoder_preset, cfg.clip_size, cfg.encoder_epochs, cfg.encoder_batch, cfg.seed)
+    run = cfg.models_dir() / f"ae-{key}"
+    marker = run / "demo_encoder.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        if Path(info["checkpoint"]).is_file():
+            logger.info("demo: reusing the encoder trained before (%s)", run)
+            return Path(info["checkpoint"]), info["encoder_hash"]
+    logger.info("demo: training the %s 3-D autoencoder for %d epoch(s) at %d px", cfg.encoder_preset,
+                cfg.encoder_epochs, cfg.clip_size)
+    ae_cfg = AETrainConfig(
+        manifest=manifest_path, out=run, kind="ae3d", preset=cfg.encoder_preset, size=cfg.clip_size, frames=16,
+        batch_size=cfg.encoder_batch, epochs=cfg.encoder_epochs, seed=cfg.seed, cache_dir=cache_dir, grid_clips=0,
+    )
+    result = train_autoencoder(ae_cfg)
+    atomic_write_text(marker, json.dumps({"checkpoint": str(result.checkpoint), "encoder_hash": result.encoder_hash}))
+    return Path(result.checkpoint), result.encoder_hash
+
+
+def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, encoder_hash: str,
+                      cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Latents of every clip, then a classifier fitted on them (or both reused).
+
+    Returns:
+        ``(classifier folder, its metrics)``.
+    """
+    from tinyact.classifiers.saved import load_classifier
+    from tinyact.classifiers.search import fit_classifier
+    from tinyact.latents import LatentsFile
+    from tinyact.training.extract import extract_latents
+
+    folder = cfg.models_dir() / f"{cfg.classifier}-{encoder_hash[:12]}-f{cfg.classifier_folds}"
+    try:
+        saved = load_classifier(folder, encoder_hash=encoder_hash)
+        logger.info("demo: reusing the %s classifier fitted before (%s)", cfg.classifier, folder)
+        return folder, dict(saved.metrics)
+    except Exception:  # missing, partial or of other latents: fit it again
+        pass
+    latents_path = cfg.models_dir() / f"latents-{encoder_hash[:12]}.npz"
+    if latents_path.is_file():
+        latents = LatentsFile.load(latents_path)
+    else:
+        logger.info("demo: encoding every clip to a latent")
+        latents = extract_latents(checkpoint, manifest, ClipSampling(size=cfg.clip_size, num_frames=16), latents_path,
+                                  cache_dir=cache_dir, batch_size=8, encoder_hash=encoder_hash)
+    logger.info("demo: fitting the %s classifier (grid search, %d folds)", cfg.classifier, cfg.classifier_folds)
+    result = fit_classifier(latents, cfg.classifier, folds=cfg.classifier_folds, seed=cfg.seed, out=folder)
+    return folder, dict(result.metrics)
+
+
+def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
+    """One looped playlist per camera, made of held-out *test* clips (actors never seen in training).
+
+    Each camera starts at another class. Playlists made with the same settings are reused.
+
+    Returns:
+        The playlist videos, one per camera (each with its ``.json`` of segments and labels).
+    """
+    from tinyact.edge.simulate import write_playlist
+
+    test = manifest.split("test")
+    by_label: dict[str, list[ManifestEntry]] = {}
+    for entry in test.entries:
+        by_label.setdefault(entry.label, []).append(entry)
+    labels = [name for name in manifest.label_names if name in by_label]
+    key = _key((cfg.data / "synth_config.yaml").read_text(), cfg.cameras, cfg.playlist_clips, cfg.min_segment_s)
+    folder = cfg.data / f"cameras-{key}"
+    paths = []
+    for k in range(cfg.cameras):
+        path = folder / f"cam-{k + 1}.mp4"
+        paths.append(path)
+        if path.is_file() and path.with_suffix(".json").is_file():
+            continue
+        clips = []
+        for j in range(cfg.playlist_clips):
+            label = labels[(k * 2 + j) % len(labels)]
+            pool = by_label[label]
+            entry = pool[(k + j // len(labels)) % len(pool)]
+            clips.append((test.resolve(entry), label))
+        write_playlist(clips, path, min_segment_s=cfg.min_segment_s)
+    logger.info("demo: %d camera playlists in %s", len(paths), folder)
+    return paths
+
+
+def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:
+    """Write the int8 encoder the edge's ``backend`` loads (next to the checkpoint), calibrated on training clips.
+
+    Returns:
+        The int8 file (reused when newer than the checkpoint).
+
+    Raises:
+        TinyActError: when the cache holds no training clip to calibrate on.
+    """
+    from tinyact.edge.encoder import default_int8_path, default_onnx_path, write_int8_encoder
+    from tinyact.models.checkpoint import load_model
+
+    out = default_int8_path(checkpoint) if backend == "torch-int8" else default_onnx_path(checkpoint, int8=True)
+    if out.is_file() and out.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return out
+    model, info = load_model(checkpoint)
+    cache = ClipCache(cache_dir)
+    train = [e.clip_id for e in manifest.split("train").entries if e.clip_id in cache][:clips]
+    if not train:
+        raise TinyActError(f"no cached training clips in {cache_dir} to calibrate the {backend} encoder on")
+    calibration = np.stack([cache[clip_id].numpy() for clip_id in train])  # [N, T, 3, S, S] uint8
+    return write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"))
+
+
+def prepare(cfg: DemoConfig) -> Prepared:
+    """Run every preparation step in order, timing each (``Prepared.steps``, seconds)."""
+    steps: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        steps[name] = round(time.perf_counter() - start, 1)
+
+    t0 = time.perf_counter()
+    manifest = ensure_dataset(cfg)
+    timed("dataset", t0)
+    t0 = time.perf_counter()
+    cache_dir = cfg.data / f"cache-{cfg.clip_size}"
+    build_cache(manifest, cache_dir, ClipSampling(size=cfg.clip_size, num_frames=16))
+    timed("clip_cache", t0)
+    t0 = time.perf_counter()
+    checkpoint, encoder_hash = ensure_encoder(cfg, cfg.data / "manifest.csv", cache_dir)
+    timed("encoder", t0)
+    if cfg.backend.endswith("int8"):
+        t0 = time.perf_counter()
+        logger.info("demo: preparing the %s encoder (calibrated on training clips)", cfg.backend)
+        ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
+        timed("int8", t0)
+    t0 = time.perf_counter()
+    classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, cache_dir)
+    timed("classifier", t0)
+    t0 = time.perf_counter()
+    logger.info("demo: writing the camera playlists")
+    playlists = ensure_playlists(cfg, manifest)
+    timed("playlists", t0)
+    return Prepared(manifest, cache_dir, checkpoint, encoder_hash, classifier_dir, classifier_metrics, playlists, steps)
