@@ -4,7 +4,7 @@
     python benchmarks/preprocessing_parity.py --quick         # seconds: a 180p file (used by the tests)
     python benchmarks/preprocessing_parity.py --json docs/results/preprocessing_parity.json
 
-Until issue 16 an edge camera scaled each kept frame with swscale while converting it to RGB
+Before the shared resize path, an edge camera scaled each kept frame with swscale while converting it to RGB
 (``frame.to_ndarray(width=, height=)``, :func:`swscale_clip` below), while training clips (``read_clip``, the
 cache) were scaled by torch (bilinear, antialiased). Now both go through
 :func:`tinyact.data.transforms.prepare_frames` (:func:`tinyact.edge.sources.clip_of`).
@@ -58,7 +58,7 @@ STRIDE = 3  # file frames between clip frames: capture_fps = FPS / STRIDE
 
 
 def swscale_clip(frames, size: tuple[int, int]) -> np.ndarray:
-    """The edge's conversion before issue 16: swscale scales each frame so it covers ``size`` while converting
+    """The edge's former conversion: swscale scales each frame so it covers ``size`` while converting
     to RGB, then a centre crop. uint8 ``[T, 3, H, W]``. Kept here only to measure what changed."""
     height, width = size
     out = []
@@ -115,7 +115,7 @@ def training_clip(video: Path, end: float, size: int | None) -> np.ndarray:
 
 
 def float_training_clip(native: np.ndarray, size: int) -> np.ndarray:
-    """The training path before issue 16: the same torch resize computed in float32, rounded to uint8."""
+    """The former training path: the same torch resize computed in float32, rounded to uint8."""
     resized = resize_short_side_center_crop(torch.from_numpy(native).float(), size)
     return resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
