@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -83,7 +84,7 @@ def progress_bar(description: str, total: int | None, unit: str = "it") -> Itera
 class ProgressHandle:
     """Advances one Rich task and shows its throughput in ``unit``/s."""
 
-    def __init__(self, progress: Progress, task_id: int, unit: str) -> None:
+    def __init__(self, progress: Progress, task_id: TaskID, unit: str) -> None:
         self._progress = progress
         self._task_id = task_id
         self._unit = unit

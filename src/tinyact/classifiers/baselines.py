@@ -39,7 +39,7 @@ class RawPixelEncoder(nn.Module):
 
     def __init__(self, grid: tuple[int, int, int] = RAW_GRID) -> None:
         super().__init__()
-        self.grid = tuple(int(g) for g in grid)
+        self.grid = (int(grid[0]), int(grid[1]), int(grid[2]))
 
     @property
     def name(self) -> str:

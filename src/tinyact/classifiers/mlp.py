@@ -134,7 +134,7 @@ class MLPResNetEstimator(ClassifierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(self.seed)
         xt, yt = torch.from_numpy(x_fit).to(device), torch.from_numpy(y_fit.astype(np.int64)).to(device)
         hold = None
-        if x_hold is not None:
+        if x_hold is not None and y_hold is not None:
             hold = (torch.from_numpy(x_hold).to(device), torch.from_numpy(y_hold.astype(np.int64)).to(device))
 
         best_key: tuple[float, float] | None = None

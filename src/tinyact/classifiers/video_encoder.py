@@ -35,6 +35,7 @@ from tinyact.data.manifest import Manifest, ManifestEntry
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling, read_clip, sample_clips
 from tinyact.errors import TinyActError
+from tinyact.models.base import config_of
 from tinyact.models.checkpoint import load_model, state_dict_hash
 from tinyact.models.factory import build_autoencoder
 from tinyact.training.extract import encode_windows
@@ -112,7 +113,7 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
         self.encoder_ = model.eval().to(self.device_)
         self.encoder_hash_ = weights_hash
         self.sampling_ = encoder_sampling(entry, frames, size)
-        self.n_features_out_ = int(model.config.latent_dim)
+        self.n_features_out_ = int(config_of(model).latent_dim)
         return self
 
     def _train(self, X: Sequence[str | Path]) -> tuple[torch.nn.Module, str, int, int]:
@@ -144,7 +145,7 @@ class VideoEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "encoder_")
         if isinstance(X, str | Path):
             raise TinyActError("VideoEncoder.transform takes a list of video paths, not a single path")
-        stats = self.encoder_.config.normalization
+        stats = config_of(self.encoder_).normalization
         rows: list[np.ndarray] = []
         paths = list(X)
         for start in range(0, len(paths), self.batch_size):

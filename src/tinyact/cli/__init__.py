@@ -22,8 +22,9 @@ COMMAND_ORDER = ("data", "models", "zoo", "train", "extract", "classify", "teach
 def _escape_option_help(command: click.Command) -> None:
     """Escape Rich markup in every option's help below ``command``, so ``[default: 8000]`` stays visible."""
     for param in command.params:
-        if getattr(param, "help", None):
-            param.help = escape(param.help)
+        text = getattr(param, "help", None)
+        if text:
+            param.help = escape(text)
     for sub in getattr(command, "commands", {}).values():
         _escape_option_help(sub)
 

@@ -75,6 +75,7 @@ def fit(
         console.print(f"[yellow]{result.folds_note}[/]")
     console.print(_metrics_table(f"{model} on test ({result.metrics['n']} clips)", result.metrics))
     console.print(f"best params {result.best_params}; val top-1 {result.val_top1}")
+    assert result.saved is not None  # given an output folder, the search always saves its choice
     console.print(f"saved {result.saved.version} to {out} (confusion matrix: {out / 'confusion.png'})")
     from tinyact.classifiers.bundle import bundle_from_latents, next_steps
 

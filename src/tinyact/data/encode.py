@@ -12,10 +12,33 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.container import OutputContainer
+from av.video.stream import VideoStream
 
 from tinyact.paths import atomic_path
 
 CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
+
+
+def _add_video_stream(container: OutputContainer, codec: str, rate: Fraction, time_base: Fraction,
+                      shape: tuple[int, ...], *, gop: int, crf: int, preset: str) -> VideoStream:
+    """A yuv420p video stream of ``shape`` ``(H, W)`` with the codec's quality settings."""
+    stream = container.add_stream(codec, rate=rate)
+    if not isinstance(stream, VideoStream):  # pragma: no cover - every codec of CODEC_FOR_SUFFIX is a video codec
+        raise ValueError(f"{codec} is not a video codec")
+    stream.height, stream.width = int(shape[0]), int(shape[1])
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    stream.codec_context.gop_size = gop
+    if codec == "libx264":
+        stream.options = {"crf": str(crf), "preset": preset}
+    elif codec == "libvpx":
+        stream.options = {"crf": str(max(4, crf - 13)), "b:v": "1M", "deadline": "realtime", "cpu-used": "8"}
+        stream.bit_rate = 1_000_000
+    else:  # mpeg4 ignores crf; ask for a high bit rate so small test frames stay faithful
+        stream.bit_rate = 4_000_000
+    return stream
 
 
 def encode_video(
@@ -38,23 +61,12 @@ def encode_video(
         raise ValueError(f"no codec for {path.suffix!r}; use one of {sorted(CODEC_FOR_SUFFIX)}")
     rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
-        stream = None
+        stream: VideoStream | None = None
         time_base = Fraction(1, 1000) if timestamps is not None else 1 / rate
         for i, image in enumerate(frames):
             if stream is None:
-                stream = container.add_stream(codec, rate=rate)
-                stream.height, stream.width = image.shape[:2]
-                stream.pix_fmt = "yuv420p"
-                stream.time_base = time_base
-                stream.codec_context.time_base = time_base
-                stream.codec_context.gop_size = max(1, int(round(float(rate) * gop_seconds)))
-                if codec == "libx264":
-                    stream.options = {"crf": str(crf), "preset": preset}
-                elif codec == "libvpx":
-                    stream.options = {"crf": str(max(4, crf - 13)), "b:v": "1M", "deadline": "realtime", "cpu-used": "8"}
-                    stream.bit_rate = 1_000_000
-                else:  # mpeg4 ignores crf; ask for a high bit rate so small test frames stay faithful
-                    stream.bit_rate = 4_000_000
+                stream = _add_video_stream(container, codec, rate, time_base, image.shape[:2],
+                                           gop=max(1, int(round(float(rate) * gop_seconds))), crf=crf, preset=preset)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             frame.pts = int(round(timestamps[i] * 1000)) if timestamps is not None else i
             frame.time_base = time_base

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class LayoutReport:
         return out
 
 
-def kinetics_file_name(youtube_id: str, time_start: float, time_end: float) -> str:
+def kinetics_file_name(youtube_id: str, time_start: float | str, time_end: float | str) -> str:
     """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the CVDF naming."""
     return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}.mp4"
 
@@ -208,7 +209,7 @@ def read_layout(
     root: str | Path,
     *,
     split_file: str | Path | None = None,
-    annotations: dict[str, str | Path] | None = None,
+    annotations: Mapping[str, str | Path] | None = None,
     labels: str | Path | None = None,
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     seed: int = 0,

@@ -60,7 +60,8 @@ def resize_short_side_center_crop(frames: torch.Tensor, size: Size) -> torch.Ten
     fraction of the cost. Decoded frames go through :func:`prepare_frames`, which does the same.
     """
     out_h, out_w = _hw(size)
-    top, left, crop_h, crop_w = center_crop_box(*frames.shape[-2:], (out_h, out_w))
+    height, width = frames.shape[-2:]
+    top, left, crop_h, crop_w = center_crop_box(height, width, (out_h, out_w))
     region = frames[..., top : top + crop_h, left : left + crop_w]
     if (crop_h, crop_w) == (out_h, out_w):
         return region
@@ -95,7 +96,8 @@ def prepare_frames(frames: np.ndarray | torch.Tensor | Sequence[np.ndarray], siz
     if size is None:
         return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))  # -> [T, 3, H, W]
     out_h, out_w = _hw(size)
-    top, left, crop_h, crop_w = center_crop_box(*images[0].shape[:2], (out_h, out_w))
+    height, width = images[0].shape[:2]
+    top, left, crop_h, crop_w = center_crop_box(height, width, (out_h, out_w))
     regions = np.stack([im[top : top + crop_h, left : left + crop_w] for im in images])  # [T, h', w', 3]
     clip = torch.from_numpy(regions).permute(0, 3, 1, 2)  # -> [T, 3, h', w'] (a channels-last view, no copy)
     if (crop_h, crop_w) != (out_h, out_w):

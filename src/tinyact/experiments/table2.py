@@ -5,7 +5,7 @@
     DATA ─► manifest + clip cache                                                      RUN/manifest.csv, RUN/cache/
          ─► teacher: the in-project teacher trained here (spec ``inproject``) or any spec   RUN/teacher/
          ─► teacher logits + embeddings for every clip (CachedLogits)                    RUN/teacher_logits.npz
-         ─► unsupervised autoencoder (issue 3's trainer): start point of pretrained/frozen RUN/ae/
+         ─► unsupervised autoencoder (``tinyact train ae``): start point of pretrained/frozen RUN/ae/
          ─► KD students: scratch, pretrained, frozen, feature_kd (+ ce_only: no teacher)   RUN/kd/<set-up>/
          ─► latents of every student's encoder and of the unsupervised AE                 RUN/latents/<name>.npz
          ─► mlp / svm / rf / xgboost / dt on each latents file (k-fold grid search)        RUN/classifiers/<name>/<kind>/
@@ -14,13 +14,13 @@
 Every stage resumes: training runs carry on from their checkpoints, a finished KD run (``result.json``) or
 classifier (``search.json``) is not redone, the caches and extraction pick up where they stopped.
 
-``metrics.json`` (the issue's shape plus details; top-1 as fractions)::
+``metrics.json`` (top-1 as fractions)::
 
     {"setups": {"scratch": {"kd_top1", "mlp", "svm", "rf", "xgboost", "dt"}, "pretrained": …, "frozen": …,
                 "feature_kd": …},
      "teacher_top1": …, "no_kd": {"mlp", "svm", …}, "ce_only": {"kd_top1", "mlp", …}, "paper": {…}, …}
 
-``no_kd`` is the issue-3 baseline: the same classifiers on the unsupervised autoencoder's latents;
+``no_kd`` is the Table 1 baseline: the same classifiers on the unsupervised autoencoder's latents;
 ``ce_only`` is the scratch student trained with CE + reconstruction but no teacher (the KD target compares
 ``setups.scratch.kd_top1`` with it).
 """
@@ -41,23 +41,14 @@ from tinyact.config import TinyActConfig
 from tinyact.data.manifest import Manifest
 from tinyact.data.video import ClipSampling
 from tinyact.errors import DatasetError
+from tinyact.experiments.table2_report import PAPER_TABLE2, render_table, targets
+from tinyact.paths import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-#: The paper's Table 2 (Kinetics-400, top-1 %); ``pretrained`` is its pretrained-encoder set-up.
-PAPER_TABLE2 = {
-    "pretrained": {"kd_top1": 2.92, "svm": 5.82, "rf": 3.67, "xgboost": 5.34},
-    "scratch": {"svm": 15.11, "xgboost": 10.94, "rf": 8.25},
-    "teacher_top1": 88.7,
-    "no_kd": {"rf": 57.00, "svm": 55.00, "xgboost": 54.00},
-}
-SETUPS = ("scratch", "pretrained", "frozen", "feature_kd")
+Setup = Literal["scratch", "pretrained", "frozen", "feature_kd"]
+SETUPS: tuple[Setup, ...] = ("scratch", "pretrained", "frozen", "feature_kd")
 CLASSIFIERS = ("mlp", "svm", "rf", "xgboost", "dt")
-DISPLAY = {
-    "scratch": "Scratch (joint, end to end)", "pretrained": "Pretrained encoder, unfrozen",
-    "frozen": "Pretrained encoder, frozen", "feature_kd": "Scratch + feature KD (δ)",
-    "ce_only": "Scratch, CE only (no teacher)", "no_kd": "Unsupervised AE latents (no KD)",
-}
 
 
 class Table2Config(TinyActConfig):
@@ -79,7 +70,7 @@ class Table2Config(TinyActConfig):
     ae: dict[str, Any] = Field(default_factory=dict, title="AETrainConfig fields for the unsupervised AE (e.g. epochs)")
     epochs: int = Field(30, ge=1, title="KD epochs per set-up")
     kd: dict[str, Any] = Field(default_factory=dict, title="KDConfig fields shared by every set-up (e.g. lr, optimizer)")
-    setups: list[Literal["scratch", "pretrained", "frozen", "feature_kd"]] = Field(list(SETUPS), title="Set-ups")
+    setups: list[Setup] = Field(list(SETUPS), title="Set-ups")
     feature_kd: float = Field(1.0, gt=0, title="δ of the feature_kd set-up")
     ce_only: bool = Field(True, title="Also train the scratch student without a teacher (the CE-only baseline)")
     classifiers: list[str] = Field(list(CLASSIFIERS), min_length=1, title="Classifiers on the latents")
@@ -200,25 +191,25 @@ def _train_parallel(cfg: Table2Config, names: list[str], manifest_path: Path, ca
                     timings: dict[str, float]) -> None:
     """Train the AE and the KD students in ``cfg.jobs`` processes (pretrained/frozen once the AE is done)."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")  # no forked OpenMP/torch state in the workers
     with ProcessPoolExecutor(cfg.jobs, mp_context=context) as pool:
         ae_future = pool.submit(_ae_job, cfg, manifest_path, cache_dir)
-        pending = {pool.submit(_kd_job, cfg, n, manifest_path, cache_dir, logits, None)
-                   for n in names if n not in ("pretrained", "frozen")}
-        pending.add(ae_future)
+        students: set[Future[dict[str, float]]] = {
+            pool.submit(_kd_job, cfg, n, manifest_path, cache_dir, logits, None)
+            for n in names if n not in ("pretrained", "frozen")}
+        pending: set[Future[Any]] = {ae_future, *students}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                result = future.result()  # re-raises a worker's error
                 if future is ae_future:
-                    ae_model, ae_timings = result
+                    ae_model, ae_timings = ae_future.result()  # re-raises a worker's error
                     timings.update(ae_timings)
                     pending |= {pool.submit(_kd_job, cfg, n, manifest_path, cache_dir, logits, ae_model)
                                 for n in names if n in ("pretrained", "frozen")}
                 else:
-                    timings.update(result)
+                    timings.update(future.result())
 
 
 def _classify(cfg: Table2Config, name: str, encoder: Path, manifest: Manifest, cache_dir: Path,
@@ -320,8 +311,8 @@ def run_table2(cfg: Table2Config) -> dict[str, Any]:
         "machine": _machine(),
         "config": cfg.model_dump(mode="json"),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "table2.md").write_text(render_table(metrics, cfg.classifiers))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(out / "table2.md", render_table(metrics, cfg.classifiers))
     write_run_bundle(out, [*cfg.setups, *(["ce_only"] if cfg.ce_only else [])], cfg.classifiers)
     return metrics
 
@@ -346,70 +337,3 @@ def write_run_bundle(out: Path, setups: list[str], classifiers: list[str]) -> Pa
         return None
     logger.info("table2: wrote the bundle %s (%s student, %s)", bundle.path, setup, kind)
     return bundle.path
-
-
-def targets(runs: dict[str, dict[str, Any]], no_kd: dict[str, float], n_test: int = 0) -> dict[str, Any]:
-    """The issue's two targets, evaluated.
-
-    ``kd_beats_ce_only``: the scratch KD student's end-to-end test top-1 against the same student trained with
-    CE only. ``kd_latents_beat_ae_latents``: the best set-up (highest top-1 of any classifier on its latents)
-    against the unsupervised AE's latents with that same classifier. ``frozen`` is left out there: its encoder
-    is the AE's, so its latents are the AE's latents. ``test_clip_pct`` is what one test clip is worth, in
-    top-1 points, to judge the differences by.
-    """
-    result: dict[str, Any] = {"test_clip_pct": 100.0 / n_test if n_test else None}
-    if "ce_only" in runs and "scratch" in runs:
-        kd, ce = runs["scratch"]["kd_top1"], runs["ce_only"]["kd_top1"]
-        result["kd_beats_ce_only"] = {"scratch_kd_top1": kd, "ce_only_top1": ce, "met": kd is not None and ce is not None and kd > ce}
-    candidates = [n for n in runs if n not in ("ce_only", "frozen")]
-    if no_kd and candidates:
-        def best_kind(name: str) -> str:
-            return max((k for k in no_kd if k in runs[name]), key=lambda k: runs[name][k])
-
-        best = max(candidates, key=lambda n: runs[n][best_kind(n)])
-        kind = best_kind(best)
-        result["kd_latents_beat_ae_latents"] = {
-            "classifier": kind, "best_setup": best, "kd_latents_top1": runs[best][kind],
-            "ae_latents_top1": no_kd[kind], "met": runs[best][kind] > no_kd[kind],
-        }
-    return result
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * float(value):.2f}"
-
-
-def render_table(metrics: dict[str, Any], classifiers: list[str]) -> str:
-    """``table2.md``: our Table 2 (top-1 % on the test split) and the paper's beside it."""
-    heads = ["KD model (end to end)", *[k.upper() if k in ("mlp", "svm", "dt") else {"rf": "RF", "xgboost": "XGBoost"}.get(k, k) for k in classifiers]]
-    lines = ["# Table 2: knowledge distillation (top-1 %, test split)", "",
-             f"Teacher: `{metrics['teacher']}`, its test top-1: {_pct(metrics['teacher_top1'])} %. "
-             f"Clips: {metrics['n_train']} train / {metrics['n_val']} val / {metrics['n_test']} test, "
-             f"{len(metrics['classes'])} classes.", "",
-             "| Student set-up | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    rows = [(name, values) for name, values in metrics["setups"].items()]
-    if metrics.get("ce_only"):
-        rows.append(("ce_only", metrics["ce_only"]))
-    for name, values in rows:
-        lines.append(f"| {DISPLAY.get(name, name)} | {_pct(values.get('kd_top1'))} | "
-                     + " | ".join(_pct(values.get(k)) for k in classifiers) + " |")
-    if metrics.get("no_kd"):
-        lines.append(f"| {DISPLAY['no_kd']} | – | " + " | ".join(_pct(metrics['no_kd'].get(k)) for k in classifiers) + " |")
-    paper = metrics["paper"]
-    lines += ["", "The paper's Table 2 (Kinetics-400, ILA-ViT-B/16 teacher at 88.7 %), top-1 %:", "",
-              "| Student set-up | KD model | SVM | RF | XGBoost |", "|---|---:|---:|---:|---:|",
-              f"| Pretrained encoder | {paper['pretrained']['kd_top1']} | {paper['pretrained']['svm']} | "
-              f"{paper['pretrained']['rf']} | {paper['pretrained']['xgboost']} |",
-              f"| Scratch (joint) | – | {paper['scratch']['svm']} | {paper['scratch']['rf']} | {paper['scratch']['xgboost']} |",
-              f"| No KD (Table 1) | – | {paper['no_kd']['svm']} | {paper['no_kd']['rf']} | {paper['no_kd']['xgboost']} |", ""]
-    for key, target in metrics.get("targets", {}).items():
-        if not isinstance(target, dict):
-            continue
-        verdict = "met" if target.get("met") else "NOT met"
-        detail = ", ".join(f"{k} {_pct(v) if isinstance(v, float) else v}" for k, v in target.items() if k != "met")
-        lines.append(f"- Target `{key}`: **{verdict}** ({detail})")
-    one = metrics.get("targets", {}).get("test_clip_pct")
-    if one:
-        lines.append(f"- One test clip is {one:.2f} points of top-1: differences of a few clips are noise.")
-    lines.append("")
-    return "\n".join(lines)

@@ -65,7 +65,8 @@ class AutoEncoder2DConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoEncoder2DConfig:
         tuples = {"input_size", "channels", "frame_pool"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        return cls(**fields)
 
 
 #: Named presets. ``paper``: the text's 256×256 frames and five conv/pool stages; ``fast``: 112×112 frames

@@ -76,7 +76,8 @@ class AutoEncoder3DConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoEncoder3DConfig:
         tuples = {"input_size", "channels", "stem_stride", "block_stride", "pool_size"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        return cls(**fields)
 
 
 #: Named presets. ``paper`` is the literal text (stem stride 2, pool to 1×1×1);
@@ -142,10 +143,10 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                 nn.ReLU(inplace=True),
             ]
             in_ch = out_ch
-        self.encoder = nn.Sequential(*encoder)
+        self.encoder: nn.Module = nn.Sequential(*encoder)
         self.pool = nn.AdaptiveAvgPool3d(config.pool_size)
         pooled = config.channels[-1] * config.pool_size[0] * config.pool_size[1] * config.pool_size[2]
-        self.to_latent = nn.Linear(pooled, config.latent_dim)
+        self.to_latent: nn.Module = nn.Linear(pooled, config.latent_dim)
 
         seed = config.seed_channels * grid[0] * grid[1] * grid[2]
         self.from_latent = nn.Linear(config.latent_dim, seed)
@@ -158,8 +159,8 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         out_channels = [*reversed(config.channels[:-1]), config.in_channels]
         in_ch = config.channels[-1]
         for i, (out_ch, stride) in enumerate(zip(out_channels, reversed(strides), strict=True)):
-            kernel = tuple(max(3, s) for s in stride)
-            padding = tuple((k - s + 1) // 2 for k, s in zip(kernel, stride, strict=True))
+            kernel = (max(3, stride[0]), max(3, stride[1]), max(3, stride[2]))
+            padding = ((kernel[0] - stride[0] + 1) // 2, (kernel[1] - stride[1] + 1) // 2, (kernel[2] - stride[2] + 1) // 2)
             last = i == len(out_channels) - 1
             self.decoder.append(
                 nn.ModuleDict(
@@ -189,6 +190,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         x = self.from_latent(z).view(z.shape[0], self.config.seed_channels, *grid)  # [B, seed, t, h, w]
         x = self.seed_expand(x)
         for block, target in zip(self.decoder, reversed(self._block_shapes[:-1]), strict=True):
+            assert isinstance(block, nn.ModuleDict)
             x = block["post"](block["deconv"](x, output_size=target))
         return x.permute(0, 2, 1, 3, 4)  # [B, C, T, H, W] -> [B, T, C, H, W]
 

@@ -7,12 +7,37 @@ Subclasses set ``PRESETS`` (name -> config dataclass), keep their config in ``se
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import nn
 
 from tinyact.data.transforms import normalize
+
+
+def config_of(model: nn.Module) -> Any:
+    """The config dataclass a TinyAct model keeps in ``model.config``.
+
+    Raises:
+        TypeError: ``model`` has no ``config`` (not a TinyAct model).
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        raise TypeError(f"{type(model).__name__} has no config: not a TinyAct model")
+    return config
+
+
+def encode_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model.encode``: normalised clips ``[B, T, C, H, W]`` -> latents ``[B, D]``.
+
+    Raises:
+        TypeError: ``model`` has no ``encode`` (not an encoder).
+    """
+    encode = getattr(model, "encode", None)
+    if not callable(encode):
+        raise TypeError(f"{type(model).__name__} has no encode(): not an encoder")
+    return encode
 
 
 class ClipAutoEncoder(nn.Module):
@@ -22,7 +47,7 @@ class ClipAutoEncoder(nn.Module):
     config: Any
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any):
+    def from_preset(cls, name: str, **overrides: Any) -> Self:
         """Build a named preset (``paper`` or ``fast``) with optional overrides, e.g. ``input_size=112``."""
         if name not in cls.PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(cls.PRESETS)}")
@@ -37,6 +62,10 @@ class ClipAutoEncoder(nn.Module):
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encoder_modules(self) -> list[nn.Module]:  # pragma: no cover - abstract
+        """The modules ``encode`` runs (what an edge device holds), for counting parameters."""
         raise NotImplementedError
 
     def reconstruction_target(self, clips01: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tinyact.errors import TinyActError
+from tinyact.models.base import config_of
 from tinyact.paths import atomic_path
 
 #: kind -> builder(config dict) -> module. Model modules register themselves here.
@@ -47,7 +48,7 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None 
     weights_hash = state_dict_hash(state_dict)
     payload = {
         "kind": type(model).__name__,
-        "config": model.config.to_dict(),  # type: ignore[attr-defined]
+        "config": config_of(model).to_dict(),
         "state_dict": state_dict,
         "hash": weights_hash,
         "extra": extra or {},

@@ -29,6 +29,7 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
+from tinyact.models.base import encode_fn
 from tinyact.paths import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(clips)
+        """Normalised clips ``[B, T, 3, H, W]`` -> latents ``[B, D]``."""
+        return encode_fn(self.model)(clips)
 
 
 def _as_model(model_or_checkpoint: nn.Module | str | Path) -> nn.Module:
@@ -63,7 +65,7 @@ def _as_model(model_or_checkpoint: nn.Module | str | Path) -> nn.Module:
 def _input_shape(model: nn.Module, frames: int | None, size: int | tuple[int, int] | None) -> tuple[int, int, int, int]:
     """``(T, C, H, W)`` for export: the given frames/size, else what the model was built for."""
     config = getattr(model, "config", None)
-    t = frames or getattr(config, "num_frames", 16)
+    t = frames or getattr(config, "num_frames", None) or 16
     if size is None:
         size = getattr(config, "input_size", (112, 112))
     h, w = (size, size) if isinstance(size, int) else size

@@ -15,36 +15,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from tinyact.errors import ConfigError
+from tinyact.models.autoencoder2d import FrameAutoEncoder2D
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D
+from tinyact.models.base import ClipAutoEncoder
 
-KINDS = ("ae3d", "ae2d")
+#: Autoencoder class of each kind.
+MODELS: dict[str, type[ClipAutoEncoder]] = {"ae3d": VideoAutoEncoder3D, "ae2d": FrameAutoEncoder2D}
+KINDS = tuple(MODELS)
 
 
 def presets(kind: str) -> list[str]:
-    """Preset names of one kind."""
-    if kind == "ae3d":
-        from tinyact.models.autoencoder3d import PRESETS
-    elif kind == "ae2d":
-        from tinyact.models.autoencoder2d import PRESETS
-    else:
+    """Preset names of one kind.
+
+    Raises:
+        ConfigError: unknown kind.
+    """
+    if kind not in MODELS:
         raise ConfigError(f"unknown autoencoder kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return sorted(PRESETS)
+    return sorted(MODELS[kind].PRESETS)
 
 
-def build_autoencoder(kind: str = "ae3d", preset: str = "fast", **overrides: Any) -> nn.Module:
+def build_autoencoder(kind: str = "ae3d", preset: str = "fast", **overrides: Any) -> ClipAutoEncoder:
     """Build autoencoder ``kind`` from ``preset``; ``overrides`` are config fields (``input_size``, ``num_frames`` …).
 
-    Raises :class:`~tinyact.errors.ConfigError` for an unknown kind, preset or field.
+    Raises:
+        ConfigError: unknown kind, preset or field.
     """
     if preset not in presets(kind):
         raise ConfigError(f"unknown {kind} preset {preset!r}; choose one of {', '.join(presets(kind))}")
-    if kind == "ae3d":
-        from tinyact.models.autoencoder3d import VideoAutoEncoder3D as cls
-    else:
-        from tinyact.models.autoencoder2d import FrameAutoEncoder2D as cls
     try:
-        return cls.from_preset(preset, **overrides)
+        return MODELS[kind].from_preset(preset, **overrides)
     except TypeError as error:  # dataclasses.replace on an unknown field
         raise ConfigError(f"bad {kind} override: {error}") from None

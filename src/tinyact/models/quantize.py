@@ -36,7 +36,7 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
-from tinyact.models.autoencoder3d import conv_input
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D, conv_input
 
 #: The quantised engine, ``fast`` encoder at 16x224^2: on the AVX2 AMD EPYC oneDNN's int8 Conv3d ran 1.4-1.8x
 #: faster than FBGEMM's and the ``x86`` engine's at batch 1; on a Xeon with VNNI/AMX it was 2.7x faster than
@@ -61,7 +61,7 @@ def quantized_engine(engine: str = ENGINE) -> Iterator[None]:
 class _FloatFront(nn.Module):
     """The encoder's float pre-processing in front of its (quantised) convolution stack."""
 
-    def __init__(self, model: nn.Module, stack: nn.Module) -> None:
+    def __init__(self, model: VideoAutoEncoder3D, stack: nn.Module) -> None:
         super().__init__()
         self.residual = model.config.input_mode == "residual"
         self.stack = stack
@@ -71,10 +71,15 @@ class _FloatFront(nn.Module):
         return self.stack(conv_input(clips, self.residual).contiguous())
 
 
-def _conv_stack(model: nn.Module) -> nn.Sequential:
-    """encoder blocks -> pool -> flatten -> projection: the part that runs on the device, as one traceable module."""
-    if not hasattr(model, "encoder_input") or not hasattr(model, "to_latent"):
+def _video_autoencoder(model: nn.Module) -> VideoAutoEncoder3D:
+    """``model`` itself, checked to be what int8 PyTorch quantisation supports."""
+    if not isinstance(model, VideoAutoEncoder3D):
         raise TinyActError(f"int8 PyTorch quantisation supports the 3-D video autoencoder, not {type(model).__name__}")
+    return model
+
+
+def _conv_stack(model: VideoAutoEncoder3D) -> nn.Sequential:
+    """encoder blocks -> pool -> flatten -> projection: the part that runs on the device, as one traceable module."""
     return nn.Sequential(copy.deepcopy(model.encoder), copy.deepcopy(model.pool), nn.Flatten(1),
                          copy.deepcopy(model.to_latent)).eval()
 
@@ -105,12 +110,13 @@ def quantize_encoder(
 
     from tinyact.models.export import _input_shape
 
+    model = _video_autoencoder(model)
     shape = _input_shape(model, None, None)
     calibration = np.asarray(calibration)
     if calibration.dtype != np.uint8 or calibration.ndim != 5 or tuple(calibration.shape[1:]) != shape or not len(calibration):
         raise TinyActError(f"calibration clips must be uint8 [N, {', '.join(map(str, shape))}] with N >= 1, "
                            f"got {calibration.dtype} {tuple(calibration.shape)}")
-    stats = stats or getattr(model.config, "normalization", "imagenet")
+    stats = stats or model.config.normalization
     qconfig = QConfig(
         activation=MinMaxObserver.with_args(reduce_range=False),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),

@@ -114,7 +114,8 @@ class TorchRuntime(_RuntimeBase):
         self.channels_last = backend == "torch-channels-last"
         self.bf16 = backend == "torch-bf16"
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last_3d)
+            # torch's stub of Module.to lacks the documented memory_format keyword
+            self.model = self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self._fn: Any = EncoderGraph(self.model).eval()
         if backend == "torch-compile":
             import torch._inductor.config as inductor_config

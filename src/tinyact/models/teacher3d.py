@@ -55,7 +55,8 @@ class Teacher3DConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Teacher3DConfig:
         tuples = {"widths", "blocks", "label_names"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        return cls(**fields)
 
 
 #: ``r2plus1d_18`` is the published network; ``small`` (half width, one block per stage) trains on a CPU.
@@ -163,5 +164,6 @@ class Teacher3D(nn.Module):
     @torch.no_grad()
     def predict_uint8(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 clips ``[B, T, 3, H, W]`` -> ``(logits, embedding)``, normalising as configured (eval mode)."""
-        return self(normalize(clips, self.config.normalization), return_embedding=True)  # type: ignore[return-value]
+        logits, embedding = self.forward(normalize(clips, self.config.normalization), return_embedding=True)
+        return logits, embedding
 

@@ -66,6 +66,8 @@ class AttackDecoder(nn.Module):
         net.encoder = nn.Identity()
         net.to_latent = nn.Identity()
         self.net = net
+        self.z_mean: torch.Tensor
+        self.z_std: torch.Tensor
         self.register_buffer("z_mean", torch.zeros(ae_config.latent_dim))
         self.register_buffer("z_std", torch.ones(ae_config.latent_dim))
 

@@ -29,7 +29,7 @@ def save_grid(columns: dict[str, torch.Tensor], out: str | Path, frame_index: in
         draw.text((x0, 3), label, fill="black")
         for r in range(rows):
             frame = clips[r, t].clamp(0, 1).permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()  # [3,H,W]->[H,W,3]
-            image = Image.fromarray(np.ascontiguousarray(frame)).resize((cell_w, cell_h), Image.NEAREST)
+            image = Image.fromarray(np.ascontiguousarray(frame)).resize((cell_w, cell_h), Image.Resampling.NEAREST)
             sheet.paste(image, (x0, header + pad + r * (cell_h + pad)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
