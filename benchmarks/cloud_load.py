@@ -45,7 +45,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cloud_fixtures import fit_toy_classifier, postgres_base_url, postgres_schema, toy_latents  # noqa: E402
-from benchmarks.common import machine_info, markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    machine_info,
+    markdown_table,
+    pin_self_away_from_cpu0,
+    pin_tree,
+    print_table,
+    save_results,
+    tree_cpu_seconds,
+)
 from tinyact.cloud.server import serve_in_background  # noqa: E402
 from tinyact.wire import encode_latent  # noqa: E402
 
@@ -210,46 +218,6 @@ async def open_loop(url: str, keys: list[str], bodies: Bodies, rate: float, seco
 def _per_cpu(result: dict) -> str:
     value = result["clips_per_server_cpu_s"]
     return "-" if value != value else f"{value:.0f}"  # NaN: thread mode (no separate process to measure)
-
-
-def tree_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of process ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
-    if pid is None:
-        return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += stats.get(current, (0, 0.0))[1]
-        todo += [child for child, (parent, _) in stats.items() if parent == current]
-    return total
-
-
-def pin_self_away_from_cpu0() -> bool:
-    """Move this process to every CPU but 0; False (and unpinned) where there is one CPU or no affinity API."""
-    cpus = getattr(os, "sched_getaffinity", lambda _pid: set())(0) - {0}
-    if not cpus:
-        return False
-    os.sched_setaffinity(0, cpus)
-    return True
-
-
-def pin_tree(pid: int, cpus: set[int]) -> None:
-    """Pin ``pid`` and all its threads and child processes to ``cpus`` (Linux /proc)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
-        children = task / "children"
-        for child in (children.read_text().split() if children.exists() else []):
-            pin_tree(int(child), cpus)
 
 
 def measure(run, pid: int | None) -> dict:

@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tinyact.config import TinyActConfig
 from tinyact.data.manifest import Manifest
 from tinyact.data.video import ClipSampling
 from tinyact.errors import DatasetError
+from tinyact.experiments.dataset import DatasetSource
 from tinyact.experiments.table2_report import PAPER_TABLE2, render_table, targets
 from tinyact.paths import atomic_write_text
 
@@ -51,15 +51,9 @@ SETUPS: tuple[Setup, ...] = ("scratch", "pretrained", "frozen", "feature_kd")
 CLASSIFIERS = ("mlp", "svm", "rf", "xgboost", "dt")
 
 
-class Table2Config(TinyActConfig):
+class Table2Config(DatasetSource):
     """Everything ``tinyact experiment table2`` runs with (echoed to ``RUN/config.yaml``)."""
 
-    data: Path = Field(..., title="Dataset root")
-    out: Path = Field(..., title="Run folder")
-    layout: Literal["kinetics", "folder", "list"] = Field("kinetics", title="Dataset layout")
-    annotations: dict[str, Path] = Field(default_factory=dict, title="list layout: split -> 'path label' file")
-    labels: Path | None = Field(None, title="list layout: class names, one per line, for numeric labels")
-    split_file: Path | None = Field(None, title="folder layout: CSV path,split (else a seeded stratified split)")
     teacher: str = Field("inproject", title="Teacher spec", description="'inproject' trains the in-project teacher")
     teacher_train: dict[str, Any] = Field(
         default_factory=dict, title="TeacherTrainConfig fields for the in-project teacher (e.g. epochs, preset)"
