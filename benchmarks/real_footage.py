@@ -238,8 +238,8 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     """The torch-int8 runtime, calibrated on train clips only, on every cached clip; test top-1 per classifier."""
     train_ids = table.clip_ids[table.splits == "train"]
     pick = np.unique(np.linspace(0, len(train_ids) - 1, min(max_calibration, len(train_ids))).round().astype(int))
-    calibration = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
-    calibration = calibration.reshape(-1, *calibration.shape[-4:])
+    videos = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
+    calibration = videos.reshape(-1, *videos.shape[-4:])  # every window of those videos
     started = time.perf_counter()
     runtime = load_runtime("torch-int8", checkpoint, calibration=calibration)
     quantize_s = time.perf_counter() - started
@@ -264,7 +264,8 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     head = rows[chosen]
     return {"classifier": chosen, **head, "within_1_point": abs(head["diff_points"]) <= 1.0,
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
-            "calibration_clips": len(calibration), "calibration_split": "train", **drift(table.latents, int8),
+            "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
+            **drift(table.latents, int8),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
 
@@ -405,7 +406,7 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
              pct(edge["by_classifier"][k]["agreement"]), pct(edge["by_classifier"][k]["edge_per_window_test_top1"])]
             for k, r in int8["by_classifier"].items()]
     print_table(f"{name}: encoder runtimes and paths, top-1 (%) on test (* = chosen on val)", columns, rows)
-    console.print(f"int8: {int8['calibration_clips']} train clips for calibration, latent rel. L2 {int8['latent_rel_l2']}, "
+    console.print(f"int8: {int8['calibration_windows']} windows of {int8['calibration_clips']} train clips for calibration, latent rel. L2 {int8['latent_rel_l2']}, "
                   f"cosine {int8['latent_cosine']}. Edge vs cache clips: mean |diff| {edge['pixel_mean_abs_diff']}, "
                   f"max {edge['pixel_max_abs_diff']} grey levels, {edge['identical_clips']}/{edge['clips']} identical.")
     split_rules = {k: r["serving_vs_table1_rule_disagreements"] for k, r in int8["by_classifier"].items()

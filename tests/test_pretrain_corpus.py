@@ -197,7 +197,7 @@ def test_motion_variants_draw_the_other_way_of_doing_an_action(tmp_path):
 
 def test_a_later_stage_starts_from_the_earlier_model_and_keeps_it_unless_the_probe_improves(tmp_path):
     from tinyact.models.checkpoint import load_model, state_dict_hash
-    from tinyact.zoo.build import read_recipe, recipe_stages
+    from tinyact.training.zoo_build import read_recipe, recipe_stages
 
     corpus = tiny_corpus(tmp_path / "corpus", clips=125)
     build_corpus(corpus)

@@ -21,7 +21,7 @@ from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
 from tinyact.training.extract import encode_windows, extract_latents
-from tinyact.zoo.build import build_entry, package_entry
+from tinyact.training.zoo_build import build_entry, package_entry
 
 WINDOWED = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 3}
 

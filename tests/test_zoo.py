@@ -110,7 +110,7 @@ def test_video_encoder_and_edge_encoder_load_it(make_video, tmp_path, monkeypatc
 
 
 def test_package_entry_round_trip(tmp_path, monkeypatch):
-    from tinyact.zoo.build import package_entry
+    from tinyact.training.zoo_build import package_entry
 
     small = VideoAutoEncoder3D(num_frames=4, input_size=16, channels=(4, 8, 8, 8), latent_dim=16)
     model_file = tmp_path / "model.pt"

@@ -209,7 +209,9 @@ class FileCamera(Camera):
                 captured_at = datetime.now(UTC)
                 elapsed = (now - self.t0) * self.speed
                 step = self.speed / capture_fps
-                unwrapped = elapsed - step * np.arange(num_frames - 1, -1, -1)  # oldest first, last = now
+                # Oldest first, last = now; rounded to the nanosecond so that float error at the start of the file
+                # (-1e-16 s) does not wrap round to its last frame.
+                unwrapped = np.round(elapsed - step * np.arange(num_frames - 1, -1, -1), 9)
                 targets = self.info.start + np.mod(unwrapped, self.info.duration)
                 indices = frames_at(self.info.frame_times, targets)
                 frames, snapshot, decoded = self._decode(indices, size)

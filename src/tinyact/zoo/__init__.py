@@ -32,7 +32,8 @@ import yaml
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError, TinyActError
 
-ENTRIES_DIR = Path(__file__).parent / "entries"
+ZOO_DIR = Path(__file__).parent
+ENTRIES_DIR = ZOO_DIR / "entries"
 #: The encoder every command uses unless told otherwise.
 DEFAULT_ENCODER = "everyday-64"
 WEIGHTS_FILE = "encoder.fp16.pt"

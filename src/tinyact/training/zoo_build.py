@@ -1,5 +1,8 @@
 """Re-creating a zoo entry from its recipe: render the corpus, pretrain, package the chosen epoch.
 
+Training code, so it lives here: :mod:`tinyact.zoo` is the registry of shipped weights below this stage (any
+stage may load a zoo encoder), and this module writes into it.
+
 ``tinyact zoo build NAME`` reads ``tinyact/zoo/recipes/NAME.yaml`` (stages of a corpus config and a
 pretraining config; a later stage continues from the model the one before chose), and runs them in ``--work DIR`` (default ``$TINYACT_HOME/zoo-build/NAME``). Both stages resume:
 corpus shards already rendered are kept and training continues from ``last.pt``, so a build can be spread
@@ -22,11 +25,11 @@ import yaml
 
 from tinyact.errors import ConfigError
 from tinyact.hashing import file_sha256
-from tinyact.zoo import ENTRIES_DIR, WEIGHTS_FILE, build_from_config, encoder_state
+from tinyact.zoo import ENTRIES_DIR, WEIGHTS_FILE, ZOO_DIR, build_from_config, encoder_state
 
 logger = logging.getLogger(__name__)
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+RECIPES_DIR = ZOO_DIR / "recipes"
 
 
 def read_recipe(name: str) -> dict[str, Any]:
