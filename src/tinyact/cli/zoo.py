@@ -55,8 +55,8 @@ def build(
 ) -> None:
     """Re-create an entry from scratch with its recorded recipe. Resumable: run it again to continue."""
     from tinyact.paths import data_home
-    from tinyact.zoo import get_entry, materialize
     from tinyact.training.zoo_build import build_entry
+    from tinyact.zoo import get_entry, materialize
 
     work = work or data_home() / "zoo-build" / name
     start = materialize(init, work / "init") if init else None
