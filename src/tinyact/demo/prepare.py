@@ -58,6 +58,15 @@ def with_encoder_input_size(cfg: DemoConfig) -> DemoConfig:
     return cfg.model_copy(update={"clip_size": int(size[0])})
 
 
+def encoder_reading(cfg: DemoConfig) -> ClipSampling:
+    """How the demo's encoder reads a video file: a zoo entry's own sampling (everyday-64: the mean latent of 4
+    windows at 8 frames/s, what its cameras grab), else 16 frames spread over the video."""
+    from tinyact.zoo import encoder_sampling, get_entry
+
+    entry = get_entry(cfg.encoder[4:]) if cfg.encoder.startswith("zoo:") else None
+    return encoder_sampling(entry, 16, cfg.clip_size)
+
+
 def ensure_dataset(cfg: DemoConfig) -> Manifest:
     """Generate the synthetic set if it is missing (or was made with other settings).
 
@@ -118,8 +127,9 @@ def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tup
 
 
 def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, encoder_hash: str,
-                      cache_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Latents of every clip, then a classifier fitted on them (or both reused).
+                      cache_dir: Path, reading: ClipSampling) -> tuple[Path, dict[str, Any]]:
+    """Latents of every clip (read as ``reading``, from ``cache_dir``), then a classifier fitted on them (or
+    both reused).
 
     Returns:
         ``(classifier folder, its metrics)``.
@@ -136,13 +146,13 @@ def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, enc
         return folder, dict(saved.metrics)
     except Exception:  # missing, partial or of other latents: fit it again
         pass
-    latents_path = cfg.models_dir() / f"latents-{encoder_hash[:12]}.npz"
+    latents_path = cfg.models_dir() / f"latents-{encoder_hash[:12]}-{_key(reading.model_dump(mode='json'))}.npz"
     if latents_path.is_file():
         latents = LatentsFile.load(latents_path)
     else:
         logger.info("demo: encoding every clip to a latent")
-        latents = extract_latents(checkpoint, manifest, ClipSampling(size=cfg.clip_size, num_frames=16), latents_path,
-                                  cache_dir=cache_dir, batch_size=8, encoder_hash=encoder_hash)
+        latents = extract_latents(checkpoint, manifest, reading, latents_path, cache_dir=cache_dir, batch_size=8,
+                                  encoder_hash=encoder_hash)
     logger.info("demo: fitting the %s classifier (grid search, %d folds)", cfg.classifier, cfg.classifier_folds)
     result = fit_classifier(latents, cfg.classifier, folds=cfg.classifier_folds, seed=cfg.seed, out=folder)
     return folder, dict(result.metrics)
@@ -229,7 +239,13 @@ def prepare(cfg: DemoConfig) -> Prepared:
         ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
         timed("int8", t0)
     t0 = time.perf_counter()
-    classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, cache_dir)
+    reading = encoder_reading(cfg)
+    reading_cache = cache_dir
+    if reading.strategy != "uniform":  # the encoder reads windows: a cache of those for its latents
+        reading_cache = cfg.data / f"cache-{cfg.clip_size}-{reading.strategy}{reading.num_clips}-{reading.sample_fps}"
+        build_cache(manifest, reading_cache, reading)
+    classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, reading_cache,
+                                                           reading)
     timed("classifier", t0)
     t0 = time.perf_counter()
     logger.info("demo: writing the camera playlists")
