@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from tinyact.data.transforms import prepare_frames
 from tinyact.data.video import VideoDecodeError, frames_at, probe_video
 from tinyact.edge.config import CameraConfig
 from tinyact.errors import TinyActError
+from tinyact.retry import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,7 @@ class Health:
             self.up, self.last_error = False, error
             self.failures += 1
             self.total_failures += 1
-            delay = min(self.max_s, self.base_s * 2 ** (self.failures - 1))
-            delay = random.uniform(delay / 2, delay)
+            delay = backoff_delay(self.failures, self.base_s, self.max_s)
             self.next_try_at = time.monotonic() + delay
             return delay
 

@@ -401,7 +401,7 @@ def outbox_camera(store, clip_id: str) -> str | None:
     what :class:`MqttTransport` checks a result or refusal against."""
     from sqlalchemy import select
 
-    from tinyact.edge.store import outbox
+    from tinyact.edge.schema import outbox
 
     with store.engine.connect() as db:
         return db.execute(select(outbox.c.camera_id).where(outbox.c.clip_id == clip_id)).scalar()
