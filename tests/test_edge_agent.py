@@ -22,9 +22,10 @@ from tinyact.cloud.db.schema import predictions
 from tinyact.cloud.devices import add_device
 from tinyact.cloud.server import free_port, serve_in_background
 from tinyact.data.encode import encode_video
-from tinyact.edge.agent import EdgeAgent, enforce_retention
+from tinyact.edge.agent import EdgeAgent
 from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import load_encoder
+from tinyact.edge.files import enforce_retention
 from tinyact.edge.sources import CameraError, FileCamera
 from tinyact.edge.transports import HttpTransport
 from tinyact.errors import ConfigError

@@ -143,7 +143,7 @@ class OutboxStore:
             return self.held_count()
         ids = [str(c) for c in reasons]
         with self._write, self.engine.begin() as db:
-            hashes = set()
+            hashes: set[str | None] = set()
             for chunk in chunks(ids):
                 hashes.update(db.execute(select(outbox.c.encoder_hash).where(outbox.c.clip_id.in_(chunk))).scalars())
                 for clip_id in chunk:
@@ -203,7 +203,7 @@ class OutboxStore:
             ).all()
             out = []
             for reason, encoder_hash, n, first_seq in rows:
-                first = db.execute(select(outbox.c.clip_id, outbox.c.last_error).where(outbox.c.seq == first_seq)).first()
+                first = db.execute(select(outbox.c.clip_id, outbox.c.last_error).where(outbox.c.seq == first_seq)).one()
                 captured = db.execute(select(captures.c.captured_at).where(captures.c.clip_id == first[0])).scalar()
                 out.append({"reason": reason, "encoder_hash": encoder_hash, "clips": int(n),
                             "oldest": to_iso(captured), "last_error": first[1]})

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,7 +211,7 @@ class FileCamera(Camera):
                 unwrapped = elapsed - step * np.arange(num_frames - 1, -1, -1)  # oldest first, last = now
                 targets = self.info.start + np.mod(unwrapped, self.info.duration)
                 indices = frames_at(self.info.frame_times, targets)
-                frames, snapshot, decoded = self._decode(indices, size)
+                frames, snapshot, decoded = self._decode(self._opened(), indices, size)
             except CameraError:
                 self._close()
                 raise
@@ -222,7 +222,16 @@ class FileCamera(Camera):
         self.decoded_frames += decoded
         return Grab(self.camera_id, frames, captured_at, snapshot, decoded, float(targets[-1]))
 
-    def _decode(self, indices: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    def _opened(self) -> av.container.InputContainer:
+        """The open file (opened now if it is not)."""
+        if self._container is None:
+            self._open()
+        if self._container is None:  # _open raises rather than leave it closed
+            raise CameraError("the file is not open")
+        return self._container
+
+    def _decode(self, container: av.container.InputContainer, indices: np.ndarray,
+                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
         # Split the window where it wraps around the end of the file: each run is decoded from its own seek.
         runs: list[list[int]] = [[int(indices[0])]]
         for i in indices[1:]:
@@ -234,7 +243,7 @@ class FileCamera(Camera):
         decoded = 0
         last_index = int(indices[-1])
         for run in runs:
-            got, last_frame, n = self._decode_run(sorted(set(run)), want_snapshot=last_index in run)
+            got, last_frame, n = self._decode_run(container, sorted(set(run)), want_snapshot=last_index in run)
             kept.update(got)
             decoded += n
             if last_frame is not None:
@@ -243,21 +252,23 @@ class FileCamera(Camera):
             raise CameraError("the window's last frame could not be decoded")
         return clip_of([kept[int(i)] for i in indices], size), snapshot, decoded
 
-    def _decode_run(self, wanted: list[int], want_snapshot: bool):
+    def _decode_run(self, container: av.container.InputContainer, wanted: list[int],
+                    want_snapshot: bool) -> tuple[dict[int, av.VideoFrame], av.VideoFrame | None, int]:
         times = self.info.frame_times
         tolerance = self.info.frame_duration / 2
         stream = self._stream
-        self._container.seek(int(times[wanted[0]] / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
+        time_base = _time_base(stream)
+        container.seek(int(times[wanted[0]] / time_base), stream=stream, backward=True, any_frame=False)
         got: dict[int, av.VideoFrame] = {}  # converted later, all at once (clip_of)
         previous = None
         last_frame = None
         decoded = 0
         pos = 0
-        for frame in self._frames(stream, times[wanted], tolerance):
+        for frame in self._frames(container, stream, times[wanted], tolerance):
             if frame.pts is None:
                 continue
             decoded += 1
-            t = float(frame.pts * stream.time_base)
+            t = frame.pts * time_base
             # Frames before a wanted one are decoded (the codec needs them) but never kept or converted.
             while pos < len(wanted) and t > times[wanted[pos]] + tolerance and previous is not None:
                 got[wanted[pos]] = previous  # a damaged frame: the one on screen before it
@@ -274,14 +285,15 @@ class FileCamera(Camera):
             raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
         return got, (last_frame if want_snapshot else None), decoded
 
-    def _frames(self, stream, wanted_times: np.ndarray, tolerance: float):
+    def _frames(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                wanted_times: np.ndarray, tolerance: float) -> Iterator[av.VideoFrame]:
         """Decoded frames from the current position. With ``skip_nonref``, a packet whose frame is not wanted
         is decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most B-frames) is then not
         decoded at all, while reference frames still are (the wanted frames need them)."""
         context = stream.codec_context
-        time_base = float(stream.time_base)
+        time_base = _time_base(stream)
         try:
-            for packet in self._container.demux(stream):
+            for packet in container.demux(stream):
                 if self.skip_nonref:
                     hit = True
                     if packet.pts is not None and packet.size:
@@ -386,8 +398,8 @@ class StreamCamera(Camera):
                     with contextlib.suppress(Exception):
                         container.close()
 
-    def _read(self, container, stream) -> None:
-        time_base = float(stream.time_base)
+    def _read(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+        time_base = _time_base(stream)
         base: tuple[float, float] | None = None  # (pts seconds, monotonic) of the first packet
         decoding = False
         for packet in container.demux(stream):
@@ -469,6 +481,13 @@ class StreamCamera(Camera):
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "reconnects": self.reconnects, "packets": self.packets}
+
+
+def _time_base(stream: av.video.stream.VideoStream) -> float:
+    """Seconds per timestamp tick of ``stream``."""
+    if stream.time_base is None:
+        raise CameraError("the video stream has no time base")
+    return float(stream.time_base)
 
 
 def open_camera(cfg: CameraConfig, grab_timeout_s: float = 15.0) -> Camera:

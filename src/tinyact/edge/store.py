@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import RowMapping, delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tinyact.edge.outbox import OutboxItem, OutboxStore
@@ -113,7 +113,7 @@ class EdgeStore(OutboxStore):
         ``rejected`` (refused by the cloud), ``discarded`` (held clips the operator dropped), ``results``
         (captures with a result)."""
         with self.engine.connect() as db:
-            states = dict(db.execute(select(captures.c.state, func.count()).group_by(captures.c.state)).all())
+            states: dict[str, int] = dict(db.execute(select(captures.c.state, func.count()).group_by(captures.c.state)).all())
             results = db.execute(select(func.count()).select_from(captures).where(captures.c.label.is_not(None))).scalar_one()
             pending = db.execute(select(func.count()).select_from(outbox)).scalar_one()
             held = db.execute(select(func.count()).select_from(outbox).where(outbox.c.held.is_not(None))).scalar_one()
@@ -147,7 +147,7 @@ class EdgeStore(OutboxStore):
 
 
 
-def _row_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _row_dict(row: RowMapping) -> dict[str, Any]:
     return {
         "clip_id": row["clip_id"],
         "camera_id": row["camera_id"],
