@@ -35,6 +35,7 @@ class HttpTransport:
         self.gzip_mode = gzip_mode
         self.client = client or httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {device_key}"})
         self.gzip_refused = False
+        self.requests = 0  # POSTs that reached the cloud
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -62,6 +63,7 @@ class HttpTransport:
             response = self.client.post(f"{self.url}/v1/clips", content=body, headers=headers)
         except httpx.HTTPError as error:
             return SendOutcome(retry=ids, error=f"cloud unreachable: {type(error).__name__}: {error}", bytes_sent=0)
+        self.requests += 1
         if headers.get("Content-Encoding") == "gzip" and response.status_code in (400, 415, 422) \
                 and _error_code(response) in ("invalid_request", "unsupported_media_type", "bad_request"):
             # The cloud did not understand the compressed body (an older service): send plain from now on.
