@@ -341,7 +341,7 @@ def test_stream_camera_over_http_decodes_only_windows_and_reports_down(tmp_path)
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from tinyact.edge.sources import StreamCamera
+    from tinyact.edge.streams import StreamCamera
 
     # 4 s of 25 fps video (grey = 3·frame index), a keyframe every 0.5 s, served over HTTP.
     encode_video(tmp_path / "s.mkv", [np.full((48, 64, 3), j * 2 % 256, np.uint8) for j in range(100)], FPS, crf=5,

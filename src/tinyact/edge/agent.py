@@ -34,7 +34,7 @@ from tinyact.edge.capture import CaptureRounds
 from tinyact.edge.delivery import Delivery
 from tinyact.edge.files import write_atomic
 from tinyact.edge.hold import EncoderHold
-from tinyact.edge.sources import StreamCamera
+from tinyact.edge.streams import StreamCamera
 from tinyact.models.allocator import allocator_name
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from typing import Any
 
 from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import EdgeEncoder, load_encoder
-from tinyact.edge.sources import Camera, open_camera
+from tinyact.edge.sources import Camera
 from tinyact.edge.store import EdgeStore
+from tinyact.edge.streams import open_camera
 from tinyact.edge.transports import CloudReader, HttpTransport, MqttTransport, Transport, outbox_camera
 from tinyact.errors import ConfigError
 from tinyact.wire import ModelInfo
