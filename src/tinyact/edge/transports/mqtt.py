@@ -31,6 +31,7 @@ from tinyact.wire import (
     mqtt_error_topic,
     mqtt_result_topic,
     parse_mqtt_url,
+    split_mqtt_topic,
 )
 
 if TYPE_CHECKING:
@@ -114,12 +115,12 @@ class MqttTransport:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> str:
         """Apply one message from the broker; returns what was done: ``result``, ``rejected``, ``held``,
         ``transient``, ``empty`` (a cleared retained message) or ``ignored:<why>``."""
-        parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != "tinyact" or parts[1] != self.device_id or parts[3] not in ("result", "error"):
+        parts = split_mqtt_topic(topic)
+        if parts is None or parts[0] != self.device_id or parts[2] not in ("result", "error"):
             return self._ignore("foreign_topic", "message on %s, which is not this device's result or error topic", topic)
         if not payload:
             return "empty"
-        camera, kind = parts[2], parts[3]
+        _device, camera, kind = parts
         if kind == "result":
             try:
                 result = ClipResult.model_validate_json(payload)
