@@ -22,9 +22,10 @@ from tinyact.cloud.db.schema import predictions
 from tinyact.cloud.devices import add_device
 from tinyact.cloud.server import free_port, serve_in_background
 from tinyact.data.encode import encode_video
-from tinyact.edge.agent import EdgeAgent, enforce_retention
+from tinyact.edge.agent import EdgeAgent
 from tinyact.edge.config import EdgeConfig
 from tinyact.edge.encoder import load_encoder
+from tinyact.edge.files import enforce_retention
 from tinyact.edge.sources import CameraError, FileCamera
 from tinyact.edge.transports import HttpTransport
 from tinyact.errors import ConfigError
@@ -340,7 +341,7 @@ def test_stream_camera_over_http_decodes_only_windows_and_reports_down(tmp_path)
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from tinyact.edge.sources import StreamCamera
+    from tinyact.edge.streams import StreamCamera
 
     # 4 s of 25 fps video (grey = 3·frame index), a keyframe every 0.5 s, served over HTTP.
     encode_video(tmp_path / "s.mkv", [np.full((48, 64, 3), j * 2 % 256, np.uint8) for j in range(100)], FPS, crf=5,

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tinyact.edge.config import EXAMPLE_CONFIG, EdgeConfig
-from tinyact.edge.store import EdgeStore, backoff_delay
+from tinyact.edge.store import EdgeStore
 from tinyact.errors import ConfigError
+from tinyact.retry import backoff_delay
 from tinyact.wire import ClipResult, LabelScore
 
 

@@ -19,7 +19,8 @@ from tinyact.cli import COMMAND_ORDER, app
 from tinyact.cloud.server import free_port
 from tinyact.console import console
 from tinyact.data.encode import encode_video
-from tinyact.edge.agent import EdgeAgent, slowest_cameras
+from tinyact.edge.agent import EdgeAgent
+from tinyact.edge.capture import slowest_cameras
 from tinyact.edge.config import EdgeConfig
 from tinyact.edge.sources import FileCamera
 from tinyact.edge.store import EdgeStore

@@ -6,13 +6,21 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from tinyact.console import console
 from tinyact.errors import ConfigError, TinyActError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import uvicorn
+
+    from tinyact.edge.agent import EdgeAgent
+    from tinyact.edge.config import EdgeConfig
 
 app = typer.Typer(
     help="Edge device: cameras round-robin -> encoder (one batch per round) -> latents to the cloud.",
@@ -20,7 +28,6 @@ app = typer.Typer(
 )
 
 CONFIG_HELP = "Edge config YAML (`tinyact edge init` writes an example)."
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
 
 
 @app.command()
@@ -64,7 +71,7 @@ def _config_for_bundle(example: str, folder: Path) -> str:
 def run(
     config: Path = typer.Option(..., help=CONFIG_HELP),
     rounds: int = typer.Option(0, help="Stop after this many rounds and flush the outbox (0: run until Ctrl-C)."),
-    web: bool = typer.Option(True, help="Serve the local web page at web.address (when the web module is installed)."),
+    web: bool = typer.Option(True, help="Serve the local web page at web.address."),
 ) -> None:
     """Run the agent: capture every interval, encode, send, keep results; Ctrl-C stops (the outbox is kept)."""
     from tinyact.edge.agent import EdgeAgent
@@ -101,9 +108,9 @@ def run(
     _print_status(agent.status(), stale=False)
 
 
-def _check_secrets(cfg, web: bool) -> None:
+def _check_secrets(cfg: EdgeConfig, web: bool) -> None:
     """Every secret this run needs (device key, local page token) at once: one message names all missing."""
-    needed = []
+    needed: list[Callable[[], str]] = []
     if cfg.transport.kind == "http":
         needed.append(cfg.device_key)
     if web and cfg.web.enabled:
@@ -118,21 +125,18 @@ def _check_secrets(cfg, web: bool) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def _or_na(value, fmt: str = "{}") -> str:
+def _or_na(value: object, fmt: str = "{}") -> str:
     """``value`` formatted, or ``n/a`` when there is none yet."""
     return "n/a" if value is None else fmt.format(value)
 
 
-def _start_web(cfg, agent):
-    """Serve h7's edge page (``tinyact.edge.web``) in a thread, if that module is present."""
-    try:
-        from tinyact.edge.web import create_edge_app
-    except ImportError:
-        console.print("[yellow]the local web page is not part of this build (tinyact.edge.web missing)[/]")
-        return None
+def _start_web(cfg: EdgeConfig, agent: EdgeAgent) -> uvicorn.Server:
+    """Serve the edge's local page (:func:`tinyact.edge.web.create_edge_app`) in a thread."""
     import threading
 
     import uvicorn
+
+    from tinyact.edge.web import create_edge_app
 
     app = create_edge_app(agent.status, agent.store, cfg.snapshot_dir, cfg.web_token())
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning"))
@@ -287,14 +291,6 @@ def outbox_drop(
 
 
 # ---- ONNX export and int8 quantisation (tinyact.models.export / runtime) ------------------------------------
-def _export_module():
-    try:
-        from tinyact.models import export
-    except ImportError:
-        raise TinyActError("ONNX export is not part of this build (tinyact.models.export missing)") from None
-    return export
-
-
 def _as_file(checkpoint: Path) -> Path:
     """A zoo encoder written once under $TINYACT_HOME/zoo, so exports have a folder to go next to."""
     from tinyact.paths import data_home
@@ -310,44 +306,15 @@ def export_onnx(
 ) -> None:
     """Export the encoder to ONNX (fp32) for the `onnx` backend."""
     from tinyact.edge.encoder import default_onnx_path
+    from tinyact.models import export
     from tinyact.models.checkpoint import load_model
 
-    export = _export_module()
     checkpoint = _as_file(checkpoint)
     model, info = load_model(checkpoint)
     config = info["config"]
     out = out or default_onnx_path(checkpoint)
     path = export.export_onnx(model, out, frames=int(config.get("num_frames", 16)), size=int(config["input_size"][0]))
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); use encoder.backend: onnx")
-
-
-def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> np.ndarray:
-    """Up to ``limit`` real clips uint8 ``[N, T, 3, S, S]`` from a manifest CSV or a folder of videos."""
-    from tinyact.data.video import ClipSampling, VideoDecodeError, read_clip
-
-    if source.is_file():
-        from tinyact.data.manifest import Manifest
-
-        manifest = Manifest.read(source)
-        videos = [manifest.resolve(e) for e in manifest.entries]
-    elif source.is_dir():
-        videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-    else:
-        raise TinyActError(f"--calibrate-on {source}: no such manifest or folder")
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(videos))
-    sampling = ClipSampling(num_frames=num_frames, size=size, strategy="uniform")
-    clips = []
-    for i in order:
-        if len(clips) >= limit:
-            break
-        try:
-            clips.append(read_clip(videos[i], sampling).numpy())
-        except VideoDecodeError as error:
-            console.print(f"[yellow]skipped {error.path}: {error.reason}[/]")
-    if not clips:
-        raise TinyActError(f"no readable video clips in {source}")
-    return np.stack(clips)
 
 
 @app.command()
@@ -361,7 +328,7 @@ def quantize(
     clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
-    from tinyact.edge.encoder import default_onnx_path, write_int8_encoder
+    from tinyact.edge.encoder import calibration_clips, default_onnx_path, latent_drift, write_int8_encoder
     from tinyact.models.checkpoint import load_model
     from tinyact.models.runtime import load_runtime
 
@@ -376,7 +343,6 @@ def quantize(
     half = max(1, len(data) // 2) if len(data) > 1 else 1
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
     if format == "onnx":
-        _export_module()  # a clear error where the ONNX extras are missing
         onnx_in = onnx_in or default_onnx_path(checkpoint)
     out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
                              onnx_in=onnx_in)
@@ -392,12 +358,3 @@ def quantize(
     (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
                                                             "held_out_clips": len(held_out), **drift}, indent=1))
     console.print(f"use encoder.backend: {backend}")
-
-
-def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
-    """Cosine similarity and relative L2 error of ``other`` vs ``reference`` latents, row by row."""
-    a, b = np.asarray(reference, np.float64), np.asarray(other, np.float64)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    rel = np.linalg.norm(a - b, axis=1) / (np.linalg.norm(a, axis=1) + 1e-12)
-    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "rel_l2_mean": float(rel.mean()),
-            "rel_l2_max": float(rel.max())}

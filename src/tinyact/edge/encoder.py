@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinyact.data.transforms import NormStats
 from tinyact.edge.config import EncoderConfig
-from tinyact.errors import ConfigError
+from tinyact.errors import ConfigError, TinyActError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def write_int8_encoder(
     first when it is missing; without ``onnx_in`` the fp32 graph is exported afresh next to the checkpoint.
     ``out`` replaces the default output path.
     """
-    stats = getattr(model.config, "normalization", "imagenet")
+    stats: NormStats = getattr(model.config, "normalization", None) or "imagenet"
     if backend == "torch-int8":
         from tinyact.models.quantize import quantize_encoder, save_int8
 
@@ -143,3 +144,55 @@ def write_int8_encoder(
     if onnx_in is None or not fp32.is_file():
         export_onnx(model, fp32)
     return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats)
+
+
+def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` real clips to calibrate int8 quantisation on, from a manifest CSV or a folder of videos.
+
+    Args:
+        source: A manifest CSV, or a folder searched for video files (:data:`tinyact.data.layouts.VIDEO_SUFFIXES`).
+        num_frames: Frames per clip (``T``).
+        size: Square frame size (``S``).
+        limit: The most clips to read (videos are taken in a fixed random order; unreadable ones are skipped).
+
+    Returns:
+        uint8 ``[N, T, 3, S, S]``.
+
+    Raises:
+        TinyActError: ``source`` does not exist, or no video in it could be read.
+    """
+    from tinyact.data.layouts import VIDEO_SUFFIXES
+    from tinyact.data.video import ClipSampling, VideoDecodeError, read_clip
+
+    if source.is_file():
+        from tinyact.data.manifest import Manifest
+
+        manifest = Manifest.read(source)
+        videos = [manifest.resolve(e) for e in manifest.entries]
+    elif source.is_dir():
+        videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    else:
+        raise TinyActError(f"--calibrate-on {source}: no such manifest or folder")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(videos))
+    sampling = ClipSampling(num_frames=num_frames, size=size, strategy="uniform")
+    clips: list[np.ndarray] = []
+    for i in order:
+        if len(clips) >= limit:
+            break
+        try:
+            clips.append(read_clip(videos[i], sampling).numpy())
+        except VideoDecodeError as error:
+            logger.warning("calibration: skipped %s: %s", error.path, error.reason)
+    if not clips:
+        raise TinyActError(f"no readable video clips in {source}")
+    return np.stack(clips)
+
+
+def latent_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Cosine similarity and relative L2 error of ``other`` vs ``reference`` latents, row by row."""
+    a, b = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    rel = np.linalg.norm(a - b, axis=1) / (np.linalg.norm(a, axis=1) + 1e-12)
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "rel_l2_mean": float(rel.mean()),
+            "rel_l2_max": float(rel.max())}

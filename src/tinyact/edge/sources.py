@@ -9,10 +9,8 @@ encoder's input size, plus a snapshot for the local page.
   apart. A grab seeks to the keyframe before the window and decodes only up to the window's last frame; only
   the frames kept are converted to RGB. Frames between windows are never decoded: this is what decides how
   many cameras one box can serve.
-* :class:`StreamCamera`: RTSP / HTTP streams and V4L2 webcams through PyAV. A reader thread demuxes packets
-  all the time (cheap) but *decodes* only while a grab is waiting: it starts at the next keyframe and stops
-  after the last frame of the window, dropping the packets in between windows. A stream that fails or stalls
-  (no packet within the read timeout) is reopened with exponential backoff; meanwhile the camera is down.
+* :class:`~tinyact.edge.streams.StreamCamera` (:mod:`tinyact.edge.streams`): RTSP / HTTP streams and V4L2
+  webcams, built on the base here.
 
 The frames kept become the clip through :func:`clip_of`: RGB at the camera's native size, then
 :func:`tinyact.data.transforms.prepare_frames`, the same function that made the training clips (read_clip,
@@ -27,10 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +38,8 @@ import numpy as np
 
 from tinyact.data.transforms import prepare_frames
 from tinyact.data.video import VideoDecodeError, frames_at, probe_video
-from tinyact.edge.config import CameraConfig
 from tinyact.errors import TinyActError
+from tinyact.retry import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +111,7 @@ class Health:
             self.up, self.last_error = False, error
             self.failures += 1
             self.total_failures += 1
-            delay = min(self.max_s, self.base_s * 2 ** (self.failures - 1))
-            delay = random.uniform(delay / 2, delay)
+            delay = backoff_delay(self.failures, self.base_s, self.max_s)
             self.next_try_at = time.monotonic() + delay
             return delay
 
@@ -214,7 +210,7 @@ class FileCamera(Camera):
                 unwrapped = np.round(elapsed - step * np.arange(num_frames - 1, -1, -1), 9)
                 targets = self.info.start + np.mod(unwrapped, self.info.duration)
                 indices = frames_at(self.info.frame_times, targets)
-                frames, snapshot, decoded = self._decode(indices, size)
+                frames, snapshot, decoded = self._decode(self._opened(), indices, size)
             except CameraError:
                 self._close()
                 raise
@@ -225,7 +221,16 @@ class FileCamera(Camera):
         self.decoded_frames += decoded
         return Grab(self.camera_id, frames, captured_at, snapshot, decoded, float(targets[-1]))
 
-    def _decode(self, indices: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    def _opened(self) -> av.container.InputContainer:
+        """The open file (opened now if it is not)."""
+        if self._container is None:
+            self._open()
+        if self._container is None:  # _open raises rather than leave it closed
+            raise CameraError("the file is not open")
+        return self._container
+
+    def _decode(self, container: av.container.InputContainer, indices: np.ndarray,
+                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
         # Split the window where it wraps around the end of the file: each run is decoded from its own seek.
         runs: list[list[int]] = [[int(indices[0])]]
         for i in indices[1:]:
@@ -237,7 +242,7 @@ class FileCamera(Camera):
         decoded = 0
         last_index = int(indices[-1])
         for run in runs:
-            got, last_frame, n = self._decode_run(sorted(set(run)), want_snapshot=last_index in run)
+            got, last_frame, n = self._decode_run(container, sorted(set(run)), want_snapshot=last_index in run)
             kept.update(got)
             decoded += n
             if last_frame is not None:
@@ -246,21 +251,23 @@ class FileCamera(Camera):
             raise CameraError("the window's last frame could not be decoded")
         return clip_of([kept[int(i)] for i in indices], size), snapshot, decoded
 
-    def _decode_run(self, wanted: list[int], want_snapshot: bool):
+    def _decode_run(self, container: av.container.InputContainer, wanted: list[int],
+                    want_snapshot: bool) -> tuple[dict[int, av.VideoFrame], av.VideoFrame | None, int]:
         times = self.info.frame_times
         tolerance = self.info.frame_duration / 2
         stream = self._stream
-        self._container.seek(int(times[wanted[0]] / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
+        time_base = time_base_s(stream)
+        container.seek(int(times[wanted[0]] / time_base), stream=stream, backward=True, any_frame=False)
         got: dict[int, av.VideoFrame] = {}  # converted later, all at once (clip_of)
         previous = None
         last_frame = None
         decoded = 0
         pos = 0
-        for frame in self._frames(stream, times[wanted], tolerance):
+        for frame in self._frames(container, stream, times[wanted], tolerance):
             if frame.pts is None:
                 continue
             decoded += 1
-            t = float(frame.pts * stream.time_base)
+            t = frame.pts * time_base
             # Frames before a wanted one are decoded (the codec needs them) but never kept or converted.
             while pos < len(wanted) and t > times[wanted[pos]] + tolerance and previous is not None:
                 got[wanted[pos]] = previous  # a damaged frame: the one on screen before it
@@ -277,14 +284,15 @@ class FileCamera(Camera):
             raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
         return got, (last_frame if want_snapshot else None), decoded
 
-    def _frames(self, stream, wanted_times: np.ndarray, tolerance: float):
+    def _frames(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                wanted_times: np.ndarray, tolerance: float) -> Iterator[av.VideoFrame]:
         """Decoded frames from the current position. With ``skip_nonref``, a packet whose frame is not wanted
         is decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most B-frames) is then not
         decoded at all, while reference frames still are (the wanted frames need them)."""
         context = stream.codec_context
-        time_base = float(stream.time_base)
+        time_base = time_base_s(stream)
         try:
-            for packet in self._container.demux(stream):
+            for packet in container.demux(stream):
                 if self.skip_nonref:
                     hit = True
                     if packet.pts is not None and packet.size:
@@ -307,176 +315,8 @@ class FileCamera(Camera):
             self._close()
 
 
-@dataclass
-class _Window:
-    num_frames: int
-    step: float
-    size: tuple[int, int]
-    frames: list
-    done: threading.Event
-    started: bool = False
-    next_t: float | None = None
-    last_frame: Any = None
-    decoded: int = 0
-    error: str | None = None
-
-
-class StreamCamera(Camera):
-    """RTSP / HTTP / V4L2 through PyAV with a reader thread (see the module docstring).
-
-    ``pace``: sleep to the stream's timestamps (for sources that can be read faster than real time, such as
-    a file served over HTTP); live sources arrive at their own pace and never wait here.
-    """
-
-    def __init__(self, camera_id: str, url: str, *, fps: float | None = None, resolution: tuple[int, int] | None = None,
-                 read_timeout_s: float = 10.0, pace: bool = True, options: dict[str, str] | None = None,
-                 grab_timeout_s: float = 15.0) -> None:
-        super().__init__(camera_id)
-        self.url = self.source = url
-        self.grab_timeout_s = grab_timeout_s
-        self.fps = fps
-        self.resolution = resolution
-        self.read_timeout_s = read_timeout_s
-        self.pace = pace
-        self.options = dict(options or {})
-        self.reconnects = 0
-        self.packets = 0
-        self._window: _Window | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
-            self._thread.start()
-
-    def _open(self) -> av.container.InputContainer:
-        url, fmt, options = self.url, None, dict(self.options)
-        if url.startswith("v4l2://") or url.startswith("/dev/video"):
-            url, fmt = url.removeprefix("v4l2://"), "v4l2"
-            if self.fps:
-                options.setdefault("framerate", f"{self.fps:g}")
-            if self.resolution:
-                options.setdefault("video_size", f"{self.resolution[0]}x{self.resolution[1]}")
-        elif url.startswith("rtsp://"):
-            options.setdefault("rtsp_transport", "tcp")  # UDP loses packets on busy networks; TCP is the safe default
-        return av.open(url, format=fmt, options=options, timeout=(self.read_timeout_s, self.read_timeout_s))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            container = None
-            try:
-                container = self._open()
-                if not container.streams.video:
-                    raise CameraError("no video stream")
-                stream = container.streams.video[0]
-                stream.thread_count = 1
-                self._read(container, stream)
-                raise CameraError("the stream ended")
-            except Exception as error:  # any failure of this camera: mark it down, back off, reopen
-                if self._stop.is_set():
-                    break
-                message = str(error) if isinstance(error, CameraError) else f"{type(error).__name__}: {error}"
-                message = message.replace(self.url, redact(self.url))  # FFmpeg errors quote the URL
-                delay = self.health.failed(message)
-                self._fail_window(message)
-                logger.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, message, delay)
-                self.reconnects += 1
-                self._stop.wait(delay)
-            finally:
-                if container is not None:
-                    with contextlib.suppress(Exception):
-                        container.close()
-
-    def _read(self, container, stream) -> None:
-        time_base = float(stream.time_base)
-        base: tuple[float, float] | None = None  # (pts seconds, monotonic) of the first packet
-        decoding = False
-        for packet in container.demux(stream):
-            if self._stop.is_set():
-                return
-            if packet.pts is None or packet.size == 0:
-                continue
-            self.packets += 1
-            t = packet.pts * time_base
-            if self.health.up is not True:
-                self.health.ok()
-            if self.pace:
-                if base is None:
-                    base = (t, time.monotonic())
-                ahead = (t - base[0]) - (time.monotonic() - base[1])
-                if ahead > 0:
-                    self._stop.wait(min(ahead, 1.0))
-            window = self._window
-            if window is None:
-                decoding = False
-                continue  # between windows: the packet is dropped undecoded
-            if not decoding:
-                if not packet.is_keyframe:
-                    continue  # a decoder can only start at a keyframe
-                stream.codec_context.flush_buffers()
-                decoding = True
-            # A frame shown before the next sample time is never kept (the targets only move forward): skip
-            # decoding it when nothing refers to it.
-            early = window.next_t is not None and t + 1e-6 < window.next_t
-            stream.codec_context.skip_frame = "NONREF" if early else "DEFAULT"
-            for frame in packet.decode():
-                window.decoded += 1
-                self.decoded_frames += 1
-                ft = float(frame.pts * time_base) if frame.pts is not None else t
-                if window.next_t is None or ft + 1e-6 >= window.next_t:
-                    window.frames.append(frame)  # converted by grab's thread (clip_of), not this reader
-                    window.last_frame = frame
-                    # Next target one step after this one (not after this frame), so the mean spacing is
-                    # exactly 1/capture_fps; after a gap in the stream, restart from the frame.
-                    target = window.next_t if window.next_t is not None and ft - window.next_t < window.step else ft
-                    window.next_t = target + window.step
-                    if len(window.frames) >= window.num_frames:
-                        with self._lock:
-                            self._window = None
-                        window.done.set()
-                        decoding = False
-                        break
-
-    def _fail_window(self, message: str) -> None:
-        with self._lock:
-            window, self._window = self._window, None
-        if window is not None:
-            window.error = message
-            window.done.set()
-
-    def grab(self, num_frames: int, capture_fps: float, size: tuple[int, int], timeout: float | None = None) -> Grab:
-        """The next window: from the next keyframe on, ``num_frames`` frames ``1/capture_fps`` apart."""
-        timeout = self.grab_timeout_s if timeout is None else timeout
-        self.start()
-        window = _Window(num_frames, 1.0 / capture_fps, size, [], threading.Event())
-        with self._lock:
-            self._window = window
-        if not window.done.wait(timeout):
-            with self._lock:
-                if self._window is window:
-                    self._window = None
-            raise CameraError(f"stalled: no complete clip within {timeout:g} s")
-        if window.error:
-            raise CameraError(window.error)
-        self.clips += 1
-        return Grab(self.camera_id, clip_of(window.frames, window.size), datetime.now(UTC),
-                    snapshot_of(window.last_frame), window.decoded)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._fail_window("camera closed")
-        if self._thread is not None:
-            self._thread.join(timeout=self.read_timeout_s + 2)
-
-    def status(self) -> dict[str, Any]:
-        return {**super().status(), "reconnects": self.reconnects, "packets": self.packets}
-
-
-def open_camera(cfg: CameraConfig, grab_timeout_s: float = 15.0) -> Camera:
-    """The source for a camera entry of the config (nothing is opened yet: failures show up on grab)."""
-    if cfg.kind == "file":
-        return FileCamera(cfg.id, cfg.source.removeprefix("file:"), fps=cfg.fps)
-    return StreamCamera(cfg.id, cfg.source, fps=cfg.fps, resolution=cfg.resolution, pace=True,
-                        grab_timeout_s=grab_timeout_s)
+def time_base_s(stream: av.video.stream.VideoStream) -> float:
+    """Seconds per timestamp tick of ``stream``."""
+    if stream.time_base is None:
+        raise CameraError("the video stream has no time base")
+    return float(stream.time_base)

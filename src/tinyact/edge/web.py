@@ -230,7 +230,9 @@ def create_edge_app(
         return request.client.host if request.client else "unknown"
 
     def token_ok(given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+        if not given:
+            return False
+        return hmac.compare_digest(given.encode(), token.encode())
 
     def check_throttle(request: Request) -> None:
         wait = throttle.wait_s(client_of(request))

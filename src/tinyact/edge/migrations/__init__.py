@@ -1,0 +1,1 @@
+"""Alembic migrations of the edge database (:mod:`tinyact.edge.schema`)."""
