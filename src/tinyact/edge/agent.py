@@ -32,10 +32,10 @@ import numpy as np
 
 from tinyact.edge.capture import CaptureRounds
 from tinyact.edge.delivery import Delivery
-from tinyact.edge.files import write_atomic
 from tinyact.edge.hold import EncoderHold
 from tinyact.edge.streams import StreamCamera
 from tinyact.models.allocator import allocator_name
+from tinyact.paths import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,6 @@ class EdgeAgent(CaptureRounds, Delivery, EncoderHold):
                 status = self.status()
                 if running is not None:
                     status["running"] = running
-                write_atomic(self.cfg.status_path, json.dumps(status, indent=1, default=str).encode())
+                atomic_write_bytes(self.cfg.status_path, json.dumps(status, indent=1, default=str).encode())
             except OSError as error:
                 logger.warning("could not write %s: %s", self.cfg.status_path, error)

@@ -13,18 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Args:
-        path: The file to (re)place; its folder is created if needed.
-        data: The whole new content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+from tinyact.paths import atomic_write_bytes
 
 
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 80) -> int:
@@ -33,7 +22,7 @@ def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 80) -> int:
 
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-    write_atomic(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path.stat().st_size
 
 
