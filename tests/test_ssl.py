@@ -80,9 +80,9 @@ def test_window_cache_resumes_with_the_videos_not_done_yet(data, tmp_path, caplo
     first = Manifest(manifest.entries[:5], manifest.root)
     build_window_cache(first, tmp_path / "w", sampling, workers=1)
     (tmp_path / "w" / "shard-stale000000.npy.tmp").write_bytes(b"half a shard")  # left by a killed build
-    with caplog.at_level("INFO", logger="tinyact.training.ssl_views"):
+    with caplog.at_level("INFO", logger="tinyact.data.cache"):
         build_window_cache(manifest, tmp_path / "w", sampling, workers=1)
-    assert f"{len(manifest) - 5} video(s)" in caplog.text and "(5 already done)" in caplog.text
+    assert f"5 clips already done, {len(manifest) - 5} to go" in caplog.text
     assert len(ClipCache(tmp_path / "w")) == len(manifest)
     assert not list((tmp_path / "w").glob("*.tmp"))
     with pytest.raises(Exception, match="different cache"):

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,72 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+ChunkResult = tuple[str | None, list[str], list[tuple[str, str, str]]]
+
+
+def decode_into_cache(
+    manifest: Manifest,
+    out: Path,
+    decode_chunk: Callable[[tuple[list[tuple[str, str]], dict, str]], ChunkResult],
+    key: dict,
+    workers: int,
+    chunk_size: int,
+    what: str,
+) -> tuple[int, int, int]:
+    """Decode the clips of ``manifest`` that ``out`` lacks, in chunks over a process pool, resuming a killed build.
+
+    The part shared by the clip cache and the self-supervised window cache: which clips are done (``index.csv``
+    and ``skipped.csv``), removing shards a killed build left unreferenced, and appending each chunk's rows.
+
+    Args:
+        manifest: The clips to cache.
+        out: The cache folder (its ``cache.json`` already checked or written).
+        decode_chunk: Picklable worker: ``(chunk of (path, clip_id), key, out) -> (shard file or None, clip ids
+            stored, (path, clip_id, reason) of the clips that failed)``.
+        key: What the worker needs to decode (the sampling's fields).
+        workers: Processes (0 = one per core).
+        chunk_size: Clips per chunk (one shard each).
+        what: The name in progress bars and log lines.
+
+    Returns:
+        ``(clips cached now, clips skipped now, clips already done)``.
+    """
+    index_rows = read_rows(out / "index.csv")
+    done = {row["clip_id"] for row in index_rows} | {row["clip_id"] for row in read_rows(out / "skipped.csv")}
+    referenced = {row["shard"] for row in index_rows}
+    for stale in list(out.glob("shard-*.npy")) + list(out.glob("shard-*.tmp")):
+        if stale.name not in referenced:  # left behind by a killed run
+            stale.unlink()
+    todo = [e for e in manifest.entries if e.clip_id not in done]
+    if done and todo:  # an earlier, interrupted run's clips
+        logger.info("%s: resuming, %d clips already done, %d to go", what, len(manifest) - len(todo), len(todo))
+    elif done:
+        logger.debug("%s: %s already holds all %d clips", what, out, len(manifest))
+    else:
+        logger.info("%s: decoding %d clip(s) into %s", what, len(todo), out)
+    chunks = [[(str(manifest.resolve(e)), e.clip_id) for e in todo[i : i + chunk_size]]
+              for i in range(0, len(todo), chunk_size)]
+    cached = skipped = 0
+    with progress_bar(f"{what}: decode", total=len(todo), unit="clip") as bar:
+
+        def record(result: ChunkResult) -> None:
+            nonlocal cached, skipped
+            shard, ids, bad = result
+            if shard is not None:
+                append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
+            if bad:
+                append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
+                for path, _, reason in bad:
+                    logger.warning("%s: skipped %s: %s", what, path, reason)
+            cached += len(ids)
+            skipped += len(bad)
+            bar.advance(len(ids) + len(bad))
+
+        run_bounded(decode_chunk, ((chunk, key, str(out)) for chunk in chunks),
+                    min(worker_count(workers), max(1, len(chunks))), record)
+    return cached, skipped, len(manifest) - len(todo)
+
+
 def build_cache(
     manifest: Manifest,
     out: str | Path,
@@ -122,45 +189,11 @@ def build_cache(
     else:
         meta_path.write_text(json.dumps({"sampling": key, "format": 1}, indent=2))
 
-    index_rows = read_rows(out / "index.csv")
-    done = {row["clip_id"] for row in index_rows} | {row["clip_id"] for row in read_rows(out / "skipped.csv")}
-    referenced = {row["shard"] for row in index_rows}
-    for stale in list(out.glob("shard-*.npy")) + list(out.glob("shard-*.tmp")):
-        if stale.name not in referenced:  # left behind by a killed run
-            stale.unlink()
-
-    todo = [e for e in manifest.entries if e.clip_id not in done]
-    if done and todo:  # an earlier, interrupted run's clips
-        logger.info("cache: resuming, %d clips already done, %d to go", len(manifest) - len(todo), len(todo))
-    elif done:
-        logger.debug("cache: %s already holds all %d clips", out, len(manifest))
-    else:
-        logger.info("cache: decoding %d clip(s) into %s", len(todo), out)
-    chunks = [
-        [(str(manifest.resolve(e)), e.clip_id) for e in todo[i : i + chunk_size]] for i in range(0, len(todo), chunk_size)
-    ]
-    workers = worker_count(workers)
-    cached = skipped = 0
-    with progress_bar("cache: decode", total=len(todo), unit="clip") as bar:
-
-        def record(result: tuple[str | None, list[str], list[tuple[str, str, str]]]) -> None:
-            nonlocal cached, skipped
-            shard, ids, bad = result
-            if shard is not None:
-                append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
-            if bad:
-                append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
-                for path, _, reason in bad:
-                    logger.warning("cache: skipped %s: %s", path, reason)
-            cached += len(ids)
-            skipped += len(bad)
-            bar.advance(len(ids) + len(bad))
-
-        run_bounded(_decode_chunk, ((chunk, key, str(out)) for chunk in chunks), workers, record)
+    cached, skipped, already_done = decode_into_cache(manifest, out, _decode_chunk, key, workers, chunk_size, "cache")
     total_skipped = len(read_rows(out / "skipped.csv"))
     if total_skipped:
         logger.warning("cache: %d file(s) could not be decoded; see %s", total_skipped, out / "skipped.csv")
-    return CacheBuildResult(cached=cached, skipped=skipped, already_done=len(manifest) - len(todo), out=out)
+    return CacheBuildResult(cached=cached, skipped=skipped, already_done=already_done, out=out)
 
 
 class ClipCache:

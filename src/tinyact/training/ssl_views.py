@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinyact.console import progress_bar
-from tinyact.data.cache import write_shard
+from tinyact.data.cache import decode_into_cache, write_shard
 from tinyact.data.manifest import Manifest
 from tinyact.data.video import ClipSampling, VideoDecodeError
 from tinyact.errors import DatasetError
@@ -79,8 +78,6 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
     ``skipped.csv``, ``shard-*.npy`` of ``[n, K, W, 3, S, S]``), so :class:`tinyact.data.cache.ClipCache` reads
     it; ``cache.json`` adds ``"windows": true`` because short videos repeat frames here instead of being skipped.
     """
-    from tinyact.data.cache import INDEX_FIELDS, SKIPPED_FIELDS, append_rows, read_rows
-    from tinyact.parallel import run_bounded, worker_count
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,32 +90,7 @@ def build_window_cache(manifest: Manifest, out: str | Path, sampling: ClipSampli
                                "or delete this one")
     else:
         meta_path.write_text(json.dumps({"sampling": key, "format": 1, "windows": True}, indent=2))
-    index_rows = read_rows(out / "index.csv")
-    done = {r["clip_id"] for r in index_rows} | {r["clip_id"] for r in read_rows(out / "skipped.csv")}
-    referenced = {r["shard"] for r in index_rows}
-    for stale in [*out.glob("shard-*.npy"), *out.glob("shard-*.tmp")]:
-        if stale.name not in referenced:  # left behind by a killed build
-            stale.unlink()
-    todo = [e for e in manifest.entries if e.clip_id not in done]
-    if todo:
-        logger.info("ssl: caching %d-frame windows of %d video(s) into %s%s", sampling.num_frames, len(todo), out,
-                    f" ({len(manifest) - len(todo)} already done)" if done else "")
-    chunks = [[(str(manifest.resolve(e)), e.clip_id) for e in todo[i : i + chunk_size]]
-              for i in range(0, len(todo), chunk_size)]
-    workers = min(worker_count(workers), max(1, len(chunks)))
-    with progress_bar("ssl: decode windows", total=len(todo), unit="video") as bar:
-
-        def record(result: tuple[str | None, list[str], list[tuple[str, str, str]]]) -> None:
-            shard, ids, bad = result
-            if shard is not None:
-                append_rows(out / "index.csv", INDEX_FIELDS, [(cid, shard, row) for row, cid in enumerate(ids)])
-            if bad:
-                append_rows(out / "skipped.csv", SKIPPED_FIELDS, bad)
-                for path, _, reason in bad:
-                    logger.warning("ssl: skipped %s: %s", path, reason)
-            bar.advance(len(ids) + len(bad))
-
-        run_bounded(_decode_window_chunk, ((chunk, key, str(out)) for chunk in chunks), workers, record)
+    decode_into_cache(manifest, out, _decode_window_chunk, key, workers, chunk_size, "ssl windows")
     return out
 
 
