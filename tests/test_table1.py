@@ -61,7 +61,6 @@ def test_format_table1_puts_the_paper_beside_ours():
 
 @pytest.mark.slow
 def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
-    pytest.importorskip("tinyact.training.ae", reason="autoencoder training (tinyact.training.ae) is not in this tree")
     data = _folder_dataset(tiny_synth, tmp_path / "folder")
     grids = tmp_path / "t1.yaml"
     grids.write_text(

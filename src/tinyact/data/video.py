@@ -26,8 +26,9 @@ Any failure a user's file can cause (missing, empty, corrupt, truncated, audio-o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -157,9 +158,16 @@ def _open(source: str | Path) -> av.container.InputContainer:
 
 def _video_stream(container: av.container.InputContainer, source: str) -> av.video.stream.VideoStream:
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds = sorted({str(s.type) for s in container.streams}) or ["none"]
         raise VideoDecodeError(source, f"no video stream (streams: {', '.join(kinds)}; audio-only?)")
     return container.streams.video[0]
+
+
+def _time_base(stream: av.video.stream.VideoStream, source: str) -> Fraction:
+    """Seconds per pts tick of ``stream``; FFmpeg sets one on every demuxed stream."""
+    if stream.time_base is None:
+        raise VideoDecodeError(source, "the video stream has no time base")
+    return stream.time_base
 
 
 def _scan_frame_times(container: av.container.InputContainer, stream, source: str) -> tuple[np.ndarray, float]:
@@ -281,7 +289,7 @@ def frames_at(frame_times: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def iter_frames(
     source: str | Path, start: float = 0.0, threads: bool = True
-) -> Iterator[tuple[float, av.VideoFrame]]:
+) -> Generator[tuple[float, av.VideoFrame], None, None]:
     """Decode frames from ``start`` seconds on (after seeking to the keyframe before it), yielding
     ``(time_s, frame)``. Frames are not converted; call ``frame.to_ndarray(format="rgb24")`` on those you keep.
     """
@@ -293,19 +301,22 @@ def iter_frames(
             stream.thread_type = "AUTO"  # frame + slice threads, one per core
         else:
             stream.thread_count = 1  # FFmpeg's default (0) means "auto", not "off"
+        time_base = _time_base(stream, source)
         if start > 0:
-            container.seek(int(start / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
+            container.seek(int(start / float(time_base)), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
-            yield float(frame.pts * stream.time_base), frame
+            yield float(frame.pts * time_base), frame
     except av.FFmpegError as error:
         raise VideoDecodeError(source, f"decoding failed ({error.strerror or error}); file corrupt or truncated?") from None
     finally:
         container.close()
 
 
-def decode_frames_at(source: str | Path, info: VideoInfo, indices: Sequence[int], threads: bool = True) -> np.ndarray:
+def decode_frames_at(
+    source: str | Path, info: VideoInfo, indices: Sequence[int] | np.ndarray, threads: bool = True
+) -> np.ndarray:
     """Decode the frames with the given indices into ``info.frame_times``; returns ``[len(indices), H, W, 3]``
     uint8 RGB in the order of ``indices`` (repeats allowed).
 

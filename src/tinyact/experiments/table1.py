@@ -31,7 +31,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,9 @@ from tinyact.data.manifest import Manifest
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError, DatasetError, TinyActError
 from tinyact.latents import LatentsFile
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +161,8 @@ def train_encoder(cfg: Table1Config, manifest_path: Path, cache_dir: Path) -> tu
             "size": cfg.size or 112, "frames": cfg.frames or 16, "epochs": cfg.epochs, "seed": cfg.seed,
             "device": cfg.device, "precision": cfg.precision, "model_overrides": cfg.ae.get("model_overrides", {}),
         }, source="table1 self-supervised settings")
-        result = train_ssl(ssl_cfg, resume=(ssl_dir / "last.pt").is_file())
-        model_file = result.best_model or result.model
+        ssl_result = train_ssl(ssl_cfg, resume=(ssl_dir / "last.pt").is_file())
+        model_file = ssl_result.best_model or ssl_result.model
         from tinyact.models.checkpoint import load_model
 
         return model_file, str(load_model(model_file)[1]["hash"])
@@ -201,9 +204,8 @@ def choose_on_val(rows: dict[str, dict[str, Any]]) -> str:
     """The classifier a user would pick without looking at test: best val top-1, then best k-fold CV top-1 on
     train, then the configured order. Test numbers play no part."""
     def key(kind: str) -> tuple[float, float]:
-        row = rows[kind]
-        return (row.get("val_top1") if row.get("val_top1") is not None else -1.0,
-                row.get("cv_top1") if row.get("cv_top1") is not None else -1.0)
+        val_top1, cv_top1 = rows[kind].get("val_top1"), rows[kind].get("cv_top1")
+        return (-1.0 if val_top1 is None else val_top1, -1.0 if cv_top1 is None else cv_top1)
 
     return max(rows, key=key)  # max keeps the first of equals: the configured order
 
@@ -228,6 +230,7 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         raw_pixel_latents,
     )
     from tinyact.data.cache import build_cache
+    from tinyact.models.base import config_of
     from tinyact.training.extract import extract_latents
     from tinyact.zoo import encoder_sampling, resolve_encoder
 
@@ -244,10 +247,11 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         logger.info("table1: %s done in %.1f s", name, timings[name])
 
     choice = resolve_encoder(cfg.encoder)
-    if choice.is_scratch:
+    pretrained = choice.model  # None for scratch
+    if pretrained is None:
         size, frames, preset, overrides = cfg.size or 112, cfg.frames or 16, cfg.preset, cfg.ae.get("model_overrides", {})
     else:
-        enc_config = choice.model.config.to_dict()  # type: ignore[union-attr]
+        enc_config = config_of(pretrained).to_dict()
         size = cfg.size or int(enc_config["input_size"][0])
         frames = cfg.frames or int(enc_config["num_frames"])
         preset, overrides = str(enc_config.get("preset", "fast")), architecture_overrides(enc_config)
@@ -270,19 +274,19 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
     check_training_clips(manifest, cache_dir)
     stage("cache", t)
 
-    checkpoint: Any
-    if choice.is_scratch:
+    checkpoint: nn.Module | Path
+    if pretrained is None:
         t = time.perf_counter()
         checkpoint, encoder_hash = train_encoder(cfg, out / "manifest.csv", cache_dir)
         stage("train_autoencoder", t)
     else:
-        checkpoint, encoder_hash = choice.model, str(choice.encoder_hash)
+        checkpoint, encoder_hash = pretrained, str(choice.encoder_hash)
         if cfg.adapt != "none":
             from tinyact.models.checkpoint import load_model
             from tinyact.training.adapt import adapt_encoder
 
             t = time.perf_counter()
-            adapted = adapt_encoder(choice.model, out / "manifest.csv", out / "adapt", objective=cfg.adapt,
+            adapted = adapt_encoder(pretrained, out / "manifest.csv", out / "adapt", objective=cfg.adapt,
                                     epochs=cfg.adapt_epochs, seed=cfg.seed, device=cfg.device)
             logger.info("table1: adaptation %s (val probe %.3f before, %.3f after); using the %s encoder",
                         cfg.adapt, adapted.before, adapted.after, adapted.kept)

@@ -33,10 +33,11 @@ from tinyact.console import progress_bar
 from tinyact.data.cache import ClipCache
 from tinyact.data.datasets import ClipDataset, collate_clips
 from tinyact.data.manifest import Manifest
-from tinyact.data.transforms import normalize
+from tinyact.data.transforms import NormStats, normalize
 from tinyact.data.video import ClipSampling
 from tinyact.errors import TinyActError
 from tinyact.latents import LatentsFile
+from tinyact.models.base import encode_fn
 from tinyact.models.checkpoint import load_model, state_dict_hash
 from tinyact.training.runtime import pick_device
 
@@ -60,7 +61,8 @@ def _load_encoder(encoder: nn.Module | str | Path, encoder_hash: str | None) -> 
     if not hasattr(encoder, "encode"):
         raise TinyActError(f"the encoder must have an .encode(x) method; got {type(encoder).__name__}")
     config = getattr(encoder, "config", None)
-    described = {"kind": type(encoder).__name__, "config": config.to_dict() if hasattr(config, "to_dict") else None}
+    to_dict = config.to_dict() if config is not None and hasattr(config, "to_dict") else None
+    described = {"kind": type(encoder).__name__, "config": to_dict}
     return encoder, encoder_hash or state_dict_hash(encoder.state_dict()), described
 
 
@@ -116,13 +118,23 @@ def _already_complete(out: Path, manifest: Manifest, encoder_hash: str, sampling
     return None
 
 
+def _input_stats(model: nn.Module) -> NormStats:
+    """The normalisation the encoder's config asks for (ImageNet statistics when it states none)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "normalization"):
+        stats: NormStats = config.normalization
+        return stats
+    return "imagenet"
+
+
 def encode_windows(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Normalised ``[B, T, 3, H, W]`` -> ``[B, D]`` latents; ``[B, K, T, 3, H, W]`` (K windows of one video,
     ``ClipSampling(strategy="multi")``) -> the mean of each video's K window latents."""
+    encode = encode_fn(model)
     if x.dim() == 6:
         b, k = x.shape[:2]
-        return model.encode(x.flatten(0, 1)).float().reshape(b, k, -1).mean(1)
-    return model.encode(x).float()
+        return encode(x.flatten(0, 1)).float().reshape(b, k, -1).mean(1)
+    return encode(x).float()
 
 
 @torch.no_grad()
@@ -163,7 +175,7 @@ def extract_latents(
     dev = pick_device(device)
     was_training = model.training
     model.eval().to(dev)
-    stats = getattr(getattr(model, "config", None), "normalization", "imagenet")
+    stats = _input_stats(model)
     sampling_key = _sampling_json(sampling)
 
     if resume and (complete := _already_complete(out, manifest, weights_hash, sampling_key)) is not None:
@@ -221,10 +233,10 @@ def extract_latents(
     }
     result = LatentsFile(
         latents=np.stack([rows[e.clip_id] for e in kept]),
-        labels=[e.label for e in kept],
+        labels=np.asarray([e.label for e in kept], dtype=str),
         label_names=list(manifest.label_names),
-        clip_ids=[e.clip_id for e in kept],
-        splits=[e.split for e in kept],
+        clip_ids=np.asarray([e.clip_id for e in kept], dtype=str),
+        splits=np.asarray([e.split for e in kept], dtype=str),
         encoder_hash=weights_hash,
         meta=meta,
     )

@@ -57,9 +57,11 @@ def machine_description(device: str) -> dict[str, Any]:
 def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, Any], metrics: dict[str, Any],
                   trained_on: dict[str, Any], description: str = "") -> Path:
     """Write ``out_dir/{entry.yaml, encoder.fp16.pt}`` from a pretraining ``model.pt``; returns ``out_dir``."""
+    from tinyact.models.base import config_of
     from tinyact.models.checkpoint import load_model, state_dict_hash
 
     model, info = load_model(model_file)
+    config = config_of(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     half = {k: v.half() if v.is_floating_point() else v for k, v in encoder_state(model).items()}
     weights = out_dir / WEIGHTS_FILE
@@ -67,15 +69,15 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
     torch.save(half, tmp)
     tmp.replace(weights)
     # The hash every latent will carry is that of the model as users load it: float16 weights made float32.
-    shipped = build_from_config(model.config.to_dict())
+    shipped = build_from_config(config.to_dict())
     shipped.load_state_dict({k: v.float() for k, v in half.items()}, strict=False)
     entry = {
         "name": name,
         "description": description,
         "kind": type(model).__name__,
-        "config": model.config.to_dict(),
-        "input": {"frames": model.config.num_frames, "size": list(model.config.input_size),
-                  "normalization": model.config.normalization,
+        "config": config.to_dict(),
+        "input": {"frames": config.num_frames, "size": list(config.input_size),
+                  "normalization": config.normalization,
                   "sampling": dict(recipe.get("sampling", {"strategy": "uniform"}))},  # a copy: no YAML anchor
         "label_names": list(info.get("extra", {}).get("label_names", [])),
         "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,

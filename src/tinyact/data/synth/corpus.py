@@ -285,7 +285,7 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
             box = ((big_w - cw) / 2, (big_h - ch) / 2, (big_w + cw) / 2, (big_h + ch) / 2)
         else:
             box = (off_x, off_y, off_x + width, off_y + height)
-        frame = canvas.resize((width, height), Image.BILINEAR, box=box)
+        frame = canvas.resize((width, height), Image.Resampling.BILINEAR, box=box)
         if mask_filter is not None:
             frame = frame.filter(mask_filter)
         if blur:

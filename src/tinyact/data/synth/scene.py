@@ -33,7 +33,7 @@ def make_background(rng: np.random.Generator, height: int, width: int, clutter_m
         weight = (proj - proj.min()) / max(float(np.ptp(proj)), 1.0)
     elif kind == "blotches":
         small = rng.random((rng.integers(3, 7), rng.integers(3, 7))).astype(np.float32)
-        weight = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
+        weight = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC),
                             np.float32) / 255.0
     elif kind == "stripes":
         period = rng.uniform(0.06, 0.2) * height
