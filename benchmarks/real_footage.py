@@ -58,6 +58,7 @@ from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.video import ClipSampling, clip_timestamps, probe_video  # noqa: E402
 from tinyact.edge.sources import FileCamera  # noqa: E402
 from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
+from tinyact.experiments.table1_report import reading  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
@@ -106,14 +107,6 @@ def person_of(split_file: Path) -> dict[str, str]:
     return {}
 
 
-def reading(sampling: dict[str, Any]) -> str:
-    """How the encoder read a video, in words."""
-    if sampling.get("strategy") == "multi":
-        rate = f"{sampling['sample_fps']:g} frames/s" if sampling.get("sample_fps") else f"every {sampling['stride']}th frame"
-        return f"the mean latent of {sampling['num_clips']} windows at {rate}"
-    return "frames spread over the whole video (uniform)"
-
-
 def protocol(manifest: Manifest, split_file: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Persons per split, clip counts, the folds actually used and the protocol as one sentence."""
     known = person_of(split_file)
@@ -130,7 +123,7 @@ def protocol(manifest: Manifest, split_file: Path, metrics: dict[str, Any]) -> d
             f"test = {', '.join(persons_sorted['test'])} ({metrics['n_test']}). Grid search with stratified "
             f"{cfg['folds']}-fold CV on train (used: {', '.join(str(k) for k in used)}), choose on val, report test. "
             f"{len(metrics['classes'])} classes, {metrics['encoder']['frames']}x{metrics['encoder']['size']}² clips, "
-            f"{reading(metrics['encoder'].get('sampling', {}))} for the encoder, uniform for the pixel baselines.")
+            f"for the encoder {reading(metrics['encoder'].get('sampling', {}))}, for the pixel baselines spread over the video.")
     return {"persons": persons_sorted, "persons_overlap_test": overlap, "folds_asked": cfg["folds"],
             "folds_used": used, "folds_notes": notes, "text": text}
 

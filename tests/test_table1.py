@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from tinyact.cli import app
 from tinyact.data.layouts import read_kinetics
-from tinyact.experiments.table1 import Table1Config, format_table1, make_manifest
+from tinyact.experiments.table1 import Table1Config, make_manifest
+from tinyact.experiments.table1_report import format_table1
 
 runner = CliRunner()
 
