@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
-from tinyact.data.synth.corpus import CorpusDataset  # noqa: E402
+from tinyact.data.synth.corpus_files import CorpusDataset  # noqa: E402
 from tinyact.training.pretrain import encode_clips  # noqa: E402
 from tinyact.zoo import load_model_spec  # noqa: E402
 

@@ -15,13 +15,8 @@ from typer.testing import CliRunner
 from tinyact.cli import app
 from tinyact.data.encode import encode_video
 from tinyact.data.synth.actions import Style
-from tinyact.data.synth.corpus import (
-    CorpusConfig,
-    CorpusDataset,
-    build_corpus,
-    clip_split,
-    render_corpus_clip,
-)
+from tinyact.data.synth.corpus import CorpusConfig, clip_split, render_corpus_clip
+from tinyact.data.synth.corpus_files import CorpusDataset, build_corpus
 from tinyact.data.synth.figure import Actor, skeleton
 from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS, apply_view, grounded, pose_of
 from tinyact.training.pretrain import PretrainConfig, ProbeSpec, augment, pretrain

@@ -115,7 +115,7 @@ def test_uniform_reading_is_unchanged_for_model_files(tmp_path):
 def test_the_corpus_index_records_what_each_clip_shows(tmp_path):
     import csv
 
-    from tinyact.data.synth.corpus import build_corpus
+    from tinyact.data.synth.corpus_files import build_corpus
 
     cfg = CorpusConfig(out=tmp_path / "c", clips=30, size=24, frames=6, actors=30, shard_size=15, workers=1,
                        min_canvas=48, max_canvas=64, sample_fps=(7.0, 9.5))

@@ -39,7 +39,8 @@ def synth(
     from tinyact.data.synth import SynthConfig, generate
 
     if profile == "pretrain":
-        from tinyact.data.synth.corpus import CorpusConfig, build_corpus, write_corpus_preview
+        from tinyact.data.synth.corpus import CorpusConfig
+        from tinyact.data.synth.corpus_files import build_corpus, write_corpus_preview
 
         corpus_cfg = CorpusConfig.from_yaml(config, out=out, clips=clips, seed=seed, size=size, workers=workers)
         index = build_corpus(corpus_cfg)

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tinyact.config import TinyActConfig
-from tinyact.data.synth.corpus import CorpusDataset
+from tinyact.data.synth.corpus_files import CorpusDataset
 from tinyact.data.transforms import normalize
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D

@@ -115,7 +115,8 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
         init: model file the first stage run continues from (with ``from_stage`` > 1: the earlier stages'
             result, e.g. the shipped entry made into a file by :func:`tinyact.zoo.materialize`).
     """
-    from tinyact.data.synth.corpus import CorpusConfig, build_corpus
+    from tinyact.data.synth.corpus import CorpusConfig
+    from tinyact.data.synth.corpus_files import build_corpus
     from tinyact.training.pretrain import PretrainConfig, pretrain
 
     recipe = read_recipe(name)
