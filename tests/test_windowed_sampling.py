@@ -124,3 +124,24 @@ def test_the_corpus_index_records_what_each_clip_shows(tmp_path):
     for row in rows:
         _, info = render_corpus_clip(cfg, int(row["index"]))
         assert (row["style"], row["view"], row["camera"]) == (info.style, info.view, info.camera)
+
+
+def test_the_demo_fits_its_classifier_on_single_windows(make_video, tmp_path):
+    from tinyact.data.cache import build_cache
+    from tinyact.demo.prepare import window_latents
+
+    videos = [make_video(f"w{i}.mp4", n_frames=60) for i in range(2)]
+    manifest = Manifest([ManifestEntry(str(v), "a", s, f"c{i}") for i, (v, s) in enumerate(zip(videos, ["train", "test"], strict=True))],
+                        Path("/"))
+    sampling = ClipSampling(strategy="multi", sample_fps=8.0, num_clips=3, num_frames=4, size=16)
+    build_cache(manifest, tmp_path / "cache", sampling, workers=1)
+    model_file = tmp_path / "m.pt"
+    model = small_encoder()
+    save_model(model_file, model)
+    latents = window_latents(model_file, manifest, tmp_path / "cache", "h")
+    assert latents.clip_ids.tolist() == [f"c{i}#w{k}" for i in range(2) for k in range(3)]
+    assert latents.splits.tolist() == ["train"] * 3 + ["test"] * 3
+    windows = sample_clips(videos[1], sampling)
+    with torch.no_grad():
+        alone = model.encode(normalize(windows[2].frames[None], model.config.normalization))[0].numpy()
+    assert np.allclose(latents.latents[5], alone, atol=1e-5)  # a row is one window's own latent, not a mean

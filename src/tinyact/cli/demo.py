@@ -78,8 +78,9 @@ def accuracy_note(s: dict) -> str:
                "labels (the paper's autoencoder): expect close to chance; the run shows the plumbing")
     else:
         why = (f"the pretrained encoder {encoder.get('spec')} (frozen, never trained on these clips) and a "
-               f"{clf.get('kind', 'classifier')} fitted on the demo's training actors' latents; the cameras play "
-               "clips of other actors. Its test accuracy before the run: "
+               f"{clf.get('kind', 'classifier')} fitted on the latents of the training actors' clips, one 2 s window "
+               "at a time as the cameras send them; the cameras play clips of other actors. Its test accuracy on "
+               "such windows before the run: "
                + (f"{clf['test_metrics']['top1']:.0%}" if "top1" in clf.get("test_metrics", {}) else "n/a"))
     return ("[dim]accuracy counts clips whose 16 frames show one action (a clip spanning two playlist items is "
             f"left out); {why}. latency: capture to result at the edge; encode: the edge's encoder time per "

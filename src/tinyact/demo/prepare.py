@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest, ManifestEntry, balance
 from tinyact.data.synth import SynthConfig, generate
+from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling
 from tinyact.demo.config import DemoConfig
 from tinyact.errors import TinyActError
+from tinyact.latents import LatentsFile
 from tinyact.paths import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -126,17 +129,42 @@ def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tup
     return Path(result.checkpoint), result.encoder_hash
 
 
+def window_latents(checkpoint: Path, manifest: Manifest, cache_dir: Path, encoder_hash: str,
+                   batch_size: int = 8) -> LatentsFile:
+    """One row per window: each of a clip's K windows (a ``multi`` clip cache) is encoded and kept as its own
+    row (``CLIP#wK``), so the classifier learns from what a camera sends — one window per clip — rather than from
+    the mean of a clip's windows. Clips the cache skipped are left out."""
+    from tinyact.models.base import config_of, encode_fn
+    from tinyact.models.checkpoint import load_model
+
+    model, _ = load_model(checkpoint)
+    encode = encode_fn(model.eval())
+    stats = config_of(model).normalization
+    cache = ClipCache(cache_dir)
+    entries = [e for e in manifest.entries if e.clip_id in cache]
+    latents: list[np.ndarray] = []
+    rows: list[tuple[str, str, str]] = []  # (clip id, label, split) of every window
+    with torch.no_grad():
+        for start in range(0, len(entries), batch_size):
+            batch = entries[start : start + batch_size]
+            clips = torch.stack([cache[e.clip_id] for e in batch])  # uint8 [B, K, T, 3, S, S]
+            latents.append(encode(normalize(clips.flatten(0, 1), stats)).float().numpy())
+            rows += [(f"{e.clip_id}#w{k}", e.label, e.split) for e in batch for k in range(clips.shape[1])]
+    ids, labels, splits = zip(*rows, strict=True)
+    return LatentsFile(np.concatenate(latents), np.asarray(labels), list(manifest.label_names), np.asarray(ids),
+                       np.asarray(splits), encoder_hash, meta={"rows": "windows", "sampling": cache.sampling.model_dump()})
+
+
 def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, encoder_hash: str,
                       cache_dir: Path, reading: ClipSampling) -> tuple[Path, dict[str, Any]]:
-    """Latents of every clip (read as ``reading``, from ``cache_dir``), then a classifier fitted on them (or
-    both reused).
+    """Latents of every clip (read as ``reading``, from ``cache_dir``; with a windowed reading one row per window,
+    as the cameras send them), then a classifier fitted on them (or both reused).
 
     Returns:
         ``(classifier folder, its metrics)``.
     """
     from tinyact.classifiers.saved import load_classifier
     from tinyact.classifiers.search import fit_classifier
-    from tinyact.latents import LatentsFile
     from tinyact.training.extract import extract_latents
 
     folder = cfg.models_dir() / f"{cfg.classifier}-{encoder_hash[:12]}-f{cfg.classifier_folds}"
@@ -149,6 +177,10 @@ def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, enc
     latents_path = cfg.models_dir() / f"latents-{encoder_hash[:12]}-{_key(reading.model_dump(mode='json'))}.npz"
     if latents_path.is_file():
         latents = LatentsFile.load(latents_path)
+    elif reading.strategy == "multi":
+        logger.info("demo: encoding every window of every clip to a latent")
+        latents = window_latents(checkpoint, manifest, cache_dir, encoder_hash)
+        latents.save(latents_path)
     else:
         logger.info("demo: encoding every clip to a latent")
         latents = extract_latents(checkpoint, manifest, reading, latents_path, cache_dir=cache_dir, batch_size=8,
