@@ -26,7 +26,7 @@ Any failure a user's file can cause (missing, empty, corrupt, truncated, audio-o
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -314,6 +314,33 @@ def iter_frames(
         container.close()
 
 
+def match_frames(
+    frames: Iterable[tuple[float, av.VideoFrame]], wanted_times: np.ndarray, tolerance: float
+) -> tuple[list[av.VideoFrame], int]:
+    """The frame on screen at each of ``wanted_times`` (sorted seconds), from decoded ``(time, frame)`` pairs in
+    presentation order; stops reading once the last is found.
+
+    A wanted frame the decoder never outputs (a damaged packet) is replaced by the frame on screen before it.
+    Shared by file decoding (:func:`decode_frames_at`) and the edge's file cameras, which decode their own way.
+
+    Returns:
+        ``(frames, pairs read)``: one frame per wanted time, fewer when the stream ended first.
+    """
+    found: list[av.VideoFrame] = []
+    previous: av.VideoFrame | None = None
+    read = 0
+    for time, frame in frames:
+        read += 1
+        while len(found) < len(wanted_times) and time > wanted_times[len(found)] + tolerance and previous is not None:
+            found.append(previous)
+        if len(found) < len(wanted_times) and abs(time - wanted_times[len(found)]) <= tolerance:
+            found.append(frame)
+        if len(found) >= len(wanted_times):
+            break
+        previous = frame
+    return found, read
+
+
 def decode_frames_at(
     source: str | Path, info: VideoInfo, indices: Sequence[int] | np.ndarray, threads: bool = True
 ) -> np.ndarray:
@@ -324,31 +351,18 @@ def decode_frames_at(
     wanted frames past the last decodable one raise :class:`VideoDecodeError`.
     """
     wanted = sorted(set(int(i) for i in indices))
-    wanted_times = info.frame_times[wanted]
-    tolerance = info.frame_duration / 2
-    decoded: dict[int, np.ndarray] = {}
-    previous: av.VideoFrame | None = None
-    pos = 0
-    frames = iter_frames(source, start=float(wanted_times[0]), threads=threads)
-    for time, frame in frames:
-        # Frames between wanted ones are decoded (the codec needs them) but never converted to RGB.
-        while pos < len(wanted) and time > wanted_times[pos] + tolerance and previous is not None:
-            decoded[wanted[pos]] = previous.to_ndarray(format="rgb24")
-            pos += 1
-        if pos < len(wanted) and abs(time - wanted_times[pos]) <= tolerance:
-            decoded[wanted[pos]] = frame.to_ndarray(format="rgb24")
-            pos += 1
-        if pos >= len(wanted):
-            break
-        previous = frame
+    frames = iter_frames(source, start=float(info.frame_times[wanted[0]]), threads=threads)
+    found, _ = match_frames(frames, info.frame_times[wanted], info.frame_duration / 2)
     frames.close()  # closes the container now rather than at garbage collection
-    missing = [i for i in wanted if i not in decoded]
-    if missing:
+    if len(found) < len(wanted):
+        missing = wanted[len(found):]
         raise VideoDecodeError(
             source,
             f"truncated or corrupt: {len(missing)} of {len(wanted)} needed frames could not be decoded "
             f"(first missing at {info.frame_times[missing[0]]:.2f} s of {info.end:.2f} s)",
         )
+    # Frames between wanted ones were decoded (the codec needs them) but only the wanted ones become RGB.
+    decoded = {index: frame.to_ndarray(format="rgb24") for index, frame in zip(wanted, found, strict=True)}
     return np.stack([decoded[int(i)] for i in indices])
 
 

@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from tinyact.data.encode import encode_video
+from tinyact.data.video import frames_at
 from tinyact.errors import TinyActError
 
 
@@ -109,8 +110,8 @@ def write_playlist(
         length_s = len(frames) / src_fps
         loops = max(1, int(np.ceil(min_segment_s / length_s)))
         n_out = max(1, int(round(loops * length_s * fps)))
-        # Frame shown at output time t: the source frame at (t mod clip length).
-        idx = (np.floor((np.arange(n_out) / fps % length_s) * src_fps)).astype(int).clip(0, len(frames) - 1)
+        # Frame shown at output time t: the source frame on screen at (t mod clip length), the data path's rule.
+        idx = frames_at(np.arange(len(frames)) / src_fps, np.arange(n_out) / fps % length_s)
         start = len(frames_out) / fps
         frames_out.extend(frames[i] for i in idx)
         segments.append(Segment(label, round(start, 4), round(len(frames_out) / fps, 4), Path(source).name))

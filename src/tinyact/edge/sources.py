@@ -37,7 +37,7 @@ import av
 import numpy as np
 
 from tinyact.data.transforms import prepare_frames
-from tinyact.data.video import VideoDecodeError, frames_at, probe_video
+from tinyact.data.video import VideoDecodeError, frames_at, match_frames, probe_video
 from tinyact.errors import TinyActError
 from tinyact.retry import backoff_delay
 
@@ -258,31 +258,12 @@ class FileCamera(Camera):
         stream = self._stream
         time_base = time_base_s(stream)
         container.seek(int(times[wanted[0]] / time_base), stream=stream, backward=True, any_frame=False)
-        got: dict[int, av.VideoFrame] = {}  # converted later, all at once (clip_of)
-        previous = None
-        last_frame = None
-        decoded = 0
-        pos = 0
-        for frame in self._frames(container, stream, times[wanted], tolerance):
-            if frame.pts is None:
-                continue
-            decoded += 1
-            t = frame.pts * time_base
-            # Frames before a wanted one are decoded (the codec needs them) but never kept or converted.
-            while pos < len(wanted) and t > times[wanted[pos]] + tolerance and previous is not None:
-                got[wanted[pos]] = previous  # a damaged frame: the one on screen before it
-                last_frame = previous
-                pos += 1
-            if pos < len(wanted) and abs(t - times[wanted[pos]]) <= tolerance:
-                got[wanted[pos]] = frame
-                last_frame = frame
-                pos += 1
-            if pos >= len(wanted):
-                break
-            previous = frame
-        if pos < len(wanted):
-            raise CameraError(f"{len(wanted) - pos} frame(s) of the window could not be decoded (truncated file?)")
-        return got, (last_frame if want_snapshot else None), decoded
+        frames = ((float(frame.pts * time_base), frame)
+                  for frame in self._frames(container, stream, times[wanted], tolerance) if frame.pts is not None)
+        found, decoded = match_frames(frames, times[wanted], tolerance)  # converted later, all at once (clip_of)
+        if len(found) < len(wanted):
+            raise CameraError(f"{len(wanted) - len(found)} frame(s) of the window could not be decoded (truncated file?)")
+        return dict(zip(wanted, found, strict=True)), (found[-1] if want_snapshot else None), decoded
 
     def _frames(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                 wanted_times: np.ndarray, tolerance: float) -> Iterator[av.VideoFrame]:

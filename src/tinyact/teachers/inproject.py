@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from tinyact.models.checkpoint import load_model
 from tinyact.models.teacher3d import Teacher3D
-from tinyact.teachers.base import Teacher, TeacherError, TeacherOutput
+from tinyact.teachers.base import Teacher, TeacherError, TeacherOutput, resample_frames
 
 
 class InProjectTeacher:
@@ -50,11 +50,9 @@ class InProjectTeacher:
 
 
 def resample_clips(clips: torch.Tensor, frames: int, size: int) -> torch.Tensor:
-    """uint8 ``[B, T, 3, H, W]`` -> ``[B, frames, 3, size, size]`` (evenly spaced frames, bilinear resize)."""
-    b, t, c, h, w = clips.shape
-    if t != frames:
-        index = torch.linspace(0, t - 1, frames).round().long().to(clips.device)
-        clips = clips[:, index]
+    """uint8 ``[B, T, 3, H, W]`` -> ``[B, frames, 3, size, size]`` (:func:`resample_frames`, bilinear resize)."""
+    clips = resample_frames(clips, frames)  # the one time rule: nearest frame at segment centres
+    b, _, c, h, w = clips.shape
     if (h, w) != (size, size):
         flat = clips.reshape(b * frames, c, h, w).float()  # [B, T, 3, H, W] -> [B*T, 3, H, W]
         flat = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False, antialias=min(h, w) > size)
