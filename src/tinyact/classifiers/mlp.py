@@ -62,8 +62,7 @@ class MLPResNetEstimator(ClassifierMixin, BaseEstimator):
         seed: seeds the split, the initialisation and the batch order.
         device: ``cpu`` or ``cuda``.
         threads: torch CPU threads while fitting/predicting (``None``: leave torch's setting). One by default:
-            these matrices are small, and on a busy machine extra threads spin instead of helping (measured
-            30x slower with 2 threads on a loaded 2-core host).
+            these matrices are small, and on a busy machine extra threads spin instead of helping.
 
     Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``n_epochs_`` (epochs run), ``best_epoch_``,
     ``best_score_`` (held-out accuracy), ``history_`` (per-epoch train loss, held-out loss and accuracy).

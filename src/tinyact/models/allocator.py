@@ -3,12 +3,11 @@
 PyTorch's CPU tensors come from ``malloc``. glibc serves every allocation above its mmap threshold (32 MiB at
 most, by default) with fresh pages from ``mmap`` and unmaps them on ``free``, so an encoder whose input batch or
 activations are that large pays a page fault and a kernel page-zeroing for every 4 KiB of them on every call.
-Measured on the ``fast`` encoder at 16×224², batch 5 (48 MB of float input, 2-core Xeon, ``benchmarks/peers.py
---malloc default|retain``, ``docs/BENCHMARKS.md``): eager fp32 85 → 57 ms and PyTorch int8 30 → 21 ms per call
-once the buffers are reused; batch 1 (10 MB in) does not change.
+What reusing them saves, by batch size and runtime: ``benchmarks/peers.py --malloc default|retain``, results in
+``docs/BENCHMARKS.md``.
 
 :func:`retain_freed_buffers` raises glibc's mmap and trim thresholds (``mallopt``) so those buffers are recycled
-inside the heap. Two limits, both measured:
+inside the heap. Two limits:
 
 - it works for allocations made by the main thread (the main arena grows with ``brk``); glibc caps every other
   thread's heap at 64 MiB, so large buffers allocated in a worker thread are still mapped and unmapped per call;
