@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,6 +15,7 @@ from tinyact.cli import app
 from tinyact.data.layouts import read_kinetics
 from tinyact.experiments.table1 import Table1Config, make_manifest
 from tinyact.experiments.table1_report import format_table1
+from tinyact.latents import LatentsFile
 
 runner = CliRunner()
 
@@ -74,7 +76,10 @@ def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["classifiers"]) == {"svm", "rf", "xgboost", "dt"}
+    # mirror auto: every classifier on both readings, the reading chosen on val with the classifier.
+    assert set(metrics["classifiers"]) == {k + s for k in ("svm", "rf", "xgboost", "dt") for s in ("", "+mirror")}
+    assert metrics["best"]["classifier"] in metrics["classifiers"]
+    assert all(set(b["by_classifier"]) == set(metrics["classifiers"]) for b in metrics["baselines"].values())
     for row in metrics["classifiers"].values():
         assert {"top1", "precision", "recall", "f1"} <= set(row) and 0 <= row["top1"] <= 1
     assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
@@ -83,9 +88,13 @@ def test_table1_end_to_end_on_a_tiny_synthetic_set(tiny_synth, tmp_path):
     assert metrics["config"]["frames"] == 8 and (out / "config.yaml").is_file()
     table = (out / "table1.md").read_text()
     assert "Random forest" in table and "Kinetics-400" in table and "Raw pixels" in table
+    assert "SVM (RBF), mirrored too" in table
     for name in ("trained", "raw_pixels", "random_encoder", "motion_history"):
-        assert (out / "latents" / f"{name}.npz").is_file()
-        assert (out / "classifiers" / name / "svm" / "classifier.json").is_file()
+        for suffix in ("", "+mirror"):
+            assert (out / "latents" / f"{name}{suffix}.npz").is_file()
+            assert (out / "classifiers" / name / f"svm{suffix}" / "classifier.json").is_file()
+    plain, mirrored = (LatentsFile.load(out / "latents" / f"trained{s}.npz") for s in ("", "+mirror"))
+    assert mirrored.meta["sampling"]["mirror"] and not np.allclose(plain.latents, mirrored.latents)
     # A rerun reuses every stage and gives the same table.
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
@@ -129,7 +138,7 @@ def test_table1_with_the_pretrained_encoder_and_adaptation(tiny_synth, tmp_path)
     grids.write_text("grids:\n  svm: {C: [1]}\nworkers: 1\nextract_batch: 8\nadapt_epochs: 1\n")
     out = tmp_path / "run"
     args = ["experiment", "table1", "--data", str(data), "--layout", "folder", "--folds", "2", "--device", "cpu",
-            "--classifiers", "svm", "--adapt", "speed", "--config", str(grids), "--out", str(out)]
+            "--classifiers", "svm", "--adapt", "speed", "--mirror", "off", "--config", str(grids), "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -142,6 +151,7 @@ def test_table1_with_the_pretrained_encoder_and_adaptation(tiny_synth, tmp_path)
     if expected:
         assert metrics["encoder"]["hash"] == expected
     assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
+    assert set(metrics["classifiers"]) == {"svm"}  # --mirror off: one reading
     assert "Pretrained encoder `zoo:everyday-64`" in (out / "table1.md").read_text()
 
 

@@ -12,14 +12,17 @@ import torch
 
 from tinyact import zoo
 from tinyact.classifiers.video_encoder import VideoEncoder
+from tinyact.data.encode import encode_video
 from tinyact.data.manifest import Manifest, ManifestEntry
 from tinyact.data.synth.corpus import CorpusConfig, _sample_times, render_corpus_clip
 from tinyact.data.synth.motions import MOTIONS
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling, sample_clips
+from tinyact.edge.encoder import EdgeEncoder
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
+from tinyact.models.runtime import TorchRuntime
 from tinyact.training.extract import encode_windows, extract_latents
 from tinyact.training.zoo_build import build_entry, package_entry
 
@@ -145,3 +148,25 @@ def test_the_demo_fits_its_classifier_on_single_windows(make_video, tmp_path):
     with torch.no_grad():
         alone = model.encode(normalize(windows[2].frames[None], model.config.normalization))[0].numpy()
     assert np.allclose(latents.latents[5], alone, atol=1e-5)  # a row is one window's own latent, not a mean
+
+
+def test_a_mirrored_reading_cannot_tell_a_video_from_its_mirror_image(windowed_entry, tmp_path):
+    # A block crossing the frame left to right over a background darker on the left, and its mirror image.
+    frames = np.zeros((60, 48, 64, 3), np.uint8)
+    frames[..., 0] = np.linspace(0, 200, 64, dtype=np.uint8)
+    for t in range(60):
+        frames[t, 20:32, t : t + 12] = 255
+    videos = [tmp_path / "right.mp4", tmp_path / "left.mp4"]
+    encode_video(videos[0], frames, 25, crf=10)
+    encode_video(videos[1], frames[:, :, ::-1], 25, crf=10)
+    model, _ = zoo.load_encoder("windowed")
+    entries = [ManifestEntry(str(v), "a", "train", f"c{i}") for i, v in enumerate(videos)]
+    reading = windowed_entry.clip_sampling()
+    plain, invariant = (extract_latents(model, Manifest(entries, Path("/")), reading.model_copy(update={"mirror": m}),
+                                        tmp_path / f"z{m}.npz", batch_size=2).latents for m in (False, True))
+    gap, mirrored_gap = np.abs(plain[0] - plain[1]).max(), np.abs(invariant[0] - invariant[1]).max()
+    assert mirrored_gap < 0.1 * gap, (mirrored_gap, gap)  # what remains is codec noise
+    # The edge sends the same mean latent for a camera clip as for its mirror image.
+    edge = EdgeEncoder(TorchRuntime(model), "torch", 4, (16, 16), 16, "h", mirror=True)
+    clip = np.random.default_rng(0).integers(0, 255, (1, 4, 3, 16, 16), dtype=np.uint8)
+    assert np.allclose(edge.encode(clip), edge.encode(clip[..., ::-1].copy()), atol=1e-5)

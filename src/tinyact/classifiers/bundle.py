@@ -316,7 +316,7 @@ def bundle_from_table1(run: str | Path, out: str | Path | None = None) -> Bundle
     return write_bundle(
         out or run / "bundle", encoder=encoder, classifier=run / "classifiers" / "trained" / best,
         preprocessing={"frames": enc.get("frames"), "size": enc.get("size"), "normalization": normalization,
-                       "sampling": "uniform"},
+                       "sampling": "uniform", "mirror": best.endswith("+mirror")},
         metrics=metrics, accuracy=accuracy, source={"kind": "table1", "run": str(run.resolve())},
         card=model_card(metrics, accuracy, encoder),
     )

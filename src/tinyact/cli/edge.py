@@ -63,6 +63,8 @@ def _config_for_bundle(example: str, folder: Path) -> str:
             line = f"  input_size: {made.preprocessing['size']}                    # the bundle's"
         elif line.startswith("  #") and key == "frames_per_clip" and made.preprocessing.get("frames"):
             line = f"  frames_per_clip: {made.preprocessing['frames']}               # the bundle's"
+        elif line.startswith("  #") and key == "mirror" and made.preprocessing.get("mirror"):
+            line = "  mirror: true                       # the bundle's classifier was fitted on mirrored readings"
         lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -40,6 +40,8 @@ def table1(
     classifiers: str = typer.Option(None, help="Comma-separated kinds [default: svm,rf,xgboost,dt]."),
     seed: int = typer.Option(None, help="Seed for split, training, folds and the random encoder [default: 0]."),
     device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    mirror: str = typer.Option(None, help="Also read every video mirrored left-right, features averaged: auto "
+                               "(both readings, chosen on val with the classifier), on or off [default: auto]."),
     config: Path = typer.Option(None, help="YAML file with Table1Config fields (options override it)."),
 ) -> None:
     """Manifest -> cache -> encoder (pretrained zoo encoder, or trained here with --encoder scratch) -> latents ->
@@ -52,7 +54,7 @@ def table1(
         config, data=data, out=out, layout=layout, split_file=split_file,
         annotations=parse_annotations(annotations) or None, labels=labels, encoder=encoder, adapt=adapt, objective=objective, preset=preset, size=size, frames=frames,
         epochs=epochs, batch_size=batch_size, folds=folds, classifiers=_split_list(classifiers), seed=seed,
-        device=device,
+        device=device, mirror=mirror,
     )
     metrics = run_table1(cfg)
     console.print((Path(cfg.out) / "table1.md").read_text())

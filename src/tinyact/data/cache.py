@@ -49,8 +49,8 @@ class CacheBuildResult:
 
 
 def _sampling_key(sampling: ClipSampling) -> dict:
-    """The parts of a sampling that change what is stored (threads does not)."""
-    return sampling.model_dump(exclude={"threads"})
+    """The parts of a sampling that change what is stored (threads does not; mirror is applied when reading)."""
+    return sampling.model_dump(exclude={"threads", "mirror"})
 
 
 def _decode_chunk(args: tuple[list[tuple[str, str]], dict, str]) -> tuple[str | None, list[str], list[tuple[str, str, str]]]:

@@ -1,7 +1,8 @@
 """PyTorch datasets over a manifest.
 
 ``ClipDataset[i]`` returns ``(clip, label_index, clip_id)`` with ``clip`` uint8 ``[T, 3, S, S]`` (or
-``[K, T, 3, S, S]`` for multi-clip sampling). Clips come from the clip cache when one is given and was made
+``[K, T, 3, S, S]`` for multi-clip sampling; ``[2K, T, 3, S, S]`` with ``mirror``, the mirror images after the
+windows). Clips come from the clip cache when one is given and was made
 with the same sampling, otherwise they are decoded from the video. A video that fails to decode yields
 ``None``; :func:`collate_clips` drops those from the batch and the failure is appended to the skip report,
 so one bad file never stops an epoch.
@@ -27,6 +28,7 @@ from torch.utils.data import Dataset
 
 from tinyact.data.cache import ClipCache
 from tinyact.data.manifest import Manifest
+from tinyact.data.transforms import with_mirror_windows
 from tinyact.data.video import ClipSampling, VideoDecodeError, sample_clips
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class ClipDataset(Dataset):
         entry = self.manifest.entries[index]
         label = self.manifest.label_index(entry.label)
         if self.cache is not None and entry.clip_id in self.cache:
-            return self.cache[entry.clip_id], label, entry.clip_id
+            return self._read_as_asked(self.cache[entry.clip_id]), label, entry.clip_id
         if self.cache is not None and entry.clip_id in self.cache.skipped:
             return None  # already known to be undecodable, reported when the cache was built
         try:
@@ -78,7 +80,11 @@ class ClipDataset(Dataset):
             self._report(error, entry.clip_id)
             return None
         frames = torch.stack([c.frames for c in clips]) if self.sampling.strategy == "multi" else clips[0].frames
-        return frames, label, entry.clip_id
+        return self._read_as_asked(frames), label, entry.clip_id
+
+    def _read_as_asked(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` with their mirror images as further windows when the sampling asks for ``mirror``."""
+        return with_mirror_windows(frames) if self.sampling.mirror else frames
 
     def _report(self, error: VideoDecodeError, clip_id: str) -> None:
         logger.warning("skipping %s: %s", error.path, error.reason)

@@ -135,3 +135,10 @@ def denormalize(frames: torch.Tensor, stats: NormStats = "imagenet") -> torch.Te
     mean_t = torch.tensor(mean, dtype=frames.dtype, device=frames.device).view(shape)
     std_t = torch.tensor(std, dtype=frames.dtype, device=frames.device).view(shape)
     return frames * std_t + mean_t
+
+
+def with_mirror_windows(frames: torch.Tensor) -> torch.Tensor:
+    """A clip ``[T, 3, H, W]`` or its windows ``[K, T, 3, H, W]`` -> ``[2K, T, 3, H, W]``: the windows, then the
+    same windows mirrored left-right (``ClipSampling(mirror=True)``; encoders average a clip's windows)."""
+    windows = frames.unsqueeze(0) if frames.dim() == 4 else frames
+    return torch.cat([windows, windows.flip(-1)])

@@ -118,6 +118,10 @@ class ClipSampling(TinyActConfig):
         224, ge=8, le=4096, title="Crop size (px)", description="short side resized to this, then centre-cropped square; None keeps the frames as decoded"
     )
     threads: bool = Field(True, title="Threaded decoding", description="let FFmpeg decode with several threads")
+    mirror: bool = Field(
+        False, title="Mirrored too",
+        description="also read every window mirrored left-right; a clip's latent is then the mean over both, so it "
+                    "cannot tell left from right (for classes that do not depend on direction)")
 
     @model_validator(mode="after")
     def _multi_needs_clips(self) -> ClipSampling:

@@ -84,6 +84,9 @@ class EncoderConfig(TinyActConfig):
     max_batch: int | None = Field(
         None, ge=1, le=4096, description="encode a round in batches of at most this many clips (bounds memory with "
         "many cameras; default: the whole round in one call)")
+    mirror: bool = Field(
+        False, description="send the mean latent of each clip and its left-right mirror image (twice the encoder "
+        "work): what a classifier fitted on mirrored readings expects (a bundle that chose `+mirror` sets it)")
 
 
 class TransportConfig(TinyActConfig):
@@ -277,6 +280,7 @@ encoder:
   # input_size: 112                  # default: the checkpoint's
   # threads: 2
   # max_batch: 16                    # split big rounds to bound memory (default: one call per round)
+  # mirror: false                    # true: mean latent of each clip and its mirror image (the bundle's)
 
 cameras:                             # read round-robin; a failing camera is retried and never stops the others
   - id: cam-1

@@ -35,14 +35,20 @@ class EdgeEncoder:
     input_size: tuple[int, int]  # (H, W)
     latent_dim: int
     encoder_hash: str
+    mirror: bool = False  # encode each clip and its mirror image, send the mean (EncoderConfig.mirror)
     calls: int = 0
     last_ms: float | None = None
     history_ms: list[float] = field(default_factory=list)
 
     def encode(self, clips: np.ndarray) -> np.ndarray:
-        """One batch ``[B, T, 3, H, W]`` uint8 -> ``[B, D]`` float32 (one runtime call)."""
+        """One batch ``[B, T, 3, H, W]`` uint8 -> ``[B, D]`` float32 (one runtime call; with ``mirror`` the batch
+        holds the mirror images too, as ``ClipSampling(mirror=True)`` reads files)."""
         start = time.perf_counter()
-        latents = np.asarray(self.runtime.encode(clips), dtype=np.float32)
+        if self.mirror:
+            both = np.asarray(self.runtime.encode(np.concatenate([clips, clips[..., ::-1]])), dtype=np.float32)
+            latents = (both[: len(clips)] + both[len(clips) :]) / 2
+        else:
+            latents = np.asarray(self.runtime.encode(clips), dtype=np.float32)
         self.last_ms = (time.perf_counter() - start) * 1000
         self.history_ms = (self.history_ms + [self.last_ms])[-100:]
         self.calls += 1
@@ -70,7 +76,8 @@ def load_encoder(cfg: EncoderConfig) -> EdgeEncoder:
                           "leave it unset to use the checkpoint's")
     latent_dim = int(config.get("latent_dim", 1024))
     runtime = _runtime(cfg, checkpoint, model)
-    return EdgeEncoder(runtime, cfg.backend, num_frames, (size[0], size[1]), latent_dim, str(info.get("hash", "")))
+    return EdgeEncoder(runtime, cfg.backend, num_frames, (size[0], size[1]), latent_dim, str(info.get("hash", "")),
+                       mirror=cfg.mirror)
 
 
 def _runtime(cfg: EncoderConfig, checkpoint: Path, model: torch.nn.Module) -> Any:

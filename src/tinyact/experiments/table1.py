@@ -30,6 +30,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 logger = logging.getLogger(__name__)
+
+#: The suffix of a row (and of its folders) whose features were read mirrored too (``Table1Config.mirror``).
+MIRRORED = "+mirror"
 
 class Table1Config(DatasetSource):
     """Everything ``tinyact experiment table1`` runs with (echoed to ``RUN/config.yaml``)."""
@@ -87,6 +91,11 @@ class Table1Config(DatasetSource):
     grids: dict[str, dict[str, Any]] = Field(default_factory=dict, title="Grid overrides per classifier kind")
     n_jobs: int = Field(1, ge=1, title="Parallel CV fits")
     extract_batch: int = Field(8, ge=1, title="Clips per encoder call when extracting")
+    mirror: Literal["auto", "on", "off"] = Field(
+        "auto", title="Also read every video mirrored left-right (features averaged with the mirror image's)",
+        description="auto: every kind of features is classified both ways and the reading chosen on val with the "
+        "classifier (rows `KIND+mirror`); off for classes that depend on direction (walking left / right), "
+        "which auto also finds on val")
 
 
 def _machine() -> dict[str, Any]:
@@ -173,7 +182,8 @@ def _fit_or_reuse(latents: LatentsFile, kind: str, out: Path, cfg: Table1Config)
     from tinyact.classifiers.search import fit_classifier
 
     grid = cfg.grids.get(kind)
-    key = {"encoder_hash": latents.encoder_hash, "grid": grid, "folds": cfg.folds, "seed": cfg.seed, "n": len(latents)}
+    key = {"encoder_hash": latents.encoder_hash, "sampling": latents.meta.get("sampling"), "grid": grid,
+           "folds": cfg.folds, "seed": cfg.seed, "n": len(latents)}
     done = out / "table1_fit.json"
     if done.is_file():
         previous = json.loads(done.read_text())
@@ -269,46 +279,47 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
             checkpoint, encoder_hash = load_model(adapted.model)[0], adapted.encoder_hash
             stage("adapt", t)
 
-    latents: dict[str, LatentsFile] = {}
-    t = time.perf_counter()
-    latents["trained"] = extract_latents(checkpoint, manifest, sampling, out / "latents" / "trained.npz",
-                                         cache_dir=encoder_cache, batch_size=cfg.extract_batch, encoder_hash=encoder_hash)
-    stage("extract_trained", t)
-    if "random_encoder" in cfg.baselines:
-        t = time.perf_counter()
-        latents["random_encoder"] = random_encoder_latents(
-            manifest, sampling, out / "latents" / "random_encoder.npz", kind=cfg.kind if choice.is_scratch else "ae3d",
-            preset=preset, seed=cfg.seed, cache_dir=encoder_cache, batch_size=cfg.extract_batch,
-            **overrides,  # the same architecture as the encoder under test
-        )
-        stage("extract_random_encoder", t)
-    if "raw_pixels" in cfg.baselines:
-        t = time.perf_counter()
-        latents["raw_pixels"] = raw_pixel_latents(manifest, uniform, out / "latents" / "raw_pixels.npz",
-                                                  cache_dir=cache_dir)
-        stage("extract_raw_pixels", t)
-    if "motion_history" in cfg.baselines:
-        t = time.perf_counter()
-        latents["motion_history"] = motion_history_latents(manifest, uniform, out / "latents" / "motion_history.npz",
-                                                           cache_dir=cache_dir)
-        stage("extract_motion_history", t)
+    # Each kind of features is read as recorded and/or mirrored (cfg.mirror); a row's key is KIND or KIND+mirror.
+    readings = {"auto": {"": False, MIRRORED: True}, "on": {MIRRORED: True}, "off": {"": False}}[cfg.mirror]
+    extractors: dict[str, tuple[ClipSampling, Callable[[ClipSampling, Path], LatentsFile]]] = {
+        "trained": (sampling, lambda read, path: extract_latents(
+            checkpoint, manifest, read, path, cache_dir=encoder_cache, batch_size=cfg.extract_batch,
+            encoder_hash=encoder_hash)),
+        "random_encoder": (sampling, lambda read, path: random_encoder_latents(
+            manifest, read, path, kind=cfg.kind if choice.is_scratch else "ae3d", preset=preset, seed=cfg.seed,
+            cache_dir=encoder_cache, batch_size=cfg.extract_batch,
+            **overrides)),  # the same architecture as the encoder under test
+        "raw_pixels": (uniform, lambda read, path: raw_pixel_latents(manifest, read, path, cache_dir=cache_dir)),
+        "motion_history": (uniform, lambda read, path: motion_history_latents(manifest, read, path,
+                                                                              cache_dir=cache_dir)),
+    }
+    latents: dict[str, dict[str, LatentsFile]] = {name: {} for name in ("trained", *cfg.baselines)}
+    for suffix, mirror in readings.items():
+        for name in latents:
+            t = time.perf_counter()
+            read, extract = extractors[name]
+            latents[name][suffix] = extract(read.model_copy(update={"mirror": mirror}),
+                                            out / "latents" / f"{name}{suffix}.npz")
+            stage(f"extract_{name}{suffix}", t)
 
-    trained = latents["trained"]
-    classifiers: dict[str, dict[str, Any]] = {}
-    for kind in cfg.classifiers:
-        t = time.perf_counter()
-        classifiers[kind] = _row(_fit_or_reuse(trained, kind, out / "classifiers" / "trained" / kind, cfg))
-        stage(f"fit_trained_{kind}", t)
+    def fit_all(name: str, kinds: list[str]) -> dict[str, dict[str, Any]]:
+        """Every classifier of ``kinds`` on every reading of the ``name`` features: ``{KIND[+mirror]: row}``."""
+        rows = {}
+        for kind in kinds:
+            for suffix, files in latents[name].items():
+                t = time.perf_counter()
+                rows[kind + suffix] = _row(_fit_or_reuse(files, kind, out / "classifiers" / name / (kind + suffix), cfg))
+                stage(f"fit_{name}_{kind}{suffix}", t)
+        return rows
+
+    trained = next(iter(latents["trained"].values()))
+    classifiers = fit_all("trained", cfg.classifiers)
     baselines: dict[str, dict[str, Any]] = {}
     for name in cfg.baselines:
-        by_classifier = {}
-        for kind in cfg.baseline_classifiers or cfg.classifiers:
-            t = time.perf_counter()
-            by_classifier[kind] = _row(_fit_or_reuse(latents[name], kind, out / "classifiers" / name / kind, cfg))
-            stage(f"fit_{name}_{kind}", t)
+        by_classifier = fit_all(name, cfg.baseline_classifiers or cfg.classifiers)
         best = choose_on_val(by_classifier)
         baselines[name] = {"top1": by_classifier[best]["top1"], "classifier": best, "by_classifier": by_classifier,
-                           "encoder_hash": latents[name].encoder_hash}
+                           "encoder_hash": next(iter(latents[name].values())).encoder_hash}
 
     best_kind = choose_on_val(classifiers)
     counts = {split: int((trained.splits == split).sum()) for split in ("train", "val", "test")}
@@ -323,7 +334,8 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         "encoder": {"spec": cfg.encoder, "adapt": cfg.adapt, "objective": cfg.objective if choice.is_scratch else None, "checkpoint": str(checkpoint) if choice.is_scratch else cfg.encoder,
                     "hash": encoder_hash, "kind": cfg.kind if choice.is_scratch else "ae3d", "preset": preset,
                     "size": size, "frames": frames, "epochs": cfg.epochs if choice.is_scratch else None,
-                    "sampling": sampling.model_dump(mode="json", exclude={"threads", "num_frames", "size"})},
+                    "sampling": sampling.model_dump(mode="json", exclude={"threads", "num_frames", "size", "mirror"}),
+                    "mirror": cfg.mirror},
         "skipped_clips": len(trained.meta.get("skipped", {})),
         "timings_s": timings,
         "machine": _machine(),
