@@ -57,7 +57,7 @@ from tinyact.data.cache import ClipCache  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.video import ClipSampling, clip_timestamps, probe_video  # noqa: E402
 from tinyact.edge.sources import FileCamera  # noqa: E402
-from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
+from tinyact.experiments.table1 import MIRRORED, Table1Config, run_table1  # noqa: E402
 from tinyact.experiments.table1_report import reading  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
@@ -179,10 +179,15 @@ def feature_summary(metrics: dict[str, Any], run: Path) -> dict[str, dict[str, A
 # ---------------------------------------------------------------------------------------------------------
 
 
-def encode_all(runtime: Any, clips: np.ndarray) -> np.ndarray:
+def encode_all(runtime: Any, clips: np.ndarray, mirror: bool = False) -> np.ndarray:
     """uint8 ``[N, T, 3, H, W]`` -> float32 ``[N, D]`` in batches of :data:`BATCH`; ``[N, K, T, 3, H, W]`` (K
-    windows of a video) -> the mean of each video's K window latents, as Table 1 extracts them."""
-    windows = clips.shape[1] if clips.ndim == 6 else 1
+    windows of a video) -> the mean of each video's K window latents, as Table 1 extracts them; ``mirror``: the
+    windows' mirror images count as further windows (a ``+mirror`` reading)."""
+    if clips.ndim == 5:
+        clips = clips[:, None]
+    if mirror:
+        clips = np.concatenate([clips, clips[..., ::-1]], axis=1)
+    windows = clips.shape[1]
     flat = clips.reshape(-1, *clips.shape[-4:])
     z = np.concatenate([runtime.encode(flat[i : i + BATCH]) for i in range(0, len(flat), BATCH)])
     return z.reshape(len(clips), windows, -1).mean(1)
@@ -198,6 +203,16 @@ def cached_clips(run: Path, ids: np.ndarray) -> np.ndarray:
     """The encoder's cached clips for ``ids``, uint8 ``[N, T, 3, S, S]`` (``[N, K, T, 3, S, S]`` windowed)."""
     cache = encoder_cache(run)
     return np.stack([cache[str(i)].numpy() for i in ids])
+
+
+def mirrored(kind: str) -> bool:
+    """Whether a Table 1 row (``svm``, ``svm+mirror``) read its clips mirrored too."""
+    return kind.endswith(MIRRORED)
+
+
+def trained_latents(run: Path, kind: str) -> LatentsFile:
+    """The encoder's Table 1 latents of the reading row ``kind`` used."""
+    return LatentsFile.load(run / "latents" / f"trained{MIRRORED if mirrored(kind) else ''}.npz")
 
 
 def saved_classifiers(run: Path, kinds: list[str], dim: int, encoder_hash: str) -> dict[str, Any]:
@@ -240,14 +255,18 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     started = time.perf_counter()
     int8 = encode_all(runtime, clips)
     encode_ms = 1000 * (time.perf_counter() - started) / len(clips)
+    readings = {False: (table.latents, int8)}
+    if any(mirrored(kind) for kind in classifiers):
+        readings[True] = (trained_latents(run, MIRRORED).latents, encode_all(runtime, clips, mirror=True))
     test = table.splits == "test"
     y = table.y[test]
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for kind, classifier in classifiers.items():
-        fp32_top1, fp32_pred = top1(classifier, table.latents[test], y)
-        int8_top1, int8_pred = top1(classifier, int8[test], y)
-        table_fp32, table_pred = table_rule_top1(classifier, table.latents[test], y)
-        table_int8, _ = table_rule_top1(classifier, int8[test], y)
+        fp32, quantised = (z[test] for z in readings[mirrored(kind)])
+        fp32_top1, fp32_pred = top1(classifier, fp32, y)
+        int8_top1, int8_pred = top1(classifier, quantised, y)
+        table_fp32, table_pred = table_rule_top1(classifier, fp32, y)
+        table_int8, _ = table_rule_top1(classifier, quantised, y)
         rows[kind] = {"fp32_test_top1": fp32_top1, "int8_test_top1": int8_top1, "diff_points": points(int8_top1, fp32_top1),
                       "agreement": float((fp32_pred == int8_pred).mean()),
                       # The same with Table 1's rule (estimator.predict), and where the two rules disagree on fp32.
@@ -258,7 +277,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     return {"classifier": chosen, **head, "within_1_point": abs(head["diff_points"]) <= 1.0,
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
-            **drift(table.latents, int8),
+            **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
 
@@ -293,12 +312,14 @@ def edge_check(run: Path, manifest: Manifest, table: LatentsFile, checkpoint: Pa
     grab_ms = 1000 * (time.perf_counter() - started) / len(ids)
     cache = cached_clips(run, ids)
     diff = np.abs(edge.astype(np.int16) - cache.astype(np.int16))
-    edge_z, cache_z = encode_all(runtime, edge), encode_all(runtime, cache)
     # What the cloud answers per clip: each edge window's own latent, classified alone (windowed samplings).
     windows = edge.reshape(-1, *edge.shape[-4:])
-    window_z, window_y = encode_all(runtime, windows), np.repeat(y, len(windows) // len(ids))
+    window_y = np.repeat(y, len(windows) // len(ids))
+    latents = {m: (encode_all(runtime, edge, m), encode_all(runtime, cache, m), encode_all(runtime, windows, m))
+               for m in {mirrored(kind) for kind in classifiers}}
     rows = {}
     for kind, classifier in classifiers.items():
+        edge_z, cache_z, window_z = latents[mirrored(kind)]
         edge_top1, edge_pred = top1(classifier, edge_z, y)
         cache_top1, cache_pred = top1(classifier, cache_z, y)
         rows[kind] = {"edge_test_top1": edge_top1, "cache_test_top1": cache_top1,
@@ -310,7 +331,8 @@ def edge_check(run: Path, manifest: Manifest, table: LatentsFile, checkpoint: Pa
             "identical_clips": int((diff.reshape(len(ids), -1).max(axis=1) == 0).sum()),
             "sampling": sampling.model_dump(exclude={"threads"}),
             # The runtime on the cached clips vs Table 1's extracted latents: both fp32, should be ~0.
-            "cache_runtime_vs_table_latent_max_abs": round(float(np.abs(cache_z - table.latents[test]).max()), 6),
+            "cache_runtime_vs_table_latent_max_abs": round(float(np.abs(
+                latents[mirrored(chosen)][1] - trained_latents(run, chosen).latents[test]).max()), 6),
             "grab_ms_per_clip": round(grab_ms, 1)}
 
 
