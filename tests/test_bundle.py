@@ -130,7 +130,12 @@ def test_cloud_and_edge_take_a_bundle(tmp_path, zoo_hash, monkeypatch):
     assert result.exit_code == 0, result.output
     cfg = EdgeConfig.from_yaml(config)
     assert str(cfg.encoder.checkpoint) == "zoo:everyday-64" and cfg.encoder.input_size == 64
-    assert cfg.schedule.frames_per_clip == 16
+    assert cfg.schedule.frames_per_clip == 16 and cfg.encoder.mirror is False
+    # A classifier fitted on mirrored readings (table1's `+mirror` rows) makes the edge send mirrored latents.
+    write_bundle(tmp_path / "b3", encoder="zoo:everyday-64", classifier=first.path, preprocessing={**PRE, "mirror": True})
+    result = runner.invoke(app, ["edge", "init", "--bundle", str(tmp_path / "b3"), "--out", str(config), "--force"])
+    assert result.exit_code == 0, result.output
+    assert EdgeConfig.from_yaml(config).encoder.mirror is True
 
 
 def test_classify_fit_writes_a_bundle_when_it_knows_the_encoder(tmp_path, zoo_hash):
