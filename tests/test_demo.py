@@ -19,7 +19,7 @@ def test_demo_whole_system(tmp_path):
     config = tmp_path / "demo.yaml"
     config.write_text(f"data: {tmp_path / 'synth'}\nout: {tmp_path / 'run'}\nclasses: 3\nclips_per_class: 3\n"
                       "video_size: 32\nclip_size: 32\nencoder_epochs: 1\nclassifier_folds: 2\nplaylist_clips: 3\n"
-                      "min_segment_s: 3\nbackend: torch-int8\n")
+                      "min_segment_s: 3\nbackend: torch-int8\nfinetune_epochs: 1\n")
     result = CliRunner().invoke(app, ["demo", "--config", str(config), "--duration", "20"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
@@ -50,4 +50,9 @@ def test_demo_whole_system(tmp_path):
     # The edge ran the int8 encoder the demo quantised (calibrated on training clips) next to the checkpoint.
     assert summary["encoder"]["backend"] == "torch-int8"
     checkpoint = Path(summary["encoder"]["checkpoint"])
+    # The zoo encoder was fine-tuned on the training actors' windows; the edge runs it when it probed better on val.
+    tuned = summary["encoder"]["finetuned"]
+    report = json.loads(next((tmp_path / "synth" / "models").glob("finetune-*/finetune.json")).read_text())
+    assert report["epochs"] == 1 and (tuned == report if report["kept"] == "finetuned" else tuned is None)
+    assert (checkpoint == Path(report["model"])) == (report["kept"] == "finetuned")
     assert checkpoint.with_name(checkpoint.stem + ".int8.pt").is_file()

@@ -23,8 +23,9 @@ def demo(
                                 "scratch (train the paper's autoencoder briefly) [default: zoo:everyday-64]."),
     config: Path = typer.Option(None, help="YAML file with DemoConfig fields (options override it)."),
 ) -> None:
-    """Run TinyAct end to end on this machine: synthetic videos, a briefly trained encoder and classifier, the
-    cloud service (SQLite), and an edge agent reading 5 simulated cameras whose true actions are known."""
+    """Run TinyAct end to end on this machine: synthetic videos, the pretrained encoder fine-tuned briefly on them,
+    a classifier, the cloud service (SQLite), and an edge agent reading 5 simulated cameras whose true actions are
+    known."""
     from tinyact.demo import DemoConfig, run_demo
 
     cfg = DemoConfig.from_yaml(config, out=out, data=data, classes=classes, clips_per_class=clips_per_class,
@@ -77,7 +78,10 @@ def accuracy_note(s: dict) -> str:
         why = (f"the encoder was trained here for {encoder.get('epochs')} epoch(s) on the demo's clips without "
                "labels (the paper's autoencoder): expect close to chance; the run shows the plumbing")
     else:
-        why = (f"the pretrained encoder {encoder.get('spec')} (frozen, never trained on these clips) and a "
+        tuned = encoder.get("finetuned")
+        how = (f"fine-tuned here on the training actors' windows for {tuned['epochs']} epochs (val probe "
+               f"{tuned['before']:.0%} -> {tuned['after']:.0%})" if tuned else "frozen, never trained on these clips")
+        why = (f"the pretrained encoder {encoder.get('spec')} ({how}) and a "
                f"{clf.get('kind', 'classifier')} fitted on the latents of the training actors' clips, one 2 s window "
                "at a time as the cameras send them; the cameras play clips of other actors. Its test accuracy on "
                "such windows before the run: "

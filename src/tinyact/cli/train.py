@@ -1,5 +1,6 @@
 """``tinyact train …``: training runs (``ae``: the reconstruction autoencoder; ``ssl``: self-supervised objectives;
-``adapt``: label-free adaptation of a pretrained encoder; ``teacher``: the in-project KD teacher; ``kd``: the
+``adapt``: label-free adaptation of a pretrained encoder; ``finetune``: supervised fine-tuning of one on labelled
+clips; ``teacher``: the in-project KD teacher; ``kd``: the
 knowledge-distilled student)."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import typer
 
 from tinyact.console import console
 
-app = typer.Typer(help="Train models: the autoencoder (ae), self-supervised encoders (ssl, adapt), the KD teacher "
+app = typer.Typer(help="Train models: the autoencoder (ae), self-supervised encoders (ssl, adapt), a pretrained "
+                       "encoder fine-tuned on your labelled clips (finetune), the KD teacher "
                        "(teacher) and student (kd).",
                   no_args_is_help=True)
 
@@ -135,6 +137,34 @@ def adapt(
     colour = "green" if result.kept == "adapted" else "yellow"
     console.print(f"probe on val: {100 * result.before:.1f} % before, {100 * result.after:.1f} % after adaptation "
                   f"(epoch {result.after_epoch}); kept the [{colour}]{result.kept}[/{colour}] encoder: {result.model} "
+                  f"(hash {result.encoder_hash}); report {result.report}")
+
+
+@app.command()
+def finetune(
+    manifest: Path = typer.Option(None, help="Your labelled clips' manifest (`tinyact data manifest`): train "
+                                  "windows train, val windows choose the epoch and decide whether to keep it."),
+    out: Path = typer.Option(None, help="Folder for OUT/model.pt (the kept encoder), OUT/finetune.json and the run."),
+    init: str = typer.Option(None, help="Encoder to start from: zoo:NAME or a model file [default: zoo:everyday-64]."),
+    epochs: int = typer.Option(None, help="Epochs [default: 8]."),
+    lr: float = typer.Option(None, help="Peak AdamW learning rate [default: 2e-3]."),
+    flip: bool = typer.Option(None, help="Random left-right flips: only if no class depends on direction "
+                              "[default: off]."),
+    device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT from its last epoch."),
+    config: Path = typer.Option(None, help="YAML file with FinetuneConfig fields (options override it)."),
+) -> None:
+    """Fine-tune a pretrained encoder on your labelled clips, one window per example; kept only if the val probe
+    improves. Use OUT/model.pt wherever an encoder is asked for (--encoder, edge encoder.checkpoint)."""
+    from tinyact.training.finetune import FinetuneConfig
+    from tinyact.training.finetune import finetune as run_finetune
+
+    cfg = FinetuneConfig.from_yaml(config, manifest=manifest, out=out, init=init, epochs=epochs, lr=lr, flip=flip,
+                                   device=device)
+    result = run_finetune(cfg, resume=resume)
+    colour = "green" if result.kept == "finetuned" else "yellow"
+    console.print(f"probe on val: {100 * result.before:.1f} % before, {100 * result.after:.1f} % after fine-tuning "
+                  f"(epoch {result.epoch + 1}); kept the [{colour}]{result.kept}[/{colour}] encoder: {result.model} "
                   f"(hash {result.encoder_hash}); report {result.report}")
 
 

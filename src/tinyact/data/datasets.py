@@ -23,6 +23,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -108,3 +109,26 @@ def collate_clips(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Tenso
     clips = torch.stack([item[0] for item in kept])
     labels = torch.tensor([item[1] for item in kept], dtype=torch.long)
     return clips, labels, [item[2] for item in kept]
+
+
+class CachedWindows(Dataset):
+    """Every window of the cached clips of a manifest, one item each: ``(uint8 [T, 3, S, S], label index)``.
+
+    A clip cached with ``multi`` sampling gives its K windows as K items (a uniform cache: one per clip), so a
+    model learns from what a camera sends, one window at a time. Clips missing from the cache are left out.
+    """
+
+    def __init__(self, manifest: Manifest, cache: ClipCache) -> None:
+        self.cache = cache
+        self.label_names = list(manifest.label_names)
+        entries = [e for e in manifest.entries if e.clip_id in cache]
+        windows = cache.sampling.num_clips if cache.sampling.strategy == "multi" else 1
+        self.items = [(e.clip_id, k, manifest.label_index(e.label)) for e in entries for k in range(windows)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        clip_id, window, label = self.items[index]
+        clip = torch.from_numpy(np.array(self.cache.get_array(clip_id)[window]))
+        return clip, label

@@ -42,6 +42,7 @@ class Prepared:
     classifier_dir: Path
     classifier_metrics: dict[str, Any]
     playlists: list[Path]
+    finetuned: dict[str, Any] | None = None  # finetune.json of the fine-tuned encoder in use (None: frozen)
     steps: dict[str, float] = field(default_factory=dict)
 
 
@@ -127,6 +128,31 @@ def ensure_encoder(cfg: DemoConfig, manifest_path: Path, cache_dir: Path) -> tup
     result = train_autoencoder(ae_cfg)
     atomic_write_text(marker, json.dumps({"checkpoint": str(result.checkpoint), "encoder_hash": result.encoder_hash}))
     return Path(result.checkpoint), result.encoder_hash
+
+
+def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) -> dict[str, Any] | None:
+    """The pretrained encoder fine-tuned on the training actors' windows (``tinyact train finetune``), reused when
+    the same settings ran before; ``None`` when fine-tuning is off or did not beat the frozen encoder on val.
+
+    Returns:
+        Its ``finetune.json`` (``model``, ``encoder_hash``, the val probe ``before`` and ``after`` …).
+    """
+    from tinyact.training.finetune import FinetuneConfig, finetune
+
+    if cfg.finetune_epochs == 0 or cfg.encoder == "scratch":
+        return None
+    synth_yaml = (cfg.data / "synth_config.yaml").read_text()
+    run = cfg.models_dir() / f"finetune-{_key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.seed)}"
+    report = run / "finetune.json"
+    if not report.is_file():
+        logger.info("demo: fine-tuning %s on the training actors' windows for %d epochs", cfg.encoder,
+                    cfg.finetune_epochs)
+        finetune(FinetuneConfig(manifest=manifest_path, out=run, init=cfg.encoder, cache_dir=reading_cache,
+                                epochs=cfg.finetune_epochs, seed=cfg.seed))
+    else:
+        logger.info("demo: reusing the encoder fine-tuned before (%s)", run)
+    done: dict[str, Any] = json.loads(report.read_text())
+    return done if done["kept"] == "finetuned" else None
 
 
 def window_latents(checkpoint: Path, manifest: Manifest, cache_dir: Path, encoder_hash: str,
@@ -265,17 +291,24 @@ def prepare(cfg: DemoConfig) -> Prepared:
     t0 = time.perf_counter()
     checkpoint, encoder_hash = ensure_encoder(cfg, cfg.data / "manifest.csv", cache_dir)
     timed("encoder", t0)
-    if cfg.backend.endswith("int8"):
-        t0 = time.perf_counter()
-        logger.info("demo: preparing the %s encoder (calibrated on training clips)", cfg.backend)
-        ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
-        timed("int8", t0)
     t0 = time.perf_counter()
     reading = encoder_reading(cfg)
     reading_cache = cache_dir
     if reading.strategy != "uniform":  # the encoder reads windows: a cache of those for its latents
         reading_cache = cfg.data / f"cache-{cfg.clip_size}-{reading.strategy}{reading.num_clips}-{reading.sample_fps}"
         build_cache(manifest, reading_cache, reading)
+    timed("window_cache", t0)
+    t0 = time.perf_counter()
+    finetuned = ensure_finetuned(cfg, cfg.data / "manifest.csv", reading_cache)
+    if finetuned is not None:
+        checkpoint, encoder_hash = Path(finetuned["model"]), str(finetuned["encoder_hash"])
+        timed("finetune", t0)
+    if cfg.backend.endswith("int8"):
+        t0 = time.perf_counter()
+        logger.info("demo: preparing the %s encoder (calibrated on training clips)", cfg.backend)
+        ensure_int8_encoder(cfg.backend, checkpoint, manifest, cache_dir)
+        timed("int8", t0)
+    t0 = time.perf_counter()
     classifier_dir, classifier_metrics = ensure_classifier(cfg, manifest, checkpoint, encoder_hash, reading_cache,
                                                            reading)
     timed("classifier", t0)
@@ -283,4 +316,5 @@ def prepare(cfg: DemoConfig) -> Prepared:
     logger.info("demo: writing the camera playlists")
     playlists = ensure_playlists(cfg, manifest)
     timed("playlists", t0)
-    return Prepared(manifest, cache_dir, checkpoint, encoder_hash, classifier_dir, classifier_metrics, playlists, steps)
+    return Prepared(manifest, cache_dir, checkpoint, encoder_hash, classifier_dir, classifier_metrics, playlists,
+                    finetuned, steps)

@@ -151,7 +151,7 @@ def _run_facts(cfg: DemoConfig, ready: Prepared, h264: float | None) -> dict[str
         "h264_note": "the same 16 frames at the encoder's input size as H.264 (crf 23), the first clip per camera",
         "wire_dtype": cfg.wire_dtype,
         "encoder": {"spec": cfg.encoder, "checkpoint": str(ready.checkpoint), "hash": ready.encoder_hash,
-                    "backend": cfg.backend, "size": cfg.clip_size, **scratch},
+                    "backend": cfg.backend, "size": cfg.clip_size, "finetuned": ready.finetuned, **scratch},
         "classifier": {"kind": cfg.classifier, "folder": str(ready.classifier_dir),
                        "test_metrics": {k: v for k, v in ready.classifier_metrics.items() if isinstance(v, (int, float))}},
         "interval_s": cfg.interval_s,

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -79,6 +79,8 @@ class PretrainConfig(TinyActConfig):
     label_smoothing: float = Field(0.1, ge=0, lt=1, title="Label smoothing")
     dropout: float = Field(0.2, ge=0, lt=1, title="Dropout before the head")
     crop_scale: float = Field(0.8, gt=0, le=1, title="Smallest random crop (share of the side) per batch")
+    flip: bool = Field(True, title="Random left-right flips", description="only for classes that do not depend "
+                       "on direction (every corpus class; not 'walking left' vs 'walking right')")
     seed: int = Field(0, title="Seed")
     device: str = Field("auto", title="Device (auto, cpu, cuda)")
     precision: Precision = Field("fp32", title="fp32, bf16 (CPU or GPU) or amp (GPU)")
@@ -126,10 +128,11 @@ def build_encoder(cfg: PretrainConfig, frames: int, size: int) -> VideoAutoEncod
     return VideoAutoEncoder3D(config)
 
 
-def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float) -> torch.Tensor:
-    """A random square crop (one per batch, resized back) and a random horizontal flip per clip.
+def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float, flip: bool = True) -> torch.Tensor:
+    """A random square crop (one per batch, resized back) and, with ``flip``, a random horizontal flip per clip.
 
-    uint8 ``[B, T, 3, S, S]`` in and out. Flips keep the labels: no corpus class depends on direction.
+    uint8 ``[B, T, 3, S, S]`` in and out. Flips keep the labels only where no class depends on direction (true of
+    every corpus class).
     """
     b, t, c, s, _ = clips.shape
     side = int(round(s * float(torch.empty(1).uniform_(crop_scale, 1.0, generator=generator))))
@@ -138,10 +141,10 @@ def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float) 
         crop = clips[..., top : top + side, left : left + side].reshape(b * t, c, side, side).float()
         clips = F.interpolate(crop, size=(s, s), mode="bilinear", align_corners=False)
         clips = clips.round_().clamp_(0, 255).to(torch.uint8).reshape(b, t, c, s, s)
-    flip = torch.rand(b, generator=generator) < 0.5
-    if flip.any():
+    flipped = torch.rand(b, generator=generator) < 0.5  # drawn either way: the random stream does not depend on flip
+    if flip and flipped.any():
         clips = clips.clone()
-        clips[flip] = clips[flip].flip(-1)
+        clips[flipped] = clips[flipped].flip(-1)
     return clips
 
 
@@ -227,14 +230,26 @@ def _evaluate(model: VideoAutoEncoder3D, head: ClassifierHead, loader: DataLoade
     return correct / max(1, total)
 
 
+class LabelledClips(Protocol):
+    """What supervised training reads: ``(uint8 [T, 3, S, S], label)`` items and the class names (a corpus split,
+    or a user's labelled windows: :class:`tinyact.data.datasets.CachedWindows`)."""
+
+    label_names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]: ...
+
+
 class SupervisedPretraining(Objective):
     """Cross-entropy on the corpus's labels with a per-step cosine schedule; the epoch with the best ``score``
-    (probe or corpus val top-1) is written to ``OUT/model.pt``."""
+    (probe or corpus val top-1) is written to ``OUT/model.pt``. Fine-tuning on a user's labelled windows
+    (:mod:`tinyact.training.finetune`) runs the same objective."""
 
     sum_keys = ("seen", "correct", "loss")
 
     def __init__(self, cfg: PretrainConfig, model: VideoAutoEncoder3D, head: ClassifierHead, trainer: Trainer,
-                 device: torch.device, train_set: CorpusDataset, val_loader: DataLoader, probes: list[ProbeData]) -> None:
+                 device: torch.device, train_set: LabelledClips, val_loader: DataLoader, probes: list[ProbeData]) -> None:
         self.cfg, self.model, self.head, self.trainer, self.device = cfg, model, head, trainer, device
         self.label, self.epochs = "pretrain", cfg.epochs
         self.train_set, self.val_loader, self.probes = train_set, val_loader, probes
@@ -261,7 +276,7 @@ class SupervisedPretraining(Objective):
             group["lr"] = self.lr * min(1.0, (done + 1) / max(1, self.steps_per_epoch // 2))  # half-epoch warm-up
         idx = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
         items = [self.train_set[i] for i in idx]
-        clips = augment(torch.stack([c for c, _ in items]), self.generator, cfg.crop_scale)
+        clips = augment(torch.stack([c for c, _ in items]), self.generator, cfg.crop_scale, cfg.flip)
         labels = torch.tensor([y for _, y in items], device=self.device)
         with autocast(self.device, cfg.precision):
             logits = self.head(self.model.encode(normalize(clips.to(self.device), self.model.config.normalization)))
@@ -293,7 +308,7 @@ class SupervisedPretraining(Objective):
     def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
         probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
         log.plot(Path(self.cfg.out) / "curves.png", {"loss": ["train_loss"], "top-1": ["train_top1", "val_top1", *probe_keys]},
-                 title=f"pretrain {self.cfg.preset} on {Path(self.cfg.corpus).name}")
+                 title=f"{self.label} on {Path(self.cfg.corpus).name}")
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
         return checkpoint_state({"model": self.model, "head": self.head}, self.trainer, rng=True, epoch=epoch,
