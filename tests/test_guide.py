@@ -71,7 +71,9 @@ def test_guide_end_to_end(tmp_path, monkeypatch):
     manifest = yaml.safe_load((bundle / "bundle.yaml").read_text())
     assert manifest["encoder"]["spec"] == "zoo:everyday-64" and manifest["classifier"]["kind"] == "svm"
     assert manifest["label_names"] == ["blink", "down", "right"]
-    assert manifest["preprocessing"] == {"frames": 16, "size": 64, "normalization": "imagenet", "sampling": "uniform"}
+    best = json.loads((run / "metrics.json").read_text())["best"]["classifier"]  # svm or svm+mirror, chosen on val
+    assert manifest["preprocessing"] == {"frames": 16, "size": 64, "normalization": "imagenet", "sampling": "uniform",
+                                         "mirror": best.endswith("+mirror")}
     assert "random_encoder_top1" in manifest["accuracy"] and (bundle / "MODEL_CARD.md").is_file()
     tail = result.output[result.output.index(f"bundle: {bundle}"):]
     assert f"tinyact cloud serve --model {bundle}" in tail and f"tinyact edge init --bundle {bundle}" in tail
