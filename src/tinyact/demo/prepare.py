@@ -224,7 +224,7 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
     Returns:
         The playlist videos, one per camera (each with its ``.json`` of segments and labels).
     """
-    from tinyact.edge.simulate import write_playlist
+    from tinyact.parallel import run_bounded, worker_count
 
     test = manifest.split("test")
     by_label: dict[str, list[ManifestEntry]] = {}
@@ -233,7 +233,7 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
     labels = [name for name in manifest.label_names if name in by_label]
     key = _key((cfg.data / "synth_config.yaml").read_text(), cfg.cameras, cfg.playlist_clips, cfg.min_segment_s)
     folder = cfg.data / f"cameras-{key}"
-    paths = []
+    paths, jobs = [], []
     for k in range(cfg.cameras):
         path = folder / f"cam-{k + 1}.mp4"
         paths.append(path)
@@ -244,10 +244,19 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
             label = labels[(k * 2 + j) % len(labels)]
             pool = by_label[label]
             entry = pool[(k + j // len(labels)) % len(pool)]
-            clips.append((test.resolve(entry), label))
-        write_playlist(clips, path, min_segment_s=cfg.min_segment_s)
+            clips.append((str(test.resolve(entry)), label))
+        jobs.append((clips, path, cfg.min_segment_s))
+    run_bounded(_write_playlist, jobs, min(worker_count(), max(1, len(jobs))), lambda _: None)  # one per core
     logger.info("demo: %d camera playlists in %s", len(paths), folder)
     return paths
+
+
+def _write_playlist(job: tuple[list[tuple[str, str]], Path, float]) -> None:
+    """Worker: one camera's playlist file (decode, loop, re-encode: seconds of one core each)."""
+    from tinyact.edge.simulate import write_playlist
+
+    clips, path, min_segment_s = job
+    write_playlist(clips, path, min_segment_s=min_segment_s)
 
 
 def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:
@@ -285,14 +294,16 @@ def prepare(cfg: DemoConfig) -> Prepared:
     manifest = ensure_dataset(cfg)
     timed("dataset", t0)
     t0 = time.perf_counter()
+    reading = encoder_reading(cfg)
+    # Frames spread over each clip: what scratch training, int8 calibration and a uniform reading use.
     cache_dir = cfg.data / f"cache-{cfg.clip_size}"
-    build_cache(manifest, cache_dir, ClipSampling(size=cfg.clip_size, num_frames=16))
-    timed("clip_cache", t0)
+    if cfg.encoder == "scratch" or cfg.backend.endswith("int8") or reading.strategy == "uniform":
+        build_cache(manifest, cache_dir, ClipSampling(size=cfg.clip_size, num_frames=16))
+        timed("clip_cache", t0)
     t0 = time.perf_counter()
     checkpoint, encoder_hash = ensure_encoder(cfg, cfg.data / "manifest.csv", cache_dir)
     timed("encoder", t0)
     t0 = time.perf_counter()
-    reading = encoder_reading(cfg)
     reading_cache = cache_dir
     if reading.strategy != "uniform":  # the encoder reads windows: a cache of those for its latents
         reading_cache = cfg.data / f"cache-{cfg.clip_size}-{reading.strategy}{reading.num_clips}-{reading.sample_fps}"
