@@ -139,7 +139,7 @@ def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) 
     """
     from tinyact.training.finetune import FinetuneConfig, finetune
 
-    if cfg.finetune_epochs == 0 or cfg.encoder == "scratch":
+    if cfg.finetune_epochs == 0 or not cfg.encoder.startswith("zoo:"):  # a model file of the user's stays as given
         return None
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
     run = cfg.models_dir() / f"finetune-{_key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.seed)}"

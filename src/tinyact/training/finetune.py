@@ -32,23 +32,13 @@ from tinyact.config import TinyActConfig
 from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.datasets import CachedWindows
 from tinyact.data.manifest import Manifest
+from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D
 from tinyact.models.checkpoint import save_model
-from tinyact.training.pretrain import (
-    ClassifierHead,
-    PretrainConfig,
-    SupervisedPretraining,
-    encode_clips,
-)
-from tinyact.training.runtime import (
-    MetricsLog,
-    Precision,
-    load_checkpoint,
-    make_scaler,
-    pick_device,
-    seed_everything,
-)
+from tinyact.training.loop import run_epochs
+from tinyact.training.pretrain import PretrainConfig, encode_clips, resume_objective, supervised_objective
+from tinyact.training.runtime import Precision, pick_device, seed_everything
 from tinyact.training.ssl_probe import linear_probe
 
 logger = logging.getLogger(__name__)
@@ -114,15 +104,33 @@ def _start_encoder(spec: str) -> VideoAutoEncoder3D:
     return model.float()
 
 
+def labelled_windows(cfg: FinetuneConfig, manifest: Manifest,
+                     model: VideoAutoEncoder3D) -> tuple[CachedWindows, CachedWindows, ClipSampling]:
+    """The train and val windows of ``manifest``, read as ``cfg.init`` reads videos and cached, and that reading.
+
+    Raises:
+        ConfigError: when no train or no val clip could be decoded.
+    """
+    from tinyact.zoo import encoder_sampling, get_entry
+
+    entry = get_entry(cfg.init[4:]) if cfg.init.startswith("zoo:") else None
+    reading = encoder_sampling(entry, model.config.num_frames, int(model.config.input_size[0]), cfg.sampling)
+    cache_dir = Path(cfg.cache_dir or Path(cfg.out) / "cache")
+    build_cache(manifest, cache_dir, reading, workers=cfg.workers)
+    cache = ClipCache(cache_dir)
+    train, val = CachedWindows(manifest.split("train"), cache), CachedWindows(manifest.split("val"), cache)
+    for name, windows in (("train", train), ("val", val)):
+        if not len(windows):
+            raise ConfigError(f"{cfg.manifest}: no {name} clip could be decoded (see {cache_dir / 'skipped.csv'})")
+    return train, val, reading
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     """Fine-tune ``cfg.init`` on the labelled windows of ``cfg.manifest`` into ``cfg.out``.
 
     Raises:
         ConfigError: when train has fewer than two classes or val has no clip (nothing to choose an epoch on).
     """
-    from tinyact.training.loop import Trainer, restore, run_epochs
-    from tinyact.zoo import encoder_sampling, get_entry
-
     out = Path(cfg.out)
     manifest = Manifest.read(cfg.manifest)
     train_manifest, val_manifest = manifest.split("train"), manifest.split("val")
@@ -136,16 +144,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = _start_encoder(cfg.init).to(device)
-    frames, size = model.config.num_frames, int(model.config.input_size[0])
-    entry = get_entry(cfg.init[4:]) if cfg.init.startswith("zoo:") else None
-    reading = encoder_sampling(entry, frames, size, cfg.sampling)
-    cache_dir = Path(cfg.cache_dir or out / "cache")
-    build_cache(manifest, cache_dir, reading, workers=cfg.workers)
-    cache = ClipCache(cache_dir)
-    train, val = CachedWindows(train_manifest, cache), CachedWindows(val_manifest, cache)
-    for name, windows in (("train", train), ("val", val)):
-        if not len(windows):
-            raise ConfigError(f"{cfg.manifest}: no {name} clip could be decoded (see {cache_dir / 'skipped.csv'})")
+    train, val, reading = labelled_windows(cfg, manifest, model)
     before = window_probe(model, train, val, device)
     logger.info("finetune: %d train / %d val windows; the start's probe on val: %.1f %%", len(train), len(val),
                 100 * before)
@@ -153,29 +152,15 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     # The pretraining objective, on the user's windows, choosing the epoch by the head's val top-1; it writes the
     # best epoch's encoder to OUT/epochs/model.pt (kept apart from OUT/model.pt, so a resumed run still has it).
     settings = PretrainConfig(
-        corpus=cfg.manifest, out=out / "epochs", epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lr_min=cfg.lr_min,
-        weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing, dropout=cfg.dropout,
+        corpus=cfg.manifest, out=out / "epochs", epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        lr_min=cfg.lr_min, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing, dropout=cfg.dropout,
         crop_scale=cfg.crop_scale, flip=cfg.flip, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
         select_on="val")
-    head = ClassifierHead(model.config.latent_dim, len(train.label_names), cfg.dropout).to(device)
-    params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
-    trainer = Trainer(optimizer=torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-                      scaler=make_scaler(cfg.precision, device), checkpoint=out / "last.pt",
-                      log=MetricsLog(out / "metrics.csv"))
-    objective = SupervisedPretraining(settings, model, head, trainer, device, train,
-                                      DataLoader(val, batch_size=64), probes=[])
+    objective = supervised_objective(settings, model, train, DataLoader(val, batch_size=64), [], device,
+                                     out / "last.pt", out / "metrics.csv")
     objective.label = "finetune"
-    start_epoch = 0
-    if resume and trainer.checkpoint.is_file():
-        state = load_checkpoint(trainer.checkpoint)
-        restore(state, {"model": model, "head": head}, trainer, rng=True)
-        start_epoch, objective.best = state["epoch"] + 1, state["best"]
-        assert trainer.log is not None
-        trainer.log.truncate(start_epoch)
-        logger.info("finetune: resuming after epoch %d", state["epoch"] + 1)
-    elif trainer.checkpoint.is_file():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
-    run_epochs(objective, range(start_epoch, cfg.epochs), trainer)
+    start_epoch = resume_objective(objective, resume)
+    run_epochs(objective, range(start_epoch, cfg.epochs), objective.trainer)
 
     chosen = _start_encoder(str(out / "epochs" / "model.pt"))
     after = window_probe(chosen.to(device), train, val, device)

@@ -315,6 +315,41 @@ class SupervisedPretraining(Objective):
                                 best=self.best)
 
 
+def supervised_objective(cfg: PretrainConfig, model: VideoAutoEncoder3D, train_set: LabelledClips,
+                         val_loader: DataLoader, probes: list[ProbeData], device: torch.device, checkpoint: Path,
+                         metrics: Path) -> SupervisedPretraining:
+    """The objective with a fresh head and its trainer (AdamW over the encoder and the head, ``checkpoint`` for
+    resuming, ``metrics`` for the per-epoch rows)."""
+    head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
+    params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
+    trainer = Trainer(optimizer=torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                      scaler=make_scaler(cfg.precision, device), checkpoint=checkpoint, log=MetricsLog(metrics))
+    return SupervisedPretraining(cfg, model, head, trainer, device, train_set, val_loader, probes)
+
+
+def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
+    """The first epoch to run: after the checkpoint's with ``resume`` (weights, optimiser, RNG and the best epoch
+    so far restored), else 0.
+
+    Raises:
+        ConfigError: when the run folder already holds a run and ``resume`` is off (nothing is overwritten).
+    """
+    trainer = objective.trainer
+    if not trainer.checkpoint.is_file():
+        return 0
+    if not resume:
+        raise ConfigError(f"{trainer.checkpoint.parent} already holds a run; pass --resume to continue it or "
+                          "choose a new --out")
+    state = load_checkpoint(trainer.checkpoint)
+    restore(state, {"model": objective.model, "head": objective.head}, trainer, rng=True)
+    objective.best = state["best"]
+    assert trainer.log is not None
+    trainer.log.truncate(state["epoch"] + 1)
+    logger.info("%s: resuming after epoch %d (best so far: epoch %d)", objective.label, state["epoch"] + 1,
+                objective.best["epoch"] + 1)
+    return int(state["epoch"]) + 1
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     """Train (or resume) into ``cfg.out``; returns the selected model."""
     started = time.perf_counter()
@@ -333,24 +368,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
 
         start, _ = load_model(cfg.init)
         model.load_state_dict(start.state_dict())
-    head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
-    params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
-    trainer = Trainer(optimizer=torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-                      scaler=make_scaler(cfg.precision, device), checkpoint=out / "last.pt",
-                      log=MetricsLog(out / "metrics.csv"))
     probes = [load_probe(spec, frames, size, out / "probe-cache", cfg.probe_sampling) for spec in cfg.probes]
     val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
-    objective = SupervisedPretraining(cfg, model, head, trainer, device, train_set, val_loader, probes)
-    start_epoch = 0
-    if resume and trainer.checkpoint.is_file():
-        state = load_checkpoint(trainer.checkpoint)
-        restore(state, {"model": model, "head": head}, trainer, rng=True)
-        start_epoch, objective.best = state["epoch"] + 1, state["best"]
-        assert trainer.log is not None
-        trainer.log.truncate(start_epoch)
-        logger.info("pretrain: resuming after epoch %d (best so far: epoch %d)", state["epoch"], objective.best["epoch"])
-    elif trainer.checkpoint.is_file():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
+    objective = supervised_objective(cfg, model, train_set, val_loader, probes, device, out / "last.pt",
+                                     out / "metrics.csv")
+    start_epoch = resume_objective(objective, resume)
     if cfg.init is not None and start_epoch == 0 and probes and cfg.select_on == "probe":
         # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
         scores = {f"probe_{p.spec.name}": probe_accuracy(encode_clips(model, p.clips, device), p.labels, p.spec.folds,
@@ -361,7 +383,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
         logger.info("pretrain: the starting model probes %s", scores)
 
     stop = cfg.epochs if cfg.session_epochs is None else min(cfg.epochs, start_epoch + cfg.session_epochs)
-    run_epochs(objective, range(start_epoch, stop), trainer)
+    run_epochs(objective, range(start_epoch, stop), objective.trainer)
     best = objective.best
     (out / "best.json").write_text(json.dumps(best, indent=2))
     from tinyact.models.checkpoint import load_model
