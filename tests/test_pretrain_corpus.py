@@ -213,3 +213,20 @@ def test_a_later_stage_starts_from_the_earlier_model_and_keeps_it_unless_the_pro
     stages = recipe_stages(read_recipe("everyday-64"))
     assert len(stages) >= 1 and all({"corpus", "pretrain"} <= set(s) for s in stages)
     assert all(s["pretrain"].get("init") == "previous" for s in stages[1:])
+
+
+def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
+    from benchmarks.zoo_heldout import READINGS, main
+    from tinyact.models.autoencoder3d import VideoAutoEncoder3D
+    from tinyact.models.checkpoint import save_model
+
+    build_corpus(tiny_corpus(tmp_path / "corpus", clips=120))
+    torch.manual_seed(0)
+    save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
+                                                       latent_dim=16))
+    result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
+                   "--train-clips", "60", "--json", str(tmp_path / "r.json")])
+    assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * 3  # 2 readings x 3 values of C
+    best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
+    assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
+    assert (tmp_path / "r.json").is_file()
