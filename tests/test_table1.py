@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tinyact.cli import app
@@ -153,6 +154,30 @@ def test_table1_with_the_pretrained_encoder_and_adaptation(tiny_synth, tmp_path)
     assert set(metrics["baselines"]) == {"raw_pixels", "random_encoder", "motion_history"}
     assert set(metrics["classifiers"]) == {"svm"}  # --mirror off: one reading
     assert "Pretrained encoder `zoo:everyday-64`" in (out / "table1.md").read_text()
+
+
+def test_table1_fine_tunes_the_pretrained_encoder_on_the_train_labels(tiny_synth, tmp_path):
+    """--adapt supervised: `train finetune` on the train clips, the epoch and the keep-or-not decided on val; the
+    run's latents and its bundle come from whichever encoder was kept."""
+    import tinyact.zoo as zoo
+    from tinyact.models.checkpoint import load_model
+
+    data = _folder_dataset(tiny_synth, tmp_path / "folder")
+    settings = tmp_path / "t1.yaml"
+    settings.write_text("grids:\n  svm: {C: [1]}\nworkers: 1\nadapt_epochs: 1\nbaselines: [raw_pixels]\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["experiment", "table1", "--data", str(data), "--layout", "folder", "--folds", "2",
+                                 "--device", "cpu", "--classifiers", "svm", "--adapt", "supervised", "--mirror", "off",
+                                 "--config", str(settings), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = json.loads((out / "finetune" / "finetune.json").read_text())
+    assert metrics["encoder"]["adapt"] == "supervised" and report["epochs"] == 1
+    assert metrics["encoder"]["hash"] == report["encoder_hash"] == load_model(out / "finetune" / "model.pt")[1]["hash"]
+    if report["kept"] == "original":
+        assert report["encoder_hash"] == zoo.get_entry(zoo.DEFAULT_ENCODER).encoder_hash
+    bundle = yaml.safe_load((out / "bundle" / "bundle.yaml").read_text())
+    assert bundle["encoder"]["hash"] == report["encoder_hash"]
 
 
 def test_list_layout_like_data_manifest(tiny_synth, tmp_path):

@@ -218,7 +218,7 @@ def _run_encoder(run: Path, enc: dict[str, Any]) -> str:
     """The encoder a table1 run's latents came from: the zoo reference, or the model file with its hash."""
     spec, wanted = str(enc.get("spec") or "scratch"), str(enc.get("hash"))
     candidates = [spec] if spec != "scratch" else []
-    candidates += [str(enc.get("checkpoint") or ""), str(run / "adapt" / "model.pt")]
+    candidates += [str(enc.get("checkpoint") or ""), str(run / "adapt" / "model.pt"), str(run / "finetune" / "model.pt")]
     for candidate in candidates:
         if candidate.startswith("zoo:"):
             from tinyact.zoo import get_entry

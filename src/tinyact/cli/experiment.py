@@ -26,9 +26,10 @@ def table1(
     labels: Path = typer.Option(None, help="list layout: class names, one per line, for numeric labels."),
     encoder: str = typer.Option(None, help="zoo:NAME (a pretrained encoder, see `tinyact zoo list`), a model file, "
                                 "or scratch (train the paper's autoencoder on this data) [default: zoo:everyday-64]."),
-    adapt: str = typer.Option(None, help="Adapt the pretrained encoder on this data's clips without labels first "
-                              "(none, ssl, rho-simclr, rho-byol, speed); kept only if the val probe improves "
-                              "[default: none, as measured on Weizmann: docs/MODELS.md]."),
+    adapt: str = typer.Option(None, help="Adapt the pretrained encoder on this data's clips first: without labels "
+                              "(ssl, rho-simclr, rho-byol, speed) or fine-tuned on the train labels (supervised); "
+                              "kept only if the val probe improves [default: none, as measured on Weizmann: "
+                              "docs/MODELS.md]."),
     objective: str = typer.Option(None, help="scratch: reconstruction (the paper's autoencoder) or a self-supervised "
                                   "objective: ssl, rho-simclr, rho-byol, speed [default: reconstruction]."),
     preset: str = typer.Option(None, help="scratch: autoencoder preset (fast, fast-motion, paper) [default: fast]."),

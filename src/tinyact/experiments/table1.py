@@ -58,9 +58,10 @@ class Table1Config(DatasetSource):
     split_fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), title="train/val/test for the stratified split")
     encoder: str = Field("zoo:everyday-64", title="Encoder: zoo:NAME (pretrained), a model file, or scratch",
                          description="scratch trains the paper's autoencoder on this dataset (the original Table 1)")
-    adapt: str = Field("none", title="Adapt the encoder on this data's clips without labels first: none or an SSL "
-                       "objective (ssl, rho-simclr, rho-byol, speed)",
-                       description="kept only when it raises the linear probe on val (RUN/adapt/adapt.json)")
+    adapt: str = Field("none", title="Adapt the encoder on this data's clips first: none, an SSL objective without "
+                       "labels (ssl, rho-simclr, rho-byol, speed), or supervised (fine-tuning on the train labels)",
+                       description="kept only when it raises the linear probe on val (RUN/adapt/adapt.json; "
+                                   "supervised: RUN/finetune/finetune.json)")
     adapt_epochs: int = Field(5, ge=1, title="Adaptation epochs")
     objective: str = Field("reconstruction", title="scratch: how the encoder learns without labels",
                            description="reconstruction (the paper's autoencoder) or a self-supervised objective: "
@@ -267,7 +268,18 @@ def run_table1(cfg: Table1Config) -> dict[str, Any]:
         stage("train_autoencoder", t)
     else:
         checkpoint, encoder_hash = pretrained, str(choice.encoder_hash)
-        if cfg.adapt != "none":
+        if cfg.adapt == "supervised":
+            from tinyact.models.checkpoint import load_model
+            from tinyact.training.finetune import FinetuneConfig, finetune
+
+            t = time.perf_counter()
+            tuned = finetune(FinetuneConfig(
+                manifest=out / "manifest.csv", out=out / "finetune", init=cfg.encoder, sampling=cfg.sampling,
+                cache_dir=encoder_cache, epochs=cfg.adapt_epochs, seed=cfg.seed, device=cfg.device,
+                workers=cfg.workers), resume=(out / "finetune" / "last.pt").is_file())
+            checkpoint, encoder_hash = load_model(tuned.model)[0], tuned.encoder_hash
+            stage("finetune", t)
+        elif cfg.adapt != "none":
             from tinyact.models.checkpoint import load_model
             from tinyact.training.adapt import adapt_encoder
 
