@@ -78,6 +78,11 @@ def windowed_entry(tmp_path, monkeypatch) -> zoo.ZooEntry:
     return zoo.get_entry("windowed")
 
 
+def test_a_partial_or_invalid_reading_is_one_clear_error(windowed_entry):
+    with pytest.raises(ConfigError, match="replaces the encoder's own reading"):
+        zoo.encoder_sampling(windowed_entry, 4, 16, {"num_clips": 8})  # would need strategy: multi as well
+
+
 def test_an_entry_carries_its_sampling_and_an_override_wins(windowed_entry):
     sampling = windowed_entry.clip_sampling()
     assert (sampling.strategy, sampling.sample_fps, sampling.num_clips) == ("multi", 8.0, 3)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from tinyact.data.video import ClipSampling
 from tinyact.errors import ConfigError, TinyActError
@@ -149,8 +150,14 @@ def encoder_sampling(entry: ZooEntry | None, frames: int, size: int,
                      override: dict[str, Any] | None = None) -> ClipSampling:
     """How an encoder reads a video file at ``frames`` x ``size`` px: ``override`` (ClipSampling fields) if
     given, else a zoo entry's own sampling, else ``uniform`` (model files and scratch encoders)."""
-    reading = override or (entry.clip_sampling().model_dump(exclude={"num_frames", "size", "threads"}) if entry else {})
-    return ClipSampling.model_validate({"strategy": "uniform", **reading, "num_frames": frames, "size": size})
+    own = entry.clip_sampling().model_dump(exclude={"num_frames", "size", "threads"}) if entry else {}
+    reading = override or own
+    try:
+        return ClipSampling.model_validate({"strategy": "uniform", **reading, "num_frames": frames, "size": size})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sampling'}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"sampling {reading} is not a valid reading ({problems}); it replaces the encoder's own "
+                          f"reading {own or {'strategy': 'uniform'}} as a whole, so give every field it needs") from None
 
 
 def load_model_spec(spec: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
