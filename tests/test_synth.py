@@ -6,6 +6,7 @@ import csv
 import hashlib
 
 import numpy as np
+import pytest
 
 from tinyact.data.encode import encode_video
 from tinyact.data.layouts import read_kinetics
@@ -95,3 +96,21 @@ def test_the_same_frames_encode_to_the_same_bytes(tmp_path):
             encode_video(tmp_path / f"{plan.index}-{k}.mp4", frames, fps)
             digests.add(hashlib.sha256((tmp_path / f"{plan.index}-{k}.mp4").read_bytes()).hexdigest())
         assert len(digests) == 1, f"clip {plan.index} encoded to {len(digests)} different files"
+
+
+def test_an_interrupted_generation_leaves_no_finished_marker(tmp_path, monkeypatch):
+    # The demo reuses a dataset whose synth_config.yaml matches; a run killed half-way must not leave one.
+    from tinyact.data.synth import generator
+    from tinyact.data.synth.generator import generate
+
+    cfg = SynthConfig(out=tmp_path, classes=2, clips_per_class=3, size=32, workers=1)
+    generate(cfg)
+    assert (tmp_path / "synth_config.yaml").is_file()
+
+    def killed(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generator, "_write_clip", killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg)
+    assert not (tmp_path / "synth_config.yaml").exists()

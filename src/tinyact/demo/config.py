@@ -23,6 +23,7 @@ class DemoConfig(TinyActConfig):
     models: Path | None = Field(None, title="Where trained models are kept for reuse", description="default: DATA/models")
     classes: int = Field(10, ge=2, le=12)
     clips_per_class: int = Field(20, ge=3)
+    actors: int = Field(20, ge=3, title="Distinct generated actors (train / val / test actors are disjoint)")
     video_size: int = Field(128, ge=32, title="Height of generated videos (px)")
     clip_seconds: tuple[float, float] = Field((2.0, 4.0), title="Shortest and longest generated clip (s)")
     clip_size: int = Field(112, ge=16, title="Clip crop size fed to the encoder (px)")

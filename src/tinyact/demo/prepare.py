@@ -78,7 +78,8 @@ def ensure_dataset(cfg: DemoConfig) -> Manifest:
         Its balanced manifest (also written to ``DATA/manifest.csv``).
     """
     synth_cfg = SynthConfig(
-        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, size=cfg.video_size, seed=cfg.seed,
+        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, actors=cfg.actors,
+        size=cfg.video_size, seed=cfg.seed,
         min_seconds=cfg.clip_seconds[0], max_seconds=cfg.clip_seconds[1],
     )
     saved = cfg.data / "synth_config.yaml"

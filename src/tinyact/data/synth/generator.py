@@ -182,7 +182,7 @@ def _write_clip(args: tuple[SynthConfig, ClipPlan]) -> dict[str, str | int]:
 def generate(cfg: SynthConfig) -> dict[str, int]:
     """Write the dataset described by ``cfg``; returns clips per split. Existing clips are overwritten."""
     cfg.out.mkdir(parents=True, exist_ok=True)
-    cfg.save(cfg.out, "synth_config.yaml")
+    (cfg.out / "synth_config.yaml").unlink(missing_ok=True)  # written last: it marks a complete dataset
     plans = plan_dataset(cfg)
     workers = worker_count(cfg.workers)
     rows: list[dict[str, str | int]] = []
@@ -207,6 +207,7 @@ def generate(cfg: SynthConfig) -> dict[str, int]:
             writer.writeheader()
             writer.writerows(split_rows)
     write_preview(cfg.out, rows, cfg.out / "preview.png")
+    cfg.save(cfg.out, "synth_config.yaml")  # last, so an interrupted run is never taken for a finished one
     logger.info("synth: wrote %d clips (%s) to %s", len(rows), counts, cfg.out)
     return counts
 
