@@ -88,8 +88,9 @@ class FinetuneResult:
 def window_probe(model: VideoAutoEncoder3D, train: CachedWindows, val: CachedWindows, device: torch.device) -> float:
     """Top-1 on the val windows of a logistic regression fitted on the train windows' latents (frozen encoder)."""
     def latents(windows: CachedWindows) -> tuple[np.ndarray, np.ndarray]:
-        clips = torch.stack([windows[i][0] for i in range(len(windows))])
-        return encode_clips(model, clips, device), np.array([label for *_, label in windows.items])
+        # One batch of windows in memory at a time: a user's set can hold many thousands of them.
+        batches = [(encode_clips(model, clips, device), labels.numpy()) for clips, labels in DataLoader(windows, 64)]
+        return np.concatenate([z for z, _ in batches]), np.concatenate([y for _, y in batches])
 
     return linear_probe(*latents(train), *latents(val))
 
@@ -151,11 +152,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
 
     # The pretraining objective, on the user's windows, choosing the epoch by the head's val top-1; it writes the
     # best epoch's encoder to OUT/epochs/model.pt (kept apart from OUT/model.pt, so a resumed run still has it).
-    settings = PretrainConfig(
-        corpus=cfg.manifest, out=out / "epochs", epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        lr_min=cfg.lr_min, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing, dropout=cfg.dropout,
-        crop_scale=cfg.crop_scale, flip=cfg.flip, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
-        select_on="val")
+    # The training settings both configs name; init is the model already loaded here, not a file to start from.
+    shared = (set(FinetuneConfig.model_fields) & set(PretrainConfig.model_fields)) - {"out", "threads", "init"}
+    settings = PretrainConfig(corpus=cfg.manifest, out=out / "epochs", select_on="val",
+                              **cfg.model_dump(include=shared))
     objective = supervised_objective(settings, model, train, DataLoader(val, batch_size=64), [], device,
                                      out / "last.pt", out / "metrics.csv")
     objective.label = "finetune"
