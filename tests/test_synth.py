@@ -86,7 +86,7 @@ def test_every_action_moves():
 
 
 def test_the_same_frames_encode_to_the_same_bytes(tmp_path):
-    # x264's assembly paths made the files (and up to 60 grey levels of the decoded frames) differ from run to
+    # x264's macroblock-tree rate control made the files (and up to 60 grey levels of the decoded frames) differ from run to
     # run, so a seed did not give the same dataset and two demo runs scored differently.
     cfg = SynthConfig(out=tmp_path, classes=3, clips_per_class=3, size=64, seed=0)
     for plan in plan_dataset(cfg)[:3]:
