@@ -15,27 +15,29 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 pip() {
-  # This machine's pip config lists a local index folder that may be absent; hide that one warning only.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  # --no-compile: byte-compiling every module of torch, scipy, xgboost … took ~45 s of a ~90 s set-up; Python
+  # compiles the modules it imports on first use. This machine's pip config lists a local index folder that may
+  # be absent; hide that one warning only.
+  .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither" || true; }
 }
 
+extras="edge,cloud,train"
+[[ $dev == 1 ]] && extras="dev"
 # The CPU build of torch: a local wheel where pip's config provides one (--no-index: no download; this
 # machine's find-links), else PyTorch's CPU index (a plain PyPI install would pull the multi-GB CUDA build).
 if pip --no-index --no-deps "torch==2.13.0"; then
-  pip "torch==2.13.0"  # its dependencies, from the configured index
+  pip "torch==2.13.0" -e ".[$extras]"  # torch's dependencies, from the configured index, with TinyAct's
 else
   echo "no local torch wheel: installing the CPU build from https://download.pytorch.org/whl/cpu"
   pip "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+  pip -e ".[$extras]"
 fi
-if [[ $dev == 1 ]]; then
-  pip -e ".[dev]"
-  # Browser tests drive Debian's Chromium with Playwright; never let Playwright download a browser.
-  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
-    (apt-get install -y -qq chromium >/dev/null 2>&1 \
-      || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
-      || echo "note: could not install chromium; browser tests will be skipped"
-  fi
-else
-  pip -e ".[edge,cloud,train]"
+# Browser tests drive Debian's Chromium with Playwright; never let Playwright download a browser.
+if [[ $dev == 1 ]] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [[ $(id -u) == 0 ]]; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+    || echo "note: could not install chromium; browser tests will be skipped"
 fi
 echo "TinyAct installed in $(pwd)/.venv"
