@@ -46,8 +46,8 @@ class DemoConfig(TinyActConfig):
     classifier_folds: int = Field(3, ge=2)
     # the live system
     cameras: int = Field(5, ge=1, le=64, title="Simulated cameras")
-    duration_s: float = Field(50.0, gt=0, title="How long the edge agent runs",
-                              description="50 s: about 95 scored clips, and the whole demo within 3 min from a fresh "
+    duration_s: float = Field(40.0, gt=0, title="How long the edge agent runs",
+                              description="40 s: about 75 scored clips, and the whole demo within 3 min from a fresh "
                                           "clone on 2 cores with the fine-tuning")
     interval_s: float = Field(2.0, gt=0, title="Seconds between two clips of one camera (paper: 10)")
     capture_fps: float = Field(8.0, gt=0, title="Frame rate of a clip's 16 frames (window = 15 / fps)",

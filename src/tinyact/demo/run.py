@@ -22,7 +22,7 @@ import numpy as np
 from tinyact.demo.config import DEMO_DEVICE, DemoConfig
 from tinyact.demo.live import LiveState, live_table, read_clips
 from tinyact.demo.prepare import Prepared, prepare, with_encoder_input_size
-from tinyact.demo.summary import summarise
+from tinyact.demo.summary import summarise, write_live_records
 from tinyact.paths import atomic_write_text
 
 if TYPE_CHECKING:
@@ -230,6 +230,7 @@ def run_demo(cfg: DemoConfig, *, live: bool = True, serve: bool = False,
         if live and not draw:
             console.print(live_table(state, cfg.duration_s, cfg.duration_s))
         summary.update(_run_facts(cfg, ready, _h264_bytes_per_clip(cameras, cfg.capture_fps)))
+        summary["files"] = write_live_records(state.rows, list(ready.manifest.label_names), cfg.out)
         summary.update({"flushed": flushed, "urls": urls, "steps_s": steps,
                         "elapsed_s": round(time.perf_counter() - started, 1)})
         atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,34 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
         "encode_ms_per_clip": round(float(np.mean(encode)), 1) if encode else None,
         "cameras": cameras,
     }
+
+
+def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -> dict[str, str]:
+    """Every capture of the run as ``out/clips.csv`` (camera, time, true action and the share of frames showing it,
+    prediction, score) and the scored clips' confusion matrix as ``out/confusion.png``.
+
+    Returns:
+        ``{"clips": csv path, "confusion": png path}`` (no png when no clip was scored).
+    """
+    from tinyact.classifiers.evaluate import plot_confusion
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "clips.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["clip_id", "camera_id", "captured_at", "truth", "purity", "predicted", "score", "scored"])
+        for r in rows:
+            writer.writerow([r.clip_id, r.camera_id, f"{r.captured_at:.3f}", r.truth or "",
+                             "" if r.purity is None else f"{r.purity:.3f}", r.label or "",
+                             "" if r.score is None else f"{r.score:.4f}", int(is_scored(r))])
+    files = {"clips": str(path)}
+    scored = [r for r in rows if is_scored(r) and r.truth in label_names and r.label in label_names]
+    if scored:
+        index = {name: i for i, name in enumerate(label_names)}
+        matrix = np.zeros((len(label_names), len(label_names)), dtype=int)
+        for r in scored:
+            matrix[index[str(r.truth)], index[str(r.label)]] += 1
+        accuracy = np.trace(matrix) / matrix.sum()
+        files["confusion"] = str(plot_confusion(matrix, label_names, out / "confusion.png",
+                                                title=f"live: {accuracy:.1%} of {matrix.sum()} clips"))
+    return files

@@ -23,6 +23,7 @@ scaler and, for the trainers that resume their RNG streams, every RNG state).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ from tinyact.training.runtime import (
     save_checkpoint,
     set_rng_state,
 )
+
+#: Curves are redrawn at most this often, and after the last epoch: a matplotlib figure costs ~0.5 s, as much as
+#: a tenth of a short fine-tuning epoch.
+PLOT_EVERY_S = 30.0
 
 
 @dataclass
@@ -145,6 +150,7 @@ def run_epochs(
         on_epoch_end: called with ``(epochs finished, row)`` after each epoch's checkpoint is written.
     """
     row: dict[str, float] = {}
+    plotted_at, unplotted = -math.inf, None  # (epoch, seconds) of a row not drawn yet
     for epoch in epochs:
         plan = objective.begin_epoch(epoch)
         if plan is None:
@@ -173,11 +179,16 @@ def run_epochs(
         row = objective.end_epoch(epoch, sums, seconds)
         if trainer.log is not None:
             trainer.log.append(row)
-            objective.plot(trainer.log, epoch, seconds)
+            unplotted = (epoch, seconds)
+            if time.perf_counter() - plotted_at >= PLOT_EVERY_S:
+                objective.plot(trainer.log, epoch, seconds)
+                plotted_at, unplotted = time.perf_counter(), None
             save_checkpoint(trainer.checkpoint, objective.checkpoint(epoch))
         barrier(trainer.info)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
+    if trainer.log is not None and unplotted is not None:
+        objective.plot(trainer.log, *unplotted)
     return row
 
 

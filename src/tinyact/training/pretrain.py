@@ -45,6 +45,7 @@ from tinyact.training.runtime import (
     autocast,
     epoch_generator,
     load_checkpoint,
+    make_optimizer,
     make_scaler,
     pick_device,
     seed_everything,
@@ -322,7 +323,7 @@ def supervised_objective(cfg: PretrainConfig, model: VideoAutoEncoder3D, train_s
     resuming, ``metrics`` for the per-epoch rows)."""
     head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
     params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
-    trainer = Trainer(optimizer=torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    trainer = Trainer(optimizer=make_optimizer(params, "adamw", cfg.lr, cfg.weight_decay),
                       scaler=make_scaler(cfg.precision, device), checkpoint=checkpoint, log=MetricsLog(metrics))
     return SupervisedPretraining(cfg, model, head, trainer, device, train_set, val_loader, probes)
 

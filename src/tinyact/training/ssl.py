@@ -72,6 +72,7 @@ from tinyact.training.runtime import (
     autocast,
     epoch_generator,
     load_checkpoint,
+    make_optimizer,
     seed_everything,
     warmup_cosine_lr,
 )
@@ -365,7 +366,7 @@ def train_ssl(
     heads = SSLHeads(objective, model.config.latent_dim, cfg).to(device)
     encoder_params = [p for m in model.encoder_modules() for p in m.parameters()]
     trainer = Trainer(
-        optimizer=torch.optim.AdamW([*encoder_params, *heads.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay),
+        optimizer=make_optimizer([*encoder_params, *heads.parameters()], "adamw", cfg.lr, cfg.weight_decay),
         scaler=torch.amp.GradScaler("cuda", enabled=cfg.precision == "amp"),
         checkpoint=ckpt_path,
         log=MetricsLog(run_dir / "metrics.csv"),
