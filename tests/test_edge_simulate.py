@@ -60,3 +60,17 @@ def test_recording_camera_knows_the_truth_of_each_grab(make_video, tmp_path):
     assert truth.label == "waving" and truth.purity == 10 / 16
     assert camera.first_clip is not None and h264_bytes(camera.first_clip, 8.0) > 100
     camera.close()
+
+
+def test_a_take_as_long_as_the_segment_plays_once_and_a_short_one_loops(tmp_path):
+    from tinyact.edge.simulate import Take, write_takes
+
+    ramp = [np.full((32, 48, 3), 8 * i, np.uint8) for i in range(30)]  # 2.0 s at 15 fps, brighter each frame
+    long_take, short_take = Take(ramp, 15.0, "waving", "a.mp4"), Take(ramp[:15], 15.0, "running", "b.mp4")
+    playlist = write_takes([long_take, short_take], tmp_path / "cam.mp4", fps=15, min_segment_s=2.0)
+    assert [(s.label, s.start, s.end, s.source) for s in playlist.segments] == [
+        ("waving", 0.0, 2.0, "a.mp4"), ("running", 2.0, 4.0, "b.mp4")]
+    with av.open(str(playlist.path)) as container:
+        means = [float(f.to_ndarray(format="rgb24").mean()) for f in container.decode(video=0)]
+    assert np.all(np.diff(means[2:28:4]) > 0)  # the long take: one pass, never back to its start
+    assert means[45] < means[43] - 40  # the short one jumps back at its loop point (1 s in)

@@ -114,3 +114,12 @@ def test_an_interrupted_generation_leaves_no_finished_marker(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         generate(cfg)
     assert not (tmp_path / "synth_config.yaml").exists()
+
+
+def test_a_longer_take_of_a_plan_keeps_its_action_actor_and_frame_rate(tmp_path):
+    cfg = SynthConfig(out=tmp_path, classes=3, clips_per_class=3, size=32, seed=0, min_seconds=1.0, max_seconds=1.5)
+    plan = plan_dataset(cfg)[0]
+    frames, fps, _ = render_clip(cfg, plan)
+    take, take_fps, _ = render_clip(cfg, plan, min_seconds=4.0)
+    assert take_fps == fps and len(frames) <= 1.5 * fps + 1 and len(take) == round(4.0 * fps)
+    assert render_clip(cfg, plan, min_seconds=0.5)[0][0].tobytes() == frames[0].tobytes()  # shorter: the clip itself

@@ -52,7 +52,7 @@ class DemoConfig(TinyActConfig):
     interval_s: float = Field(2.0, gt=0, title="Seconds between two clips of one camera (paper: 10)")
     capture_fps: float = Field(8.0, gt=0, title="Frame rate of a clip's 16 frames (window = 15 / fps)",
                                description="8: the rate the default encoder was pretrained and reads files at")
-    min_segment_s: float = Field(5.0, gt=0, title="Each action plays at least this long on a camera")
+    min_segment_s: float = Field(6.0, gt=0, title="Each action plays at least this long on a camera")
     playlist_clips: int = Field(10, ge=1, title="Action clips per camera playlist")
     wire_dtype: Literal["float16", "int8", "float32"] = "float16"
     backend: Backend = Field(

@@ -21,6 +21,7 @@ from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest, ManifestEntry, balance
 from tinyact.data.synth import SynthConfig, generate
+from tinyact.data.synth.generator import ClipPlan
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling
 from tinyact.demo.config import DemoConfig
@@ -71,17 +72,21 @@ def encoder_reading(cfg: DemoConfig) -> ClipSampling:
     return encoder_sampling(entry, 16, cfg.clip_size)
 
 
+def demo_synth_config(cfg: DemoConfig) -> SynthConfig:
+    """What the demo's synthetic set is generated with."""
+    return SynthConfig(
+        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, actors=cfg.actors,
+        size=cfg.video_size, seed=cfg.seed, min_seconds=cfg.clip_seconds[0], max_seconds=cfg.clip_seconds[1],
+    )
+
+
 def ensure_dataset(cfg: DemoConfig) -> Manifest:
     """Generate the synthetic set if it is missing (or was made with other settings).
 
     Returns:
         Its balanced manifest (also written to ``DATA/manifest.csv``).
     """
-    synth_cfg = SynthConfig(
-        out=cfg.data, classes=cfg.classes, clips_per_class=cfg.clips_per_class, actors=cfg.actors,
-        size=cfg.video_size, seed=cfg.seed,
-        min_seconds=cfg.clip_seconds[0], max_seconds=cfg.clip_seconds[1],
-    )
+    synth_cfg = demo_synth_config(cfg)
     saved = cfg.data / "synth_config.yaml"
     if not saved.exists() or saved.read_text() != synth_cfg.to_yaml():
         logger.info("demo: generating %d classes x %d clips in %s", cfg.classes, cfg.clips_per_class, cfg.data)
@@ -218,21 +223,28 @@ def ensure_classifier(cfg: DemoConfig, manifest: Manifest, checkpoint: Path, enc
 
 
 def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
-    """One looped playlist per camera, made of held-out *test* clips (actors never seen in training).
+    """One playlist per camera: the *test* actors (never seen in training) performing each action.
 
-    Each camera starts at another class. Playlists made with the same settings are reused.
+    Each segment is a take of a test clip's plan (its actor, action and frame rate) rendered at least
+    ``min_segment_s`` long, so it plays once, as a camera watching a person would see it: a test clip looped to
+    that length jumps back at its loop point, and a clip re-encoded into a playlist is compressed twice; neither
+    happens to a camera (docs/BENCHMARKS.md, "The demo and fine-tuning"). Each camera starts at another class.
+    Playlists made with the same settings are reused.
 
     Returns:
         The playlist videos, one per camera (each with its ``.json`` of segments and labels).
     """
+    from tinyact.data.synth.generator import plan_dataset
     from tinyact.parallel import run_bounded, worker_count
 
+    synth_cfg = demo_synth_config(cfg)
+    plans = {plan.youtube_id: plan for plan in plan_dataset(synth_cfg)}
     test = manifest.split("test")
     by_label: dict[str, list[ManifestEntry]] = {}
     for entry in test.entries:
         by_label.setdefault(entry.label, []).append(entry)
     labels = [name for name in manifest.label_names if name in by_label]
-    key = _key((cfg.data / "synth_config.yaml").read_text(), cfg.cameras, cfg.playlist_clips, cfg.min_segment_s)
+    key = _key(synth_cfg.to_yaml(), cfg.cameras, cfg.playlist_clips, cfg.min_segment_s, "takes")
     folder = cfg.data / f"cameras-{key}"
     paths, jobs = [], []
     for k in range(cfg.cameras):
@@ -240,24 +252,29 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
         paths.append(path)
         if path.is_file() and path.with_suffix(".json").is_file():
             continue
-        clips = []
+        takes = []
         for j in range(cfg.playlist_clips):
-            label = labels[(k * 2 + j) % len(labels)]
-            pool = by_label[label]
+            pool = by_label[labels[(k * 2 + j) % len(labels)]]
             entry = pool[(k + j // len(labels)) % len(pool)]
-            clips.append((str(test.resolve(entry)), label))
-        jobs.append((clips, path, cfg.min_segment_s))
+            name = Path(entry.path).name  # <youtube_id>_<start>_<end>.mp4 (the id may hold "_")
+            takes.append((plans[name.rsplit("_", 2)[0]], entry.label, name))
+        jobs.append((synth_cfg, takes, path, cfg.min_segment_s))
     run_bounded(_write_playlist, jobs, min(worker_count(), max(1, len(jobs))), lambda _: None)  # one per core
     logger.info("demo: %d camera playlists in %s", len(paths), folder)
     return paths
 
 
-def _write_playlist(job: tuple[list[tuple[str, str]], Path, float]) -> None:
-    """Worker: one camera's playlist file (decode, loop, re-encode: seconds of one core each)."""
-    from tinyact.edge.simulate import write_playlist
+def _write_playlist(job: tuple[SynthConfig, list[tuple[ClipPlan, str, str]], Path, float]) -> None:
+    """Worker: one camera's playlist file (render each take, encode once: seconds of one core)."""
+    from tinyact.data.synth.generator import render_clip
+    from tinyact.edge.simulate import Take, write_takes
 
-    clips, path, min_segment_s = job
-    write_playlist(clips, path, min_segment_s=min_segment_s)
+    synth_cfg, takes, path, min_segment_s = job
+    rendered = []
+    for plan, label, source in takes:
+        frames, fps, _ = render_clip(synth_cfg, plan, min_seconds=min_segment_s)
+        rendered.append(Take(frames, fps, label, source))
+    write_takes(rendered, path, min_segment_s=min_segment_s)
 
 
 def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:

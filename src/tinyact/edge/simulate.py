@@ -1,7 +1,8 @@
 """Simulated CCTV cameras with known ground truth (the demo and the edge benchmarks).
 
 A *playlist* is one H.264 file made of labelled action clips played one after the other (each looped to at
-least ``min_segment_s`` so a capture window usually sees one action), plus ``<name>.json`` with the segments
+least ``min_segment_s`` so a capture window usually sees one action; :func:`write_takes` takes frames, e.g.
+performances rendered that long, which then play once), plus ``<name>.json`` with the segments
 ``[{label, start, end, source}]``. A :class:`~tinyact.edge.sources.FileCamera` plays it at real-time pace and
 loops it; :class:`RecordingCamera` wraps a camera and remembers, per captured clip, which file times its frames
 came from, so the true action of every clip the agent sends is known::
@@ -88,6 +89,16 @@ def _decode_rgb(path: Path, size: tuple[int, int] | None) -> tuple[list[np.ndarr
     return frames, fps
 
 
+@dataclass(frozen=True)
+class Take:
+    """One labelled performance to put in a playlist: decoded RGB frames ``[H, W, 3]`` at ``fps``."""
+
+    frames: Sequence[np.ndarray]
+    fps: float
+    label: str
+    source: str  # where it came from (a file name), kept in the playlist's segments
+
+
 def write_playlist(
     clips: Sequence[tuple[str | Path, str]],
     out: str | Path,
@@ -99,22 +110,34 @@ def write_playlist(
     """Concatenate ``(video, label)`` clips into one file at ``fps`` (frames resampled by time), each clip
     looped to at least ``min_segment_s``; ``size`` = ``(width, height)`` to rescale (default: the first
     clip's). Writes ``out`` and ``out.json``; returns the :class:`Playlist`."""
-    out = Path(out)
-    frames_out: list[np.ndarray] = []
-    segments: list[Segment] = []
+    takes = []
     for source, label in clips:
         frames, src_fps = _decode_rgb(Path(source), size)
         if size is None:
             size = (frames[0].shape[1] // 2 * 2, frames[0].shape[0] // 2 * 2)
             frames = [f[: size[1], : size[0]] for f in frames]
-        length_s = len(frames) / src_fps
-        loops = max(1, int(np.ceil(min_segment_s / length_s)))
+        takes.append(Take(frames, src_fps, label, Path(source).name))
+    return write_takes(takes, out, fps=fps, min_segment_s=min_segment_s)
+
+
+def write_takes(takes: Sequence[Take], out: str | Path, *, fps: float = 15.0, min_segment_s: float = 4.0) -> Playlist:
+    """The playlist of ``takes`` (frames of one size) at ``fps``, each looped to at least ``min_segment_s``.
+
+    A take as long as ``min_segment_s`` plays once, as a camera sees a person: a looped one jumps back to its
+    start, which a window across the loop point sees as a jump of the person. Encoded once (H.264).
+    Writes ``out`` and ``out.json``; returns the :class:`Playlist`."""
+    out = Path(out)
+    frames_out: list[np.ndarray] = []
+    segments: list[Segment] = []
+    for take in takes:
+        length_s = len(take.frames) / take.fps
+        loops = max(1, int(np.ceil((min_segment_s - 0.5 / take.fps) / length_s)))  # half a frame short is long enough
         n_out = max(1, int(round(loops * length_s * fps)))
-        # Frame shown at output time t: the source frame on screen at (t mod clip length), the data path's rule.
-        idx = frames_at(np.arange(len(frames)) / src_fps, np.arange(n_out) / fps % length_s)
+        # Frame shown at output time t: the source frame on screen at (t mod take length), the data path's rule.
+        idx = frames_at(np.arange(len(take.frames)) / take.fps, np.arange(n_out) / fps % length_s)
         start = len(frames_out) / fps
-        frames_out.extend(frames[i] for i in idx)
-        segments.append(Segment(label, round(start, 4), round(len(frames_out) / fps, 4), Path(source).name))
+        frames_out.extend(take.frames[i] for i in idx)
+        segments.append(Segment(take.label, round(start, 4), round(len(frames_out) / fps, 4), take.source))
     if not frames_out:
         raise TinyActError("a playlist needs at least one clip")
     encode_video(out, frames_out, fps)

@@ -116,13 +116,17 @@ def plan_dataset(cfg: SynthConfig) -> list[ClipPlan]:
     return plans
 
 
-def render_clip(cfg: SynthConfig, plan: ClipPlan) -> tuple[list[np.ndarray], float, str]:
-    """Render one clip: ``(frames [H, W, 3] uint8, fps, scene kind)``."""
+def render_clip(cfg: SynthConfig, plan: ClipPlan, min_seconds: float = 0.0) -> tuple[list[np.ndarray], float, str]:
+    """Render one clip: ``(frames [H, W, 3] uint8, fps, scene kind)``.
+
+    ``min_seconds`` asks for a longer take of the same plan (actor, action, frame rate): what a camera watching
+    that person would see (the demo's cameras); its scene and camera draws then differ from the clip's.
+    """
     rng = np.random.default_rng([cfg.seed, 2, plan.index])
     height = cfg.size
     width = int(round(height * 4 / 3 / 2)) * 2
     fps = float(rng.choice(cfg.fps_choices))
-    seconds = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
+    seconds = max(float(rng.uniform(cfg.min_seconds, cfg.max_seconds)), min_seconds)
     num_frames = max(2, int(round(seconds * fps)))
     jitter = cfg.jitter_px * height / 128
     camera = Camera.sample(rng, height, width, num_frames, jitter, cfg.noise_max)
