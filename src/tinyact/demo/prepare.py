@@ -21,7 +21,7 @@ from tinyact.data.cache import ClipCache, build_cache
 from tinyact.data.layouts import read_kinetics
 from tinyact.data.manifest import Manifest, ManifestEntry, balance
 from tinyact.data.synth import SynthConfig, generate
-from tinyact.data.synth.generator import ClipPlan
+from tinyact.data.synth.generator import ClipPlan, plan_dataset, render_clip
 from tinyact.data.transforms import normalize
 from tinyact.data.video import ClipSampling
 from tinyact.demo.config import DemoConfig
@@ -234,7 +234,6 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
     Returns:
         The playlist videos, one per camera (each with its ``.json`` of segments and labels).
     """
-    from tinyact.data.synth.generator import plan_dataset
     from tinyact.parallel import run_bounded, worker_count
 
     synth_cfg = demo_synth_config(cfg)
@@ -266,7 +265,6 @@ def ensure_playlists(cfg: DemoConfig, manifest: Manifest) -> list[Path]:
 
 def _write_playlist(job: tuple[SynthConfig, list[tuple[ClipPlan, str, str]], Path, float]) -> None:
     """Worker: one camera's playlist file (render each take, encode once: seconds of one core)."""
-    from tinyact.data.synth.generator import render_clip
     from tinyact.edge.simulate import Take, write_takes
 
     synth_cfg, takes, path, min_segment_s = job
