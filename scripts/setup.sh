@@ -14,16 +14,17 @@ python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
+# Without --dev, --no-compile: byte-compiling every module of torch, scipy, xgboost … took ~45 s of the demo's ~90 s
+# set-up, and Python compiles the modules it imports on first use. The test suite imports far more, in many
+# processes, so --dev compiles everything once, here.
+extras="edge,cloud,train" compile="--no-compile"
+[[ $dev == 1 ]] && extras="dev" compile="--compile"
 pip() {
-  # --no-compile: byte-compiling every module of torch, scipy, xgboost … took ~45 s of a ~90 s set-up; Python
-  # compiles the modules it imports on first use. This machine's pip config lists a local index folder that may
-  # be absent; hide that one warning only.
-  .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check "$@" 2>&1 \
+  # This machine's pip config lists a local index folder that may be absent; hide that one warning only.
+  .venv/bin/python -m pip install --quiet "$compile" --disable-pip-version-check "$@" 2>&1 \
     | { grep -v "is ignored: it is neither" || true; }
 }
 
-extras="edge,cloud,train"
-[[ $dev == 1 ]] && extras="dev"
 # The CPU build of torch: a local wheel where pip's config provides one (--no-index: no download; this
 # machine's find-links), else PyTorch's CPU index (a plain PyPI install would pull the multi-GB CUDA build).
 if pip --no-index --no-deps "torch==2.13.0"; then

@@ -1,0 +1,106 @@
+"""Replay the demo's cameras offline: the accuracy of every window a camera could send, not only the ~70 a run sends.
+
+    python benchmarks/demo_replay.py [--demo tinyact-data/demo] [--step 0.25] [--json docs/results/demo_replay.json]
+
+Reads the encoder, the classifier and the camera playlists of a finished ``tinyact demo`` run (its
+``summary.json``). Every window of 16 frames at the cameras' capture rate whose frames all lie in one playlist
+segment (one action), ending every ``--step`` seconds, is read from the playlist file the way the edge camera
+reads it (frames on screen at those times, :func:`~tinyact.data.transforms.prepare_frames`), encoded and
+classified. Also reported, as the reference the cameras are compared with: the same windows ``--step`` apart over
+the test clips' own files. Top-1 overall and per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import print_table, save_results  # noqa: E402
+from tinyact.classifiers.saved import load_classifier  # noqa: E402
+from tinyact.data.manifest import Manifest  # noqa: E402
+from tinyact.data.transforms import normalize, prepare_frames  # noqa: E402
+from tinyact.data.video import frames_at  # noqa: E402
+from tinyact.demo.config import DemoConfig  # noqa: E402
+from tinyact.edge.simulate import Playlist  # noqa: E402
+from tinyact.models.base import config_of, encode_fn  # noqa: E402
+from tinyact.models.checkpoint import load_model  # noqa: E402
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every frame of ``path`` (RGB) and its time in seconds."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        rate = float(stream.average_rate or 25)
+    return frames, np.arange(len(frames)) / rate
+
+
+def windows(frames: list[np.ndarray], times: np.ndarray, start: float, end: float, step: float, n: int,
+            fps: float, size: int) -> list[torch.Tensor]:
+    """Every ``n``-frame window at ``fps`` inside ``[start, end)`` whose last frame falls on a multiple of ``step``."""
+    ends = np.arange(start + (n - 1) / fps, end - 1e-6, step)
+    return [prepare_frames([frames[i] for i in frames_at(times, t - np.arange(n - 1, -1, -1) / fps)], size)
+            for t in ends]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", type=Path, default=Path("tinyact-data/demo"))
+    parser.add_argument("--step", type=float, default=0.25)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    summary = json.loads((args.demo / "summary.json").read_text())
+    config = DemoConfig.from_yaml(args.demo / "config.yaml")
+    model, _ = load_model(summary["encoder"]["checkpoint"])
+    encode, stats = encode_fn(model.eval()), config_of(model).normalization
+    classifier = load_classifier(summary["classifier"]["folder"])
+    size, fps = int(summary["encoder"]["size"]), config.capture_fps
+
+    def classify(clips: list[torch.Tensor]) -> list[str]:
+        with torch.no_grad():
+            latents = torch.cat([encode(normalize(torch.stack(clips[i : i + 64]), stats))
+                                 for i in range(0, len(clips), 64)]).float().numpy()
+        return list(np.asarray(classifier.label_names)[classifier.predict(latents)])
+
+    results: dict[str, dict[str, list[bool]]] = {"cameras": {}, "test clips": {}}
+    for camera in summary["cameras"]:
+        playlist = Playlist.load(camera["playlist"])
+        frames, times = decode(playlist.path)
+        for segment in playlist.segments:
+            clips = windows(frames, times, segment.start, segment.end, args.step, 16, fps, size)
+            if clips:
+                results["cameras"].setdefault(segment.label, []).extend(p == segment.label for p in classify(clips))
+    manifest = Manifest.read(config.data / "manifest.csv").split("test")
+    for entry in manifest.entries:
+        frames, times = decode(manifest.resolve(entry))
+        clips = windows(frames, times, 0.0, times[-1] + 1e-3, args.step, 16, fps, size)
+        if clips:
+            results["test clips"].setdefault(entry.label, []).extend(p == entry.label for p in classify(clips))
+    rows: dict[str, Any] = {}
+    for source, by_class in results.items():
+        hits = [h for v in by_class.values() for h in v]
+        rows[source] = {"windows": len(hits), "top1": float(np.mean(hits)) if hits else None,
+                        "per_class": {k: float(np.mean(v)) for k, v in sorted(by_class.items())}}
+    labels = sorted({k for r in rows.values() for k in r["per_class"]})
+    print_table(f"Demo replay: every window {args.step} s apart (run: {args.demo})",
+                ["source", "windows", "top-1", *labels],
+                [[s, r["windows"], f"{r['top1']:.1%}", *(f"{r['per_class'].get(k, float('nan')):.0%}" for k in labels)]
+                 for s, r in rows.items()])
+    save_results(args.json, {"protocol": __doc__, "demo": str(args.demo), "live_accuracy": summary["accuracy"],
+                             "live_clips": summary["accuracy_clips"], "results": rows,
+                             "seconds": round(time.perf_counter() - started, 1)})
+
+
+if __name__ == "__main__":
+    main()
