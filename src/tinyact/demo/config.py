@@ -34,7 +34,7 @@ class DemoConfig(TinyActConfig):
         description="zoo:NAME / a model.pt (e.g. a KD student): its input size replaces clip_size; scratch trains "
                     "the paper's autoencoder briefly on the demo's clips (close to chance: it shows the plumbing)")
     finetune_epochs: int = Field(
-        8, ge=0, title="Fine-tune a zoo encoder on the training actors' clips (epochs; 0: keep it frozen)",
+        6, ge=0, title="Fine-tune a zoo encoder on the training actors' clips (epochs; 0: keep it frozen)",
         description="`tinyact train finetune` on one 2 s window per example, kept only if the val probe improves")
     encoder_preset: str = Field(
         "fast-motion", title="3-D autoencoder preset (scratch)",
@@ -46,8 +46,8 @@ class DemoConfig(TinyActConfig):
     classifier_folds: int = Field(3, ge=2)
     # the live system
     cameras: int = Field(5, ge=1, le=64, title="Simulated cameras")
-    duration_s: float = Field(40.0, gt=0, title="How long the edge agent runs",
-                              description="40 s: about 75 scored clips, and the whole demo within 3 min from a fresh "
+    duration_s: float = Field(35.0, gt=0, title="How long the edge agent runs",
+                              description="35 s: about 60 scored clips, and the whole demo within 3 min from a fresh "
                                           "clone on 2 cores with the fine-tuning")
     interval_s: float = Field(2.0, gt=0, title="Seconds between two clips of one camera (paper: 10)")
     capture_fps: float = Field(8.0, gt=0, title="Frame rate of a clip's 16 frames (window = 15 / fps)",
