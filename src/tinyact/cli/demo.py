@@ -11,7 +11,7 @@ from tinyact.console import console
 
 
 def demo(
-    duration: float = typer.Option(None, "--duration", help="Seconds the edge agent runs [default: 35]."),
+    duration: float = typer.Option(None, "--duration", help="Seconds the edge agent runs [default: 30]."),
     out: Path = typer.Option(None, help="Run folder for summary.json and the databases [default: $TINYACT_HOME/demo]."),
     serve: bool = typer.Option(False, "--serve", help="Keep the edge agent, the cloud and both web pages running afterwards (Ctrl-C stops)."),
     cameras: int = typer.Option(None, help="Simulated cameras [default: 5]."),

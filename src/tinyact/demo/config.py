@@ -46,14 +46,16 @@ class DemoConfig(TinyActConfig):
     classifier_folds: int = Field(3, ge=2)
     # the live system
     cameras: int = Field(5, ge=1, le=64, title="Simulated cameras")
-    duration_s: float = Field(35.0, gt=0, title="How long the edge agent runs",
-                              description="35 s: about 60 scored clips, and the whole demo within 3 min from a fresh "
+    duration_s: float = Field(30.0, gt=0, title="How long the edge agent runs",
+                              description="30 s: about 50 scored clips, and the whole demo within 3 min from a fresh "
                                           "clone on 2 cores with the fine-tuning")
     interval_s: float = Field(2.0, gt=0, title="Seconds between two clips of one camera (paper: 10)")
     capture_fps: float = Field(8.0, gt=0, title="Frame rate of a clip's 16 frames (window = 15 / fps)",
                                description="8: the rate the default encoder was pretrained and reads files at")
     min_segment_s: float = Field(6.0, gt=0, title="Each action plays at least this long on a camera")
-    playlist_clips: int = Field(10, ge=1, title="Action clips per camera playlist")
+    playlist_clips: int = Field(6, ge=1, title="Action takes per camera playlist",
+                                description="6 takes of >= 6 s: longer than the live phase, so no take is rendered "
+                                            "in vain")
     wire_dtype: Literal["float16", "int8", "float32"] = "float16"
     backend: Backend = Field(
         "torch", title="Edge encoder backend",
