@@ -47,6 +47,11 @@ def test_demo_whole_system(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     assert (run / "edge" / "snapshots" / "cam-1.jpg").stat().st_size > 0
     assert (run / "config.yaml").is_file() and "accuracy" in result.output
+    with open(summary["files"]["clips"]) as handle:  # every capture, with its truth and prediction
+        assert sum(1 for _ in handle) == summary["clips_captured"] + 1
+    # Each camera shows playlist_clips takes of the test actors, each at least min_segment_s long.
+    segments = json.loads(next((tmp_path / "synth").glob("cameras-*/cam-1.json")).read_text())["segments"]
+    assert len(segments) == 3 and all(s["end"] - s["start"] >= 3 - 1 / 15 for s in segments)
     # The edge ran the int8 encoder the demo quantised (calibrated on training clips) next to the checkpoint.
     assert summary["encoder"]["backend"] == "torch-int8"
     checkpoint = Path(summary["encoder"]["checkpoint"])
@@ -56,3 +61,24 @@ def test_demo_whole_system(tmp_path):
     assert report["epochs"] == 1 and (tuned == report if report["kept"] == "finetuned" else tuned is None)
     assert (checkpoint == Path(report["model"])) == (report["kept"] == "finetuned")
     assert checkpoint.with_name(checkpoint.stem + ".int8.pt").is_file()
+
+
+def test_the_live_run_is_written_clip_by_clip_with_its_confusion_matrix(tmp_path):
+    import csv
+
+    from tinyact.demo.live import ClipRow
+    from tinyact.demo.summary import write_live_records
+
+    def row(n, truth, label, purity=1.0):
+        return ClipRow(f"c{n}", "cam-1", 100.0 + n, "delivered", label, 0.9, 101.0 + n, 2.0, truth, purity)
+
+    rows = [row(0, "waving", "waving"), row(1, "waving", "running"), row(2, "running", "running"),
+            row(3, "running", "waving", purity=0.5), row(4, None, None)]
+    files = write_live_records(rows, ["running", "waving"], tmp_path)
+    with open(files["clips"]) as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["scored"] for r in written] == ["1", "1", "1", "0", "0"]
+    assert written[1]["truth"] == "waving" and written[1]["predicted"] == "running" and written[4]["truth"] == ""
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert write_live_records([row(0, None, None)], ["running"], tmp_path / "none") == {
+        "clips": str(tmp_path / "none" / "clips.csv")}
