@@ -32,10 +32,10 @@ def _add_video_stream(container: OutputContainer, codec: str, rate: Fraction, ti
     stream.codec_context.time_base = time_base
     stream.codec_context.gop_size = gop
     if codec == "libx264":
-        # x264's macroblock-tree rate control gave different files for the same frames from run to run (up to 60
-        # grey levels once decoded; its assembly float path), so a seed did not pin a dataset. Without mbtree, on
-        # one thread (synth workers already use every core), the files are bit-identical and, unlike x264 without
-        # its assembly, as fast as before (docs/BENCHMARKS.md, "The demo and fine-tuning").
+        # With macroblock-tree rate control, x264 gave different files for the same frames from run to run (up to 60
+        # grey levels once decoded), so a seed did not pin a dataset. Without it, on one thread (synth workers
+        # already use every core), the files are bit-identical and, unlike x264 without its assembly (6x slower per
+        # clip), as fast as before (docs/BENCHMARKS.md, "The demo and fine-tuning").
         stream.options = {"crf": str(crf), "preset": preset, "x264-params": "no-mbtree=1:threads=1"}
     elif codec == "libvpx":
         stream.options = {"crf": str(max(4, crf - 13)), "b:v": "1M", "deadline": "realtime", "cpu-used": "8"}
