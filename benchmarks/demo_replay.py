@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 
@@ -29,23 +28,21 @@ from benchmarks.common import print_table, save_results  # noqa: E402
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.transforms import normalize, prepare_frames  # noqa: E402
-from tinyact.data.video import frames_at  # noqa: E402
+from tinyact.data.video import decode_frames_at, frames_at, probe_video  # noqa: E402
 from tinyact.demo.config import DemoConfig  # noqa: E402
 from tinyact.edge.simulate import Playlist  # noqa: E402
 from tinyact.models.base import config_of, encode_fn  # noqa: E402
 from tinyact.models.checkpoint import load_model  # noqa: E402
 
 
-def decode(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every frame of ``path`` (RGB) and its time in seconds."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        rate = float(stream.average_rate or 25)
-    return frames, np.arange(len(frames)) / rate
+def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of ``path`` (RGB ``[N, H, W, 3]``) and its presentation time in seconds, through the project's
+    reading path (:func:`~tinyact.data.video.probe_video`, :func:`~tinyact.data.video.decode_frames_at`)."""
+    info = probe_video(path)
+    return decode_frames_at(path, info, np.arange(len(info.frame_times))), info.frame_times
 
 
-def windows(frames: list[np.ndarray], times: np.ndarray, start: float, end: float, step: float, n: int,
+def windows(frames: np.ndarray, times: np.ndarray, start: float, end: float, step: float, n: int,
             fps: float, size: int) -> list[torch.Tensor]:
     """Every ``n``-frame window at ``fps`` inside ``[start, end)`` whose last frame falls on a multiple of ``step``."""
     ends = np.arange(start + (n - 1) / fps, end - 1e-6, step)

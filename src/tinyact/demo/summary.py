@@ -102,6 +102,8 @@ def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -
     Returns:
         ``{"clips": csv path, "confusion": png path}`` (no png when no clip was scored).
     """
+    from sklearn.metrics import confusion_matrix
+
     from tinyact.classifiers.evaluate import plot_confusion
 
     out.mkdir(parents=True, exist_ok=True)
@@ -116,10 +118,7 @@ def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -
     files = {"clips": str(path)}
     scored = [r for r in rows if is_scored(r) and r.truth in label_names and r.label in label_names]
     if scored:
-        index = {name: i for i, name in enumerate(label_names)}
-        matrix = np.zeros((len(label_names), len(label_names)), dtype=int)
-        for r in scored:
-            matrix[index[str(r.truth)], index[str(r.label)]] += 1
+        matrix = confusion_matrix([r.truth for r in scored], [r.label for r in scored], labels=label_names)
         accuracy = np.trace(matrix) / matrix.sum()
         files["confusion"] = str(plot_confusion(matrix, label_names, out / "confusion.png",
                                                 title=f"live: {accuracy:.1%} of {matrix.sum()} clips"))
