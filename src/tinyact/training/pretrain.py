@@ -37,7 +37,8 @@ from tinyact.data.synth.corpus_files import CorpusDataset
 from tinyact.data.transforms import normalize
 from tinyact.errors import ConfigError
 from tinyact.models.autoencoder3d import PRESETS, VideoAutoEncoder3D
-from tinyact.models.checkpoint import save_model, state_dict_hash
+from tinyact.models.base import config_of, encode_fn
+from tinyact.models.checkpoint import save_model
 from tinyact.training.loop import Epoch, Objective, Step, Trainer, checkpoint_state, restore, run_epochs
 from tinyact.training.runtime import (
     MetricsLog,
@@ -150,7 +151,7 @@ def augment(clips: torch.Tensor, generator: torch.Generator, crop_scale: float, 
 
 
 @torch.no_grad()
-def encode_clips(model: VideoAutoEncoder3D, clips: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
+def encode_clips(model: nn.Module, clips: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
     """uint8 ``[N, T, 3, S, S]`` (or ``[N, K, T, 3, S, S]``: K windows of a video) -> latents
     ``[N, latent_dim]`` with the model in eval mode; the K windows' latents are averaged."""
     from tinyact.training.extract import encode_windows
@@ -158,9 +159,9 @@ def encode_clips(model: VideoAutoEncoder3D, clips: torch.Tensor, device: torch.d
     model.eval()
     out = []
     for start in range(0, len(clips), batch):
-        x = normalize(clips[start : start + batch].to(device), model.config.normalization)
+        x = normalize(clips[start : start + batch].to(device), config_of(model).normalization)
         out.append(encode_windows(model, x).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.latent_dim), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, config_of(model).latent_dim), np.float32)
 
 
 @dataclass
@@ -217,15 +218,15 @@ def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: in
         return float(cross_val_score(model, latents, labels, cv=cv).mean())
 
 
-def _evaluate(model: VideoAutoEncoder3D, head: ClassifierHead, loader: DataLoader, device: torch.device,
+def _evaluate(model: nn.Module, head: ClassifierHead, loader: DataLoader, device: torch.device,
               precision: Precision) -> float:
     model.eval()
     head.eval()
     correct = total = 0
     with torch.no_grad(), autocast(device, precision):
         for clips, labels in loader:
-            x = normalize(clips.to(device), model.config.normalization)
-            logits = head(model.encode(x))
+            x = normalize(clips.to(device), config_of(model).normalization)
+            logits = head(encode_fn(model)(x))
             correct += int((logits.argmax(1).cpu() == labels).sum())
             total += len(labels)
     return correct / max(1, total)
@@ -249,7 +250,7 @@ class SupervisedPretraining(Objective):
 
     sum_keys = ("seen", "correct", "loss")
 
-    def __init__(self, cfg: PretrainConfig, model: VideoAutoEncoder3D, head: ClassifierHead, trainer: Trainer,
+    def __init__(self, cfg: PretrainConfig, model: nn.Module, head: ClassifierHead, trainer: Trainer,
                  device: torch.device, train_set: LabelledClips, val_loader: DataLoader, probes: list[ProbeData]) -> None:
         self.cfg, self.model, self.head, self.trainer, self.device = cfg, model, head, trainer, device
         self.label, self.epochs = "pretrain", cfg.epochs
@@ -280,7 +281,8 @@ class SupervisedPretraining(Objective):
         clips = augment(torch.stack([c for c, _ in items]), self.generator, cfg.crop_scale, cfg.flip)
         labels = torch.tensor([y for _, y in items], device=self.device)
         with autocast(self.device, cfg.precision):
-            logits = self.head(self.model.encode(normalize(clips.to(self.device), self.model.config.normalization)))
+            x = normalize(clips.to(self.device), config_of(self.model).normalization)
+            logits = self.head(encode_fn(self.model)(x))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
         return Step(loss, {"seen": len(idx), "correct": int((logits.argmax(1) == labels).sum()),
                            "loss": float(loss.detach()) * len(idx)})
@@ -316,13 +318,20 @@ class SupervisedPretraining(Objective):
                                 best=self.best)
 
 
-def supervised_objective(cfg: PretrainConfig, model: VideoAutoEncoder3D, train_set: LabelledClips,
+def trained_modules(model: nn.Module) -> list[nn.Module]:
+    """What training updates: a :class:`VideoAutoEncoder3D`'s encoder half (``encoder_modules``; its decoder is
+    not used), else the whole module."""
+    modules = getattr(model, "encoder_modules", None)
+    return list(modules()) if callable(modules) else [model]
+
+
+def supervised_objective(cfg: PretrainConfig, model: nn.Module, train_set: LabelledClips,
                          val_loader: DataLoader, probes: list[ProbeData], device: torch.device, checkpoint: Path,
                          metrics: Path) -> SupervisedPretraining:
     """The objective with a fresh head and its trainer (AdamW over the encoder and the head, ``checkpoint`` for
     resuming, ``metrics`` for the per-epoch rows)."""
-    head = ClassifierHead(model.config.latent_dim, len(train_set.label_names), cfg.dropout).to(device)
-    params = [p for m in (*model.encoder_modules(), head) for p in m.parameters()]
+    head = ClassifierHead(config_of(model).latent_dim, len(train_set.label_names), cfg.dropout).to(device)
+    params = [p for m in (*trained_modules(model), head) for p in m.parameters()]
     trainer = Trainer(optimizer=make_optimizer(params, "adamw", cfg.lr, cfg.weight_decay),
                       scaler=make_scaler(cfg.precision, device), checkpoint=checkpoint, log=MetricsLog(metrics))
     return SupervisedPretraining(cfg, model, head, trainer, device, train_set, val_loader, probes)
@@ -351,8 +360,15 @@ def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
     return int(state["epoch"]) + 1
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
-    """Train (or resume) into ``cfg.out``; returns the selected model."""
+def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None = None) -> PretrainResult:
+    """Train (or resume) into ``cfg.out``; returns the selected model.
+
+    ``model`` trains another encoder with the same recipe instead of ``cfg.preset``'s (``preset``,
+    ``model_overrides`` and ``init`` are then not used): a peer network for a comparison at equal training
+    (``benchmarks/equal_training.py``). It needs what :class:`VideoAutoEncoder3D` offers training: ``encode``
+    on normalised ``[B, T, 3, H, W]`` clips and a ``config`` with ``normalization``, ``latent_dim`` and
+    ``to_dict()`` (saved into ``model.pt``).
+    """
     started = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -363,8 +379,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     seed_everything(cfg.seed)
     train_set, val_set = CorpusDataset(cfg.corpus, "train"), CorpusDataset(cfg.corpus, "val")
     frames, size = train_set.cfg.frames, train_set.cfg.size
-    model = build_encoder(cfg, frames, size).to(device)
-    if cfg.init is not None:  # a later stage: continue from the earlier stage's chosen encoder
+    custom = model is not None
+    model = (model if model is not None else build_encoder(cfg, frames, size)).to(device)
+    if cfg.init is not None and not custom:  # a later stage: continue from the earlier stage's chosen encoder
         from tinyact.models.checkpoint import load_model
 
         start, _ = load_model(cfg.init)
@@ -374,7 +391,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     objective = supervised_objective(cfg, model, train_set, val_loader, probes, device, out / "last.pt",
                                      out / "metrics.csv")
     start_epoch = resume_objective(objective, resume)
-    if cfg.init is not None and start_epoch == 0 and probes and cfg.select_on == "probe":
+    if cfg.init is not None and not custom and start_epoch == 0 and probes and cfg.select_on == "probe":
         # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
         scores = {f"probe_{p.spec.name}": probe_accuracy(encode_clips(model, p.clips, device), p.labels, p.spec.folds,
                                                          cfg.seed) for p in probes}
@@ -387,10 +404,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> PretrainResult:
     run_epochs(objective, range(start_epoch, stop), objective.trainer)
     best = objective.best
     (out / "best.json").write_text(json.dumps(best, indent=2))
-    from tinyact.models.checkpoint import load_model
-
-    chosen, _ = load_model(out / "model.pt")
-    return PretrainResult(model=out / "model.pt", encoder_hash=state_dict_hash(chosen.state_dict()),
+    chosen = torch.load(out / "model.pt", map_location="cpu", weights_only=True)  # save_model's weight hash
+    return PretrainResult(model=out / "model.pt", encoder_hash=str(chosen["hash"]),
                           epoch=int(best["epoch"]), metrics={k: float(v) for k, v in best.items()},
                           seconds=time.perf_counter() - started)
 
