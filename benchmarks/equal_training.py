@@ -1,7 +1,9 @@
 """Accuracy at equal training: the default encoder's architecture against X3D-XS, same corpus, recipe and budget.
 
-    python benchmarks/equal_training.py [--clips 6000] [--epochs 4] [--work tinyact-data/equal-training]
+    python benchmarks/equal_training.py [--clips 6000] [--epochs 8] [--work tinyact-data/equal-training]
         [--json docs/results/equal_training.json] [--plot docs/img/equal-training.png] [--device auto]
+        [--dataset NAME=FOLDER:SPLITCSV ...]      # default: both Weizmann sets in ../shared
+    python benchmarks/equal_training.py --quick --dataset ... --work /tmp/w     # seconds (the test suite)
 
 1. **Corpus**: the windowed stage of ``zoo:everyday-64``'s recipe (stage 3: 25 everyday actions, 240 actors,
    rgb / grey / IR-like / mask styles, each clip a window of 16 frames at 7-9.5 frames/s), ``--clips`` clips,
@@ -18,8 +20,9 @@
    chosen model file as ``--encoder``; every video read as the mean latent of 4 windows at 8 frames/s, and
    also with their mirror images; SVM, random forest, XGBoost and decision tree, grid search with stratified
    k-fold on train; the classifier and the reading chosen on val, ties by train CV; top-1 on the test persons,
-   reported once). ``--reference`` runs the shipped ``zoo:everyday-64`` through the same code, as the check that
-   this path reproduces the README's figures.
+   reported once). Beside it, leave-one-person-out over every clip with a fixed logistic regression (less
+   variance than a 30-clip test split; nothing is chosen on it). ``--reference`` runs the shipped
+   ``zoo:everyday-64`` through the same code, as the check that this path reproduces the README's figures.
 4. **Latency**: one 16 x 64² clip, batch 1, fp32, encoder only, both networks in the same process (median of
    ``--repeats`` after a warm-up), with X3D-XS at its native 4 x 160² beside it.
 
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, machine_info, median, print_table, save_results, time_repeats  # noqa: E402
 from benchmarks.peer_models.x3d import X3DEncoder, X3DEncoderConfig, x3d_xs  # noqa: E402
+from benchmarks.real_footage import parse_dataset, person_of  # noqa: E402
 from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
 from tinyact.data.synth.corpus_files import build_corpus  # noqa: E402
 from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
@@ -55,7 +59,12 @@ from tinyact.training.zoo_build import read_recipe, recipe_stages  # noqa: E402
 
 logger = logging.getLogger("equal_training")
 WEIZMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "weizmann"
-DATASETS = {"silhouettes": WEIZMANN / "silhouettes", "rgb64": WEIZMANN / "rgb64"}
+DEFAULT_DATASETS = [f"{name}={WEIZMANN / name}:{WEIZMANN / f'{name}-split.csv'}" for name in ("silhouettes", "rgb64")]
+#: --quick (the test suite): a tiny corpus and two batches per epoch, one small classifier grid, no probe.
+QUICK_CORPUS = {"size": 24, "frames": 6, "actors": 30, "shard_size": 25, "min_canvas": 48, "max_canvas": 64,
+                "workers": 1}
+QUICK_TRAIN = {"batch_size": 8, "max_batches": 2, "threads": 1, "probes": [], "select_on": "val"}
+QUICK_TABLE1 = {"classifiers": ["svm"], "folds": 2, "grids": {"svm": {"clf__C": [1.0]}}}
 WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyday-64 reads a video
 NETWORKS = ("fast-motion", "x3d-xs")
 
@@ -70,24 +79,26 @@ def build_x3d_encoder(config: dict[str, Any]) -> nn.Module:
 register_builder("X3DEncoder", build_x3d_encoder)  # so table1 loads the chosen X3D-XS file like any model file
 
 
-def recipe_settings(clips: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def recipe_settings(clips: int, quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(corpus, pretrain)`` settings: the windowed stage's corpus with ``clips`` clips, the first stage's
-    training from random weights with the windowed stage's probe reading."""
+    training from random weights with the windowed stage's probe reading (``quick``: tiny sizes, no probe)."""
     stages = recipe_stages(read_recipe("everyday-64"))
     windowed = next(s for s in stages if s["corpus"].get("sample_fps"))
     train = {**stages[0]["pretrain"], "probe_sampling": windowed["pretrain"]["probe_sampling"]}
     train.pop("init", None)
-    return {**windowed["corpus"], "clips": clips}, train
+    train["probes"] = [p for p in train.get("probes", []) if Path(p["data"]).is_dir()]  # where the footage is
+    corpus = {**windowed["corpus"], "clips": clips}
+    return ({**corpus, **QUICK_CORPUS}, {**train, **QUICK_TRAIN}) if quick else (corpus, train)
 
 
 def train_network(network: str, corpus: Path, train: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain ``network`` with the recipe (resuming a run in ``--work``); the selected epoch and every epoch's
     metrics."""
     out = args.work / network
-    probes = [p for p in train["probes"] if Path(p["data"]).is_dir()]
-    cfg = PretrainConfig.from_dict({**train, "probes": probes, "corpus": corpus, "out": out, "epochs": args.epochs,
+    cfg = PretrainConfig.from_dict({**train, "corpus": corpus, "out": out, "epochs": args.epochs,
                                     "device": args.device}, source=f"equal training: {network}")
-    model = X3DEncoder() if network == "x3d-xs" else None  # None: cfg.preset (fast-motion)
+    frames, size = args.input
+    model = X3DEncoder(X3DEncoderConfig(frames, (size, size))) if network == "x3d-xs" else None  # None: fast-motion
     result = pretrain(cfg, resume=(out / "last.pt").is_file(), model=model)  # a finished run only reloads
     with open(out / "metrics.csv") as handle:
         epochs = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
@@ -105,27 +116,29 @@ def _params(model: nn.Module) -> int:
 def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     """Table 1 on each Weizmann set with ``encoder``: the val-chosen classifier's test top-1 per set."""
     results = {}
-    for dataset, folder in DATASETS.items():
-        cfg = Table1Config(data=folder, layout="folder", split_file=folder.parent / f"{dataset}-split.csv",
-                           encoder=encoder, sampling=WINDOWS, baselines=[], out=args.work / name / f"table1-{dataset}",
-                           seed=0)
+    for dataset, (folder, split) in args.datasets.items():
+        cfg = Table1Config(data=folder, layout="folder", split_file=split, encoder=encoder, sampling=WINDOWS,
+                           baselines=[], out=args.work / name / f"table1-{dataset}", seed=0,
+                           **(QUICK_TABLE1 if args.quick else {}))
         metrics = run_table1(cfg)
         best = metrics["best"]["classifier"]
         results[dataset] = {"classifier": best, "test_top1": metrics["best"]["top1"],
                             "val_top1": metrics["classifiers"][best]["val_top1"], "n_test": metrics["n_test"],
                             "by_classifier": {k: {"val": v["val_top1"], "test": v["top1"]}
                                               for k, v in metrics["classifiers"].items()},
-                            "leave_one_person_out": leave_one_person_out(Path(cfg.out), dataset)}
+                            "leave_one_person_out": leave_one_person_out(Path(cfg.out), folder, split)}
     return results
 
 
-def persons(dataset: str) -> dict[str, str]:
-    """Clip id (``class__stem``, as Table 1 names clips) -> person, from the set's ``*-clips.csv``."""
-    with open(DATASETS[dataset].parent / f"{dataset}-clips.csv", newline="") as handle:
-        return {row["path"].rsplit(".", 1)[0].replace("/", "__"): row["person"] for row in csv.DictReader(handle)}
+def persons(folder: Path, split: Path) -> dict[str, str]:
+    """Clip id (``class__stem``, as Table 1 names a folder set's clips) -> person: the ``*-clips.csv`` beside the
+    split file (Weizmann), else the file name's prefix before its first ``_``."""
+    known = person_of(split)
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*") if p.is_file())
+    return {p.rsplit(".", 1)[0].replace("/", "__"): known.get(p, Path(p).name.split("_")[0]) for p in paths}
 
 
-def leave_one_person_out(run: Path, dataset: str) -> dict[str, float]:
+def leave_one_person_out(run: Path, folder: Path, split: Path) -> dict[str, float]:
     """Top-1 of a standardised logistic regression (C = 0.5, the probe's) over all clips, each person's clips
     predicted by a fit on the other persons', for each reading of Table 1's latents (``run/latents``).
 
@@ -139,7 +152,7 @@ def leave_one_person_out(run: Path, dataset: str) -> dict[str, float]:
 
     from tinyact.latents import LatentsFile
 
-    person = persons(dataset)
+    person = persons(folder, split)
     out = {}
     for reading, name in (("as recorded", "trained.npz"), ("mirrored too", "trained+mirror.npz")):
         latents = LatentsFile.load(run / "latents" / name)
@@ -159,17 +172,18 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int) -> float:
 
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
-    """Batch-1 CPU latency of both encoders at 16 x 64² (X3D-XS in both memory formats; ``x3d-xs 16x64`` is the
-    faster: the peer gets its best), and X3D-XS at its native 4 x 160²."""
-    fast = build_encoder(PretrainConfig.from_dict({**train, "probes": [], "corpus": ".", "out": "."}), 16, 64).eval()
+    """Batch-1 CPU latency of both encoders at the corpus's input (X3D-XS in both memory formats; ``x3d-xs`` is
+    the faster: the peer gets its best), and X3D-XS at its native 4 x 160²."""
+    t, s = args.input
+    fast = build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": "."}), t, s).eval()
     plain = x3d_xs().eval()  # [B, 3, T, H, W], contiguous
     times = {
-        "fast-motion 16x64": latency_ms(fast, (16, 3, 64, 64), args.repeats),
-        "x3d-xs 16x64 channels-last": latency_ms(X3DEncoder().eval(), (16, 3, 64, 64), args.repeats),
-        "x3d-xs 16x64 contiguous": latency_ms(plain, (3, 16, 64, 64), args.repeats),
+        "fast-motion": latency_ms(fast, (t, 3, s, s), args.repeats),
+        "x3d-xs channels-last": latency_ms(X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), (t, 3, s, s), args.repeats),
+        "x3d-xs contiguous": latency_ms(plain, (3, t, s, s), args.repeats),
         "x3d-xs native 4x160": latency_ms(plain, (3, 4, 160, 160), args.repeats),
     }
-    times["x3d-xs 16x64"] = min(times["x3d-xs 16x64 channels-last"], times["x3d-xs 16x64 contiguous"])
+    times["x3d-xs"] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
     return times
 
 
@@ -184,7 +198,7 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for row, colour in zip(rows, ("tab:blue", "tab:orange", "tab:grey"), strict=False):
         hollow = "params_m" not in row  # the shipped model: drawn open, so a point under it stays visible
-        for dataset, marker in (("silhouettes", "o"), ("rgb64", "s")):
+        for dataset, marker in zip(row["real"], "osD^v", strict=False):
             top1 = 100 * row["real"][dataset]["test_top1"]
             ax.scatter(row["latency_ms"], top1, marker=marker, s=110 if hollow else 60, edgecolors=colour,
                        facecolors="none" if hollow else colour, label=f"{row['name']}: {dataset}")
@@ -192,9 +206,9 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     ax.text(0.5 * x3d_ms, 2, " 0.5x X3D-XS latency", fontsize=8, rotation=90, va="bottom")
     ax.set_xscale("log")
     ax.set_ylim(0, 105)
-    ax.set_xlabel("batch-1 CPU latency, one 16x64² clip, fp32 (ms, log)")
-    ax.set_ylabel("Weizmann test top-1 (%)")
-    ax.set_title("Same corpus, recipe and budget (o silhouettes, □ rgb64)", fontsize=10)
+    ax.set_xlabel("batch-1 CPU latency of one clip, fp32 (ms, log)")
+    ax.set_ylabel("real footage, test top-1 (%)")
+    ax.set_title("Same corpus, recipe and budget: test top-1 against latency", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
@@ -203,65 +217,83 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=6000, help="corpus clips (the recipe's stages have 20-24k)")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--work", type=Path, default=Path("tinyact-data/equal-training"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--dataset", action="append", type=parse_dataset, metavar="NAME=FOLDER:SPLITCSV",
+                        help="real footage to evaluate on (repeatable; default: both Weizmann sets)")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
                         help="also evaluate the shipped zoo:everyday-64 the same way")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and training (the test suite)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.datasets = {name: (folder, split) for name, folder, split in
+                     (args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS])}
+    missing = [str(f) for f, _ in args.datasets.values() if not f.is_dir()]
+    if missing:
+        parser.error(f"real footage not found: {', '.join(missing)} (see ../shared/README.md)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
-    missing = [str(f) for f in DATASETS.values() if not f.is_dir()]
-    if missing:
-        raise SystemExit(f"real footage not found: {', '.join(missing)} (see ../shared/README.md)")
-    corpus_settings, train = recipe_settings(args.clips)
+    corpus_settings, train = recipe_settings(args.clips, args.quick)
+    args.input = (int(corpus_settings["frames"]), int(corpus_settings["size"]))
     corpus = args.work / "corpus"
     build_corpus(CorpusConfig.from_dict({**corpus_settings, "out": corpus}, source="equal training: corpus"))
     lat = latencies(args, train)
     rows: list[dict[str, Any]] = []
     for network in args.networks:
         trained = train_network(network, corpus, train, args)
-        key = "fast-motion 16x64" if network == "fast-motion" else "x3d-xs 16x64"
-        rows.append({"name": network, **trained, "latency_ms": lat[key], "real": evaluate(network, trained["model"], args)})
+        rows.append({"name": network, **trained, "latency_ms": lat[network],
+                     "real": evaluate(network, trained["model"], args)})
         console.print({k: v for k, v in rows[-1].items() if k != "epochs"})
     if args.reference:
-        rows.append({"name": "zoo:everyday-64 (shipped, full budget)", "latency_ms": lat["fast-motion 16x64"],
+        rows.append({"name": "zoo:everyday-64 (shipped, full budget)", "latency_ms": lat["fast-motion"],
                      "real": evaluate("reference", "zoo:everyday-64", args)})
+    ratios = {"same input": lat["fast-motion"] / lat["x3d-xs"],
+              "against X3D-XS native 4x160": lat["fast-motion"] / lat["x3d-xs native 4x160"]}
+    report(args, rows, lat, ratios)
+    if args.plot:
+        plot(rows, lat["x3d-xs"], args.plot)
+    result = {"command": " ".join(sys.argv), "machine": machine_info(), "protocol": __doc__, "clips": args.clips,
+              "epochs": args.epochs, "input": {"frames": args.input[0], "size": args.input[1]},
+              "latency_ms": lat, "latency_ratio": ratios, "rows": rows,
+              "seconds": round(time.perf_counter() - started, 1)}
+    if args.json:
+        save_results(args.json, result)
+    return result
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], lat: dict[str, float],
+           ratios: dict[str, float]) -> None:
+    """The result tables on the console."""
     def real(row: dict[str, Any], dataset: str) -> str:
         result = row["real"][dataset]
         best = max(v["test"] for v in result["by_classifier"].values())
         return f"{100 * result['test_top1']:.1f} ({result['classifier']}; best row {100 * best:.1f})"
 
+    names = list(args.datasets)
     table = [[r["name"], f"{r['params_m']:.2f}" if "params_m" in r else "",
               f"{r['selected_epoch'] + 1} ({100 * r['selection']['val_top1']:.1f})" if "selection" in r else "",
-              *(real(r, d) for d in DATASETS), f"{r['latency_ms']:.1f}"] for r in rows]
-    print_table(f"Equal training: {args.clips} clips x {args.epochs} epochs; Weizmann test top-1 %, classifier and "
-                "reading chosen on val",
-                ["network", "params (M)", "epoch kept (corpus val %)", "silhouettes", "rgb64", "batch-1 ms (16x64²)"],
-                table)
-    print_table("Leave-one-person-out over all 9 persons, logistic regression (as recorded / mirrored too), %",
-                ["network", *DATASETS],
+              *(real(r, d) for d in names), f"{r['latency_ms']:.1f}"] for r in rows]
+    print_table(f"Equal training: {args.clips} clips x {args.epochs} epochs; test top-1 %, classifier and reading "
+                "chosen on val", ["network", "params (M)", "epoch kept (corpus val %)", *names, "batch-1 ms"], table)
+    print_table("Leave-one-person-out, logistic regression (as recorded / mirrored too), %", ["network", *names],
                 [[r["name"], *("{:.1f} / {:.1f}".format(*(100 * v for v in r["real"][d]["leave_one_person_out"].values()))
-                               for d in DATASETS)] for r in rows])
-    print_table("Batch-1 CPU latency (ms)", ["model", "ms"], [[k, f"{v:.1f}"] for k, v in lat.items()])
-    ratios = {"at 16x64": lat["fast-motion 16x64"] / lat["x3d-xs 16x64"],
-              "against X3D-XS native 4x160": lat["fast-motion 16x64"] / lat["x3d-xs native 4x160"]}
+                               for d in names)] for r in rows])
+    print_table(f"Batch-1 CPU latency (ms), {args.input[0]}x{args.input[1]}² clips", ["model", "ms"],
+                [[k, f"{v:.1f}"] for k, v in lat.items()])
     console.print("latency of fast-motion / X3D-XS (target <= 0.5): "
                   + ", ".join(f"{v:.2f} {k}" for k, v in ratios.items()))
-    if args.plot:
-        plot(rows, lat["x3d-xs 16x64"], args.plot)
-    if args.json:
-        save_results(args.json, {"command": " ".join(sys.argv), "machine": machine_info(), "protocol": __doc__,
-                                 "clips": args.clips, "epochs": args.epochs, "latency_ms": lat,
-                                 "latency_ratio": ratios, "rows": rows,
-                                 "seconds": round(time.perf_counter() - started, 1)})
 
 
 if __name__ == "__main__":

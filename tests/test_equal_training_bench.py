@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks.equal_training import recipe_settings  # registers the X3DEncoder builder
 from benchmarks.peer_models.x3d import X3DEncoder, X3DEncoderConfig
 from tests.test_pretrain_corpus import tiny_corpus
+from tests.test_real_footage_bench import tiny_dataset  # noqa: F401 (a fixture)
 from tests.test_table1 import _folder_dataset
 from tinyact.data.synth.corpus_files import build_corpus
 from tinyact.experiments.table1 import Table1Config, run_table1
@@ -53,3 +56,25 @@ def test_table1_evaluates_a_peer_model_file_like_any_encoder(tiny_synth, tmp_pat
     assert metrics["encoder"]["hash"] == state_dict_hash(model.state_dict())
     assert metrics["best"]["classifier"] == "svm" and 0.0 <= metrics["best"]["top1"] <= 1.0
     assert Path(metrics["encoder"]["spec"]) == path
+
+
+@pytest.mark.slow
+def test_quick_run_trains_both_networks_and_reports_every_view(request, tmp_path):
+    from benchmarks.equal_training import main
+
+    root, split = request.getfixturevalue("tiny_dataset")  # 3 classes x 4 persons, encoded videos
+    result = main(["--quick", "--clips", "125", "--epochs", "1", "--work", str(tmp_path / "work"),
+                   "--dataset", f"tiny={root}:{split}", "--no-reference", "--repeats", "1",
+                   "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png")])
+    rows = {row["name"]: row for row in result["rows"]}
+    assert set(rows) == {"fast-motion", "x3d-xs"}
+    for row in rows.values():
+        real = row["real"]["tiny"]
+        assert row["selected_epoch"] == 0 and real["n_test"] == 3 and 0.0 <= real["test_top1"] <= 1.0
+        assert real["classifier"] in real["by_classifier"]
+        assert set(real["leave_one_person_out"]) == {"as recorded", "mirrored too"}
+    latency = result["latency_ms"]
+    assert latency["x3d-xs"] == min(latency["x3d-xs channels-last"], latency["x3d-xs contiguous"]) > 0
+    assert rows["x3d-xs"]["latency_ms"] == latency["x3d-xs"]
+    assert json.loads((tmp_path / "r.json").read_text())["input"] == {"frames": 6, "size": 24}
+    assert (tmp_path / "p.png").stat().st_size > 0

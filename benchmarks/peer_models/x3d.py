@@ -129,7 +129,7 @@ class X3DEncoder(nn.Module):
 
     ``encode``: normalised ``[B, T, 3, H, W]`` (TinyAct's layout) -> the 2048-d feature X3D's classifier reads
     (stem, stages, head convs and global pooling: everything but its dropout and last linear layer, which the
-    recipe's own head replaces). Runs in channels-last 3-D memory format: on a 2-core Xeon its depth-wise
+    recipe's own head replaces). Trains in channels-last 3-D memory format: on a 2-core AMD EPYC its depth-wise
     convolutions train 2× faster so (12.8 vs 6.4 clips/s at 16×64², batch 8).
     """
 
