@@ -14,8 +14,9 @@
    each epoch probed on the Weizmann clips outside their test split (4 windows at 8 frames/s), the epoch with the
    best mean probe kept: the recipe's selection. Networks: ``fast-motion`` (:class:`VideoAutoEncoder3D`, the
    architecture of ``zoo:everyday-64``, 1024-d latent) and X3D-XS (its trunk up to the 2048-d feature its
-   classifier reads: :class:`benchmarks.peer_models.x3d.X3DEncoder`), both at 16 x 64². Resumable: a rerun
-   continues each run from ``OUT/last.pt``.
+   classifier reads: :class:`benchmarks.peer_models.x3d.X3DEncoder`), both at 16 x 64² (``--networks`` also
+   takes ``fast-motion-t1``, a variant without the temporal stride in its stem). Resumable: a rerun continues
+   each run from ``OUT/last.pt``.
 3. **Evaluation**, the README's real-footage protocol through ``tinyact experiment table1`` itself (the
    chosen model file as ``--encoder``; every video read as the mean latent of 4 windows at 8 frames/s, and
    also with their mirror images; SVM, random forest, XGBoost and decision tree, grid search with stratified
@@ -66,7 +67,10 @@ QUICK_CORPUS = {"size": 24, "frames": 6, "actors": 30, "shard_size": 25, "min_ca
 QUICK_TRAIN = {"batch_size": 8, "max_batches": 2, "threads": 1, "probes": [], "select_on": "val"}
 QUICK_TABLE1 = {"classifiers": ["svm"], "folds": 2, "grids": {"svm": {"clf__C": [1.0]}}}
 WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyday-64 reads a video
-NETWORKS = ("fast-motion", "x3d-xs")
+#: TinyAct encoders: the recipe's preset (fast-motion, the default's architecture) and variants of it
+#: (VideoAutoEncoder3D overrides; fast-motion-t1 keeps every frame through its stem: twice the work).
+VARIANTS: dict[str, dict[str, Any]] = {"fast-motion": {}, "fast-motion-t1": {"stem_stride": [1, 4, 4]}}
+NETWORKS = (*VARIANTS, "x3d-xs")
 
 
 def build_x3d_encoder(config: dict[str, Any]) -> nn.Module:
@@ -95,10 +99,11 @@ def train_network(network: str, corpus: Path, train: dict[str, Any], args: argpa
     """Pretrain ``network`` with the recipe (resuming a run in ``--work``); the selected epoch and every epoch's
     metrics."""
     out = args.work / network
-    cfg = PretrainConfig.from_dict({**train, "corpus": corpus, "out": out, "epochs": args.epochs,
-                                    "device": args.device}, source=f"equal training: {network}")
+    overrides = {**train.get("model_overrides", {}), **VARIANTS.get(network, {})}
+    cfg = PretrainConfig.from_dict({**train, "corpus": corpus, "out": out, "epochs": args.epochs, "device": args.device,
+                                    "model_overrides": overrides}, source=f"equal training: {network}")
     frames, size = args.input
-    model = X3DEncoder(X3DEncoderConfig(frames, (size, size))) if network == "x3d-xs" else None  # None: fast-motion
+    model = X3DEncoder(X3DEncoderConfig(frames, (size, size))) if network == "x3d-xs" else None  # None: cfg's preset
     result = pretrain(cfg, resume=(out / "last.pt").is_file(), model=model)  # a finished run only reloads
     with open(out / "metrics.csv") as handle:
         epochs = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
@@ -172,13 +177,15 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int) -> float:
 
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
-    """Batch-1 CPU latency of both encoders at the corpus's input (X3D-XS in both memory formats; ``x3d-xs`` is
-    the faster: the peer gets its best), and X3D-XS at its native 4 x 160²."""
+    """Batch-1 CPU latency of the TinyAct encoders at the corpus's input, X3D-XS in both memory formats (``x3d-xs``
+    is the faster: the peer gets its best) and X3D-XS at its native 4 x 160²."""
     t, s = args.input
-    fast = build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": "."}), t, s).eval()
+    times = {}
+    for name in [n for n in VARIANTS if n == "fast-motion" or n in args.networks]:
+        config = PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": VARIANTS[name]})
+        times[name] = latency_ms(build_encoder(config, t, s).eval(), (t, 3, s, s), args.repeats)
     plain = x3d_xs().eval()  # [B, 3, T, H, W], contiguous
-    times = {
-        "fast-motion": latency_ms(fast, (t, 3, s, s), args.repeats),
+    times |= {
         "x3d-xs channels-last": latency_ms(X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), (t, 3, s, s), args.repeats),
         "x3d-xs contiguous": latency_ms(plain, (3, t, s, s), args.repeats),
         "x3d-xs native 4x160": latency_ms(plain, (3, 4, 160, 160), args.repeats),
@@ -196,8 +203,10 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for row, colour in zip(rows, ("tab:blue", "tab:orange", "tab:grey"), strict=False):
+    colours = iter(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))
+    for row in rows:
         hollow = "params_m" not in row  # the shipped model: drawn open, so a point under it stays visible
+        colour = "tab:grey" if hollow else next(colours)
         for dataset, marker in zip(row["real"], "osD^v", strict=False):
             top1 = 100 * row["real"][dataset]["test_top1"]
             ax.scatter(row["latency_ms"], top1, marker=marker, s=110 if hollow else 60, edgecolors=colour,
@@ -223,7 +232,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--work", type=Path, default=Path("tinyact-data/equal-training"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--networks", nargs="+", default=["fast-motion", "x3d-xs"], choices=NETWORKS)
     parser.add_argument("--dataset", action="append", type=parse_dataset, metavar="NAME=FOLDER:SPLITCSV",
                         help="real footage to evaluate on (repeatable; default: both Weizmann sets)")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
