@@ -55,10 +55,9 @@ from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
 from tinyact.data.synth.corpus_files import build_corpus  # noqa: E402
 from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
 from tinyact.models.checkpoint import load_model, register_builder  # noqa: E402
-from tinyact.training.pretrain import PretrainConfig, build_encoder, pretrain  # noqa: E402
+from tinyact.training.pretrain import PretrainConfig, build_encoder, pretrain, trained_modules  # noqa: E402
 from tinyact.training.zoo_build import read_recipe, recipe_stages  # noqa: E402
 
-logger = logging.getLogger("equal_training")
 WEIZMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "weizmann"
 DEFAULT_DATASETS = [f"{name}={WEIZMANN / name}:{WEIZMANN / f'{name}-split.csv'}" for name in ("silhouettes", "rgb64")]
 #: --quick (the test suite): a tiny corpus and two batches per epoch, one small classifier grid, no probe.
@@ -68,7 +67,7 @@ QUICK_TRAIN = {"batch_size": 8, "max_batches": 2, "threads": 1, "probes": [], "s
 QUICK_TABLE1 = {"classifiers": ["svm"], "folds": 2, "grids": {"svm": {"clf__C": [1.0]}}}
 WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyday-64 reads a video
 #: TinyAct encoders: the recipe's preset (fast-motion, the default's architecture) and variants of it
-#: (VideoAutoEncoder3D overrides; fast-motion-t1 keeps every frame through its stem: twice the work).
+#: (VideoAutoEncoder3D overrides; fast-motion-t1: no temporal stride in the stem, 1.4x the latency).
 VARIANTS: dict[str, dict[str, Any]] = {"fast-motion": {}, "fast-motion-t1": {"stem_stride": [1, 4, 4]}}
 NETWORKS = (*VARIANTS, "x3d-xs")
 
@@ -108,18 +107,14 @@ def train_network(network: str, corpus: Path, train: dict[str, Any], args: argpa
     with open(out / "metrics.csv") as handle:
         epochs = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
     chosen, _ = load_model(result.model)
-    return {"model": str(result.model), "epochs": epochs, "params_m": _params(chosen) / 1e6,
+    return {"model": str(result.model), "epochs": epochs, "params_m": sum(p.numel() for m in trained_modules(chosen) for p in m.parameters()) / 1e6,
             "selected_epoch": result.epoch, "selection": result.metrics,
             "train_clips_per_s": median([r["clips_per_s"] for r in epochs])}
 
 
-def _params(model: nn.Module) -> int:
-    modules = getattr(model, "encoder_modules", lambda: [model])()
-    return sum(p.numel() for m in modules for p in m.parameters())
-
-
 def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Table 1 on each Weizmann set with ``encoder``: the val-chosen classifier's test top-1 per set."""
+    """Table 1 on each dataset with ``encoder``: the val-chosen classifier's test top-1, every row's val and test,
+    and leave-one-person-out, per dataset."""
     results = {}
     for dataset, (folder, split) in args.datasets.items():
         cfg = Table1Config(data=folder, layout="folder", split_file=split, encoder=encoder, sampling=WINDOWS,
