@@ -15,8 +15,8 @@
    best mean probe kept: the recipe's selection. Networks: ``fast-motion`` (:class:`VideoAutoEncoder3D`, the
    architecture of ``zoo:everyday-64``, 1024-d latent) and X3D-XS (its trunk up to the 2048-d feature its
    classifier reads: :class:`benchmarks.peer_models.x3d.X3DEncoder`), both at 16 x 64² (``--networks`` also
-   takes ``fast-motion-t1``, a variant without the temporal stride in its stem). Resumable: a rerun continues
-   each run from ``OUT/last.pt``.
+   takes ``fast-motion-t1`` and ``fast-motion-s2``, variants of its stem). Resumable: a rerun continues each run
+   from ``OUT/last.pt``.
 3. **Evaluation**, the README's real-footage protocol through ``tinyact experiment table1`` itself (the
    chosen model file as ``--encoder``; every video read as the mean latent of 4 windows at 8 frames/s, and
    also with their mirror images; SVM, random forest, XGBoost and decision tree, grid search with stratified
@@ -67,8 +67,10 @@ QUICK_TRAIN = {"batch_size": 8, "max_batches": 2, "threads": 1, "probes": [], "s
 QUICK_TABLE1 = {"classifiers": ["svm"], "folds": 2, "grids": {"svm": {"clf__C": [1.0]}}}
 WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyday-64 reads a video
 #: TinyAct encoders: the recipe's preset (fast-motion, the default's architecture) and variants of it
-#: (VideoAutoEncoder3D overrides; fast-motion-t1: no temporal stride in the stem, 1.4x the latency).
-VARIANTS: dict[str, dict[str, Any]] = {"fast-motion": {}, "fast-motion-t1": {"stem_stride": [1, 4, 4]}}
+#: (VideoAutoEncoder3D overrides; fast-motion-t1: no temporal stride in the stem; fast-motion-s2: spatial stride 2
+#: in the stem, 4x the positions after it, like X3D's first layer).
+VARIANTS: dict[str, dict[str, Any]] = {"fast-motion": {}, "fast-motion-t1": {"stem_stride": [1, 4, 4]},
+                                       "fast-motion-s2": {"stem_stride": [2, 2, 2]}}
 NETWORKS = (*VARIANTS, "x3d-xs")
 
 
