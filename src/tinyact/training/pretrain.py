@@ -253,6 +253,7 @@ class SupervisedPretraining(Objective):
     def __init__(self, cfg: PretrainConfig, model: nn.Module, head: ClassifierHead, trainer: Trainer,
                  device: torch.device, train_set: LabelledClips, val_loader: DataLoader, probes: list[ProbeData]) -> None:
         self.cfg, self.model, self.head, self.trainer, self.device = cfg, model, head, trainer, device
+        self.encode, self.stats = encode_fn(model), config_of(model).normalization  # looked up once, not per step
         self.label, self.epochs = "pretrain", cfg.epochs
         self.train_set, self.val_loader, self.probes = train_set, val_loader, probes
         self.best: dict[str, Any] = {"score": -1.0, "epoch": -1}
@@ -281,8 +282,7 @@ class SupervisedPretraining(Objective):
         clips = augment(torch.stack([c for c, _ in items]), self.generator, cfg.crop_scale, cfg.flip)
         labels = torch.tensor([y for _, y in items], device=self.device)
         with autocast(self.device, cfg.precision):
-            x = normalize(clips.to(self.device), config_of(self.model).normalization)
-            logits = self.head(encode_fn(self.model)(x))
+            logits = self.head(self.encode(normalize(clips.to(self.device), self.stats)))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
         return Step(loss, {"seen": len(idx), "correct": int((logits.argmax(1) == labels).sum()),
                            "loss": float(loss.detach()) * len(idx)})
