@@ -103,9 +103,9 @@ def train_kd_student(args: argparse.Namespace, manifest_path: Path, work: Path, 
 
 def frame_decoder(model: torch.nn.Module) -> Any:
     """The model's own ``decode`` when it reconstructs frames; None for other models and for ``input_mode:
-    residual`` autoencoders, whose decoder draws the motion residual (mid-grey where nothing moves), which
+    residual`` and ``rgb+residual`` autoencoders, whose decoder draws the motion residual (mid-grey where nothing moves), which
     scored against the frames would look like a failed attack rather than what the model keeps."""
-    if not isinstance(model, VideoAutoEncoder3D) or model.config.input_mode == "residual":
+    if not isinstance(model, VideoAutoEncoder3D) or model.config.input_mode != "rgb":
         return None
     return model.decode
 

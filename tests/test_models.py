@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tinyact.cli import app
 from tinyact.errors import ConfigError
 from tinyact.models import FrameAutoEncoder2D, VideoAutoEncoder3D, build_autoencoder
+from tinyact.models.autoencoder3d import Bottleneck3d
 from tinyact.models.checkpoint import load_model, save_model, state_dict_hash
 from tinyact.models.factory import presets
 from tinyact.models.summary import summarize, to_markdown
@@ -62,6 +63,43 @@ def test_residual_mode_ignores_the_static_scene_and_reconstructs_the_residual():
     target = model.reconstruction_target(flash)
     assert target.min() >= 0 and target.max() <= 1 and (target[:, 3] >= 0.5).all() and (target[:, 0] <= 0.5).all()
     assert torch.equal(rgb.reconstruction_target(flash), flash)
+
+
+def test_rgb_plus_residual_mode_sees_the_scene_and_the_motion():
+    both = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="rgb+residual").eval()
+    assert both.encoder[0].in_channels == 6  # the residual and the frames, stacked on the channels
+    x = torch.randn(2, 8, 3, 32, 32)
+    first = both.encoder_input(x)
+    torch.testing.assert_close(first[:, :3], (x - x.mean(dim=1, keepdim=True)).permute(0, 2, 1, 3, 4))
+    torch.testing.assert_close(first[:, 3:], x.permute(0, 2, 1, 3, 4))
+    static_scene = torch.randn(2, 1, 3, 32, 32).expand(-1, 8, -1, -1, -1)
+    with torch.no_grad():
+        assert (both.encode(x + static_scene) - both.encode(x)).abs().max() > 1e-3  # the frames reach it
+        assert both(x)[1].shape == x.shape
+    still = torch.rand(1, 1, 3, 32, 32).expand(-1, 8, -1, -1, -1)
+    torch.testing.assert_close(both.reconstruction_target(still), torch.full_like(still, 0.5))  # the residual
+
+
+def test_stage_blocks_deepen_the_encoder_and_start_as_the_identity():
+    torch.manual_seed(0)
+    plain = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16)).eval()
+    deep = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stage_blocks=(2, 1, 0, 1)).eval()
+    assert sum(isinstance(m, Bottleneck3d) for m in deep.encoder) == 4
+    assert list(plain.state_dict()) == list(VideoAutoEncoder3D(num_frames=8, input_size=32,
+                                                               channels=(4, 8, 8, 16)).state_dict())
+    # A new bottleneck adds nothing (its last BN starts at zero scale): with the plain layers' weights copied in,
+    # the deep encoder computes the plain one's latent.
+    plain_layers = [m for m in plain.encoder if not isinstance(m, Bottleneck3d)]
+    deep_layers = [m for m in deep.encoder if not isinstance(m, Bottleneck3d)]
+    for source, target in zip(plain_layers, deep_layers, strict=True):
+        target.load_state_dict(source.state_dict())
+    deep.to_latent.load_state_dict(plain.to_latent.state_dict())
+    x = torch.randn(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(deep.encode(x), plain.encode(x))
+        assert deep(x)[1].shape == x.shape
+    with pytest.raises(ValueError, match="one count per stage"):
+        VideoAutoEncoder3D(channels=(4, 8), stage_blocks=(1,))
 
 
 @pytest.mark.parametrize(("kind", "preset"), CASES)
@@ -132,3 +170,27 @@ def test_models_summary_cli():
     assert {(r["kind"], r["preset"]) for r in rows} == set(CASES) and all(r["size"] == 112 for r in rows)
     bad = CliRunner().invoke(app, ["models", "summary", "--sizes", "big"])
     assert bad.exit_code == 2
+
+
+def test_a_grown_model_starts_as_the_smaller_one_and_refuses_what_it_cannot_grow():
+    torch.manual_seed(0)
+    small = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="residual",
+                               stage_blocks=(0, 1, 0, 0))
+    for module in small.modules():  # trained-looking BN statistics and non-zero block outputs
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.weight.data.uniform_(0.5, 1.5)
+    small.eval()
+    big = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="rgb+residual",
+                             stage_blocks=(1, 2, 0, 1)).eval()
+    big.grow_from(small)
+    x = torch.randn(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(big.encode(x), small.encode(x))
+        torch.testing.assert_close(big(x)[1], small(x)[1])
+    with pytest.raises(ValueError, match="channels"):
+        VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 32)).grow_from(small)
+    with pytest.raises(ValueError, match="input_mode"):
+        VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="rgb").grow_from(small)
+    with pytest.raises(ValueError, match="can only be added"):
+        VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="residual").grow_from(small)

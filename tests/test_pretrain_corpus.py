@@ -19,7 +19,8 @@ from tinyact.data.synth.corpus import CorpusConfig, clip_split, render_corpus_cl
 from tinyact.data.synth.corpus_files import CorpusDataset, build_corpus
 from tinyact.data.synth.figure import Actor, skeleton
 from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS, apply_view, grounded, pose_of
-from tinyact.training.pretrain import PretrainConfig, ProbeSpec, augment, pretrain
+from tinyact.errors import ConfigError
+from tinyact.training.pretrain import PretrainConfig, ProbeSpec, augment, load_probe, pretrain, probe_accuracy
 
 TINY = {"channels": [4, 8, 8, 16], "latent_dim": 32}
 
@@ -230,3 +231,74 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
     best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
     assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
     assert (tmp_path / "r.json").is_file()
+
+
+def test_a_person_disjoint_probe_does_not_reward_latents_that_recognise_the_person():
+    # Latents that carry only who the person is, and classes that go with the person in this small set: folds
+    # that mix persons score them perfectly, leave-one-person-out sees through it.
+    rng = np.random.default_rng(0)
+    persons = np.repeat(np.arange(6), 6)
+    labels = (persons >= 3).astype(int)
+    latents = rng.normal(size=(6, 20))[persons] + 0.01 * rng.normal(size=(36, 20))
+    assert probe_accuracy(latents, labels, folds=3) == 1.0
+    assert probe_accuracy(latents, labels, folds=3, groups=persons.astype(str)) <= 0.7
+    # Latents that carry the class generalise to new persons either way.
+    telling = np.c_[labels, rng.normal(size=(36, 5))] + 0.1 * rng.normal(size=(36, 6))
+    assert probe_accuracy(telling, labels, folds=3, groups=persons.astype(str)) == 1.0
+    with pytest.raises(ConfigError, match="two persons"):
+        probe_accuracy(telling, labels, folds=3, groups=np.zeros(36).astype(str))
+
+
+def test_load_probe_reads_each_clips_person(tmp_path):
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    paths = [line.split(",")[0] for line in split.read_text().splitlines()[1:]]
+    persons = tmp_path / "persons.csv"
+    persons.write_text("path,person\n" + "".join(f"{p},{Path(p).name.split('_')[0]}\n" for p in paths))
+    spec = ProbeSpec(name="boxes", data=folder, split_file=split, persons_file=persons)
+    probe = load_probe(spec, frames=4, size=16, cache_root=tmp_path / "cache")
+    assert probe.groups is not None and sorted(set(probe.groups)) == ["p0", "p1", "p2"]  # p3 is the test person
+    assert probe.accuracy(np.eye(2)[probe.labels] + 0.01 * np.random.default_rng(0).normal(size=(6, 2))) == 1.0
+    persons.write_text("path,person\n" + "".join(f"{p},x\n" for p in paths[1:]))
+    with pytest.raises(ConfigError, match="names no person"):
+        load_probe(spec, frames=4, size=16, cache_root=tmp_path / "cache2")
+
+
+def test_a_stage_that_grows_the_model_starts_from_exactly_what_the_earlier_stage_chose(tmp_path, caplog):
+    from tinyact.models.checkpoint import load_model
+
+    corpus = tiny_corpus(tmp_path / "corpus", clips=125)
+    build_corpus(corpus)
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    base = dict(corpus=tmp_path / "corpus", batch_size=8, max_batches=2, threads=1,
+                probes=[ProbeSpec(name="boxes", data=folder, split_file=split, folds=2)])
+    first = pretrain(PretrainConfig(out=tmp_path / "s1", epochs=1, model_overrides=TINY, **base))
+    grown = {**TINY, "stage_blocks": [1, 0, 0, 1]}
+    with caplog.at_level("INFO", logger="tinyact.training.pretrain"):
+        second = pretrain(PretrainConfig(out=tmp_path / "s2", epochs=1, init=first.model, model_overrides=grown,
+                                         **base))
+    # The grown start computes the earlier model's latents, so it probes exactly as that model did when chosen.
+    assert f"'probe_boxes': {first.metrics['probe_boxes']!r}" in caplog.text
+    model, _ = load_model(second.model)
+    assert model.config.stage_blocks == (1, 0, 0, 1)
+    with pytest.raises(ConfigError, match="cannot grow"):
+        pretrain(PretrainConfig(out=tmp_path / "s3", epochs=1, init=first.model,
+                                model_overrides={**TINY, "channels": [4, 8, 8, 32]}, **base))
+
+
+@pytest.mark.parametrize(("tie_break", "row", "replaces"), [
+    ("earlier", {"score": 0.9, "val_top1": 0.7}, False),    # a tie keeps the kept model
+    ("val_top1", {"score": 0.9, "val_top1": 0.7}, True),    # ... unless it learned more of the corpus
+    ("val_top1", {"score": 0.9, "val_top1": 0.5}, False),
+    ("earlier", {"score": 0.95, "val_top1": 0.1}, True),    # a higher probe score always replaces it
+    ("val_top1", {"score": 0.85, "val_top1": 0.99}, False),
+])
+def test_selection_tie_break(tie_break, row, replaces):
+    from types import SimpleNamespace
+
+    from tinyact.training.pretrain import SupervisedPretraining
+
+    cfg = PretrainConfig(corpus=Path("c"), out=Path("o"), tie_break=tie_break)
+    kept_epoch = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": 2, "val_top1": 0.6})
+    assert SupervisedPretraining.replaces_kept(kept_epoch, row) is replaces
+    start = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": -1})  # a stage's start: no corpus val top-1
+    assert SupervisedPretraining.replaces_kept(start, {**row, "score": 0.9}) is (tie_break == "val_top1")

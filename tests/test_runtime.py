@@ -163,3 +163,22 @@ def test_residual_input_mode_survives_export(tmp_path):
         kwargs = {"calibration": clips} if "int8" in backend else {}
         rel, cos = _drift(load_runtime(backend, checkpoint, **kwargs).encode(clips), reference)
         assert rel < bound and cos > 1 - bound, (backend, rel, cos)
+
+
+def test_a_grown_encoder_runs_on_every_edge_backend(tmp_path):
+    # The frames beside the residual and bottleneck blocks (what growing a zoo model adds) go through int8 and
+    # ONNX like the plain network: the residual additions quantise, the stem takes six channels.
+    torch.manual_seed(0)
+    model = VideoAutoEncoder3D.from_preset("fast-motion", num_frames=FRAMES, input_size=SIZE,
+                                           input_mode="rgb+residual", stage_blocks=(1, 1, 1, 1))
+    for module in model.modules():  # blocks that do something (a new block is the identity)
+        if isinstance(module, torch.nn.BatchNorm3d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    checkpoint = tmp_path / "grown.pt"
+    save_model(checkpoint, model.eval())
+    clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
+    reference = load_runtime("torch", checkpoint).encode(clips)
+    for backend in ("onnx", "torch-int8", "onnx-int8"):
+        z = load_runtime(backend, checkpoint, **({"calibration": clips} if "int8" in backend else {})).encode(clips)
+        rel, cos = _drift(z, reference)
+        assert z.shape == (6, 1024) and rel < (0.15 if "int8" in backend else 1e-4) and cos > 0.98, (backend, rel)

@@ -116,6 +116,26 @@ def test_zoo_build_from_a_later_stage_needs_the_model_before_it(tmp_path):
         build_entry("everyday-64", tmp_path, from_stage=9, init=tmp_path / "m.pt")
 
 
+@pytest.mark.parametrize("kept_epoch", [-1, 2])
+def test_zoo_build_passes_on_the_start_when_a_stage_keeps_it(tmp_path, monkeypatch, kept_epoch):
+    # A growing stage that keeps its start has saved a grown copy (identity blocks, same latents): the entry must
+    # be the smaller model it started from, not that copy; a stage that trained better passes on its own model.
+    import tinyact.data.synth.corpus_files as corpus_files
+    import tinyact.training.pretrain as pretrain_module
+    import tinyact.training.zoo_build as zoo_build
+    from tinyact.training.pretrain import PretrainResult
+
+    stages = len(zoo_build.recipe_stages(zoo_build.read_recipe("everyday-64")))
+    packaged = {}
+    monkeypatch.setattr(corpus_files, "build_corpus", lambda cfg: None)
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg, resume: PretrainResult(
+        Path(cfg.out) / "model.pt", "h", kept_epoch, {"score": 1.0, "epoch": float(kept_epoch)}, 0.0))
+    monkeypatch.setattr(zoo_build, "package_entry", lambda name, model, *args, **kwargs: packaged.update(model=model))
+    build_entry("everyday-64", tmp_path, from_stage=stages, init=tmp_path / "start.pt")
+    expected = tmp_path / "start.pt" if kept_epoch < 0 else tmp_path / f"stage-{stages}" / "model.pt"
+    assert packaged["model"] == expected
+
+
 def test_uniform_reading_is_unchanged_for_model_files(tmp_path):
     assert zoo.encoder_sampling(None, 16, 64) == ClipSampling(num_frames=16, size=64, strategy="uniform")
 

@@ -31,7 +31,14 @@ actor's idle torso) cancels and only what moves reaches the latent; the decoder 
 residual, mapped to ``[0, 1]`` as ``0.5 + residual_gain · (x − mean_t x)``
 (:meth:`VideoAutoEncoder3D.reconstruction_target`). On the synthetic set with held-out actors this is what
 lifts the latent above chance (docs/MODELS.md): with RGB input the MSE is spent on the background, which
-fills >90 % of the pixels and says nothing about the action.
+fills >90 % of the pixels and says nothing about the action. ``input_mode="rgb+residual"`` gives the first
+convolution both, stacked as ``2 · in_channels`` channels: the residual (what moves) and the frame itself (the
+body's shape, which the residual cancels where a limb stays still); the decoder reconstructs the residual.
+
+``stage_blocks`` (not in the paper): after each strided convolution, that many bottleneck residual blocks
+(1×1×1 reduce to a quarter, 3×3×3, 1×1×1 expand, identity skip; :class:`Bottleneck3d`): depth at a small cost,
+since the 3×3×3 runs on a quarter of the channels. Empty (the default, and every preset before it) builds the
+exact module tree of the plain network, so older model files load unchanged.
 
 The model is built for one input shape ``(T, H, W)`` (any size; non-square works): the decoder needs it to
 restore the exact shape.
@@ -65,8 +72,9 @@ class AutoEncoder3DConfig:
     latent_dim: int = 1024
     seed_channels: int = 32
     normalization: NormStats = "imagenet"
-    input_mode: Literal["rgb", "residual"] = "rgb"
+    input_mode: Literal["rgb", "residual", "rgb+residual"] = "rgb"
     residual_gain: float = 4.0
+    stage_blocks: tuple[int, ...] = ()
     preset: str = "custom"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +83,7 @@ class AutoEncoder3DConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoEncoder3DConfig:
-        tuples = {"input_size", "channels", "stem_stride", "block_stride", "pool_size"}
+        tuples = {"input_size", "channels", "stem_stride", "block_stride", "pool_size", "stage_blocks"}
         fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
         return cls(**fields)
 
@@ -95,13 +103,50 @@ def _conv_out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def conv_input(x: torch.Tensor, residual: bool) -> torch.Tensor:
-    """``[B, T, C, H, W]`` normalised clips -> ``[B, C, T, H, W]`` for the first convolution, minus the clip's mean
-    frame when ``residual``. A plain function so the quantised runtime runs the same float step in front of its
-    int8 stack."""
-    if residual:
-        x = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
+InputMode = Literal["rgb", "residual", "rgb+residual"]
+
+
+def conv_input(x: torch.Tensor, mode: InputMode) -> torch.Tensor:
+    """``[B, T, C, H, W]`` normalised clips -> ``[B, C', T, H, W]`` for the first convolution: the clips
+    (``rgb``), minus the clip's mean frame (``residual``), or both stacked on the channels (``rgb+residual``,
+    ``C' = 2C``). A plain function so the quantised runtime runs the same float step in front of its int8 stack."""
+    if mode != "rgb":
+        residual = x - x.mean(dim=1, keepdim=True)  # minus the clip's mean frame: the static scene cancels
+        x = residual if mode == "residual" else torch.cat([residual, x], dim=2)
     return x.permute(0, 2, 1, 3, 4)  # [B, T, C, H, W] -> [B, C, T, H, W]
+
+
+class Bottleneck3d(nn.Module):
+    """``relu(x + BN(1×1×1(relu(BN(3×3×3(relu(BN(1×1×1(x)))))))))`` on ``channels // 4`` inner channels.
+
+    The last BN starts at zero scale, so a new block is the identity and deepening a network does not disturb
+    what its plain layers compute at the start of training.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        inner = max(8, channels // 4)
+        last_norm = nn.BatchNorm3d(channels)
+        nn.init.zeros_(last_norm.weight)
+        self.body = nn.Sequential(
+            nn.Conv3d(channels, inner, 1, bias=False), nn.BatchNorm3d(inner), nn.ReLU(inplace=True),
+            nn.Conv3d(inner, inner, 3, padding=1, bias=False), nn.BatchNorm3d(inner), nn.ReLU(inplace=True),
+            nn.Conv3d(inner, channels, 1, bias=False), last_norm,
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x + self.body(x))
+
+
+def _stages(encoder: nn.Module) -> list[list[nn.Module]]:
+    """An encoder's modules grouped by stage: each group starts at a strided convolution."""
+    stages: list[list[nn.Module]] = []
+    for module in encoder.children():
+        if isinstance(module, nn.Conv3d):
+            stages.append([])
+        stages[-1].append(module)
+    return stages
 
 
 def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -134,14 +179,18 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         self._block_shapes = shapes
         grid = shapes[-1]
 
+        if config.stage_blocks and len(config.stage_blocks) != len(config.channels):
+            raise ValueError(f"stage_blocks needs one count per stage ({len(config.channels)}), "
+                             f"got {config.stage_blocks}")
         encoder: list[nn.Module] = []
-        in_ch = config.in_channels
-        for out_ch, stride in zip(config.channels, strides, strict=True):
+        in_ch = config.in_channels * (2 if config.input_mode == "rgb+residual" else 1)
+        for i, (out_ch, stride) in enumerate(zip(config.channels, strides, strict=True)):
             encoder += [
                 nn.Conv3d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False),
                 nn.BatchNorm3d(out_ch),
                 nn.ReLU(inplace=True),
             ]
+            encoder += [Bottleneck3d(out_ch) for _ in range(config.stage_blocks[i] if config.stage_blocks else 0)]
             in_ch = out_ch
         self.encoder: nn.Module = nn.Sequential(*encoder)
         self.pool = nn.AdaptiveAvgPool3d(config.pool_size)
@@ -182,7 +231,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W]`` normalised clips -> what the first convolution takes (:func:`conv_input`)."""
-        return conv_input(x, residual=self.config.input_mode == "residual")
+        return conv_input(x, self.config.input_mode)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[B, latent_dim]`` -> reconstruction ``[B, T, C, H, W]`` in ``[0, 1]``."""
@@ -196,11 +245,42 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
 
     def reconstruction_target(self, clips01: torch.Tensor) -> torch.Tensor:
         """The clips in ``[0, 1]`` (RGB mode), or their residual ``0.5 + gain · (x − mean_t x)`` clipped to
-        ``[0, 1]`` (residual mode): what ``decode`` is trained to produce."""
-        if self.config.input_mode != "residual":
+        ``[0, 1]`` (the modes with a residual): what ``decode`` is trained to produce."""
+        if self.config.input_mode == "rgb":
             return clips01
         residual = clips01 - clips01.mean(dim=1, keepdim=True)
         return (0.5 + self.config.residual_gain * residual).clamp(0.0, 1.0)
+
+    def grow_from(self, smaller: VideoAutoEncoder3D) -> None:
+        """Start from ``smaller``'s weights where this model only adds to it: more bottleneck blocks
+        (``stage_blocks``) and/or the frames beside the residual (``rgb+residual`` grown from ``residual``).
+
+        Every layer the two share is copied; the stem's new input channels start at zero and a new block is the
+        identity (:class:`Bottleneck3d`), so this model computes ``smaller``'s latents and reconstructions exactly
+        until it trains: growing a pretrained network keeps what it learned.
+        """
+        mine, theirs = self.config, smaller.config
+        same = ("num_frames", "input_size", "in_channels", "channels", "stem_stride", "block_stride", "pool_size",
+                "latent_dim", "seed_channels")
+        differ = [name for name in same if getattr(mine, name) != getattr(theirs, name)]
+        if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
+            differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
+        stages = [_stages(self.encoder), _stages(smaller.encoder)]
+        if any(len(big) < len(small) for big, small in zip(*stages, strict=True)):
+            differ.append(f"stage_blocks ({theirs.stage_blocks} -> {mine.stage_blocks}: blocks can only be added)")
+        if differ:
+            raise ValueError(f"cannot grow a {theirs.preset!r} model into this one: {', '.join(differ)} differ")
+        with torch.no_grad():
+            for big, small in zip(*stages, strict=True):
+                for target, source in zip(big, small, strict=False):  # big's extra blocks keep their identity start
+                    if target is stages[0][0][0]:  # the stem: the residual's channels first, the frames' at zero
+                        assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)
+                        target.weight.zero_()
+                        target.weight[:, : source.weight.shape[1]].copy_(source.weight)
+                    else:
+                        target.load_state_dict(source.state_dict())
+            for name in ("to_latent", "from_latent", "seed_expand", "decoder"):
+                getattr(self, name).load_state_dict(getattr(smaller, name).state_dict())
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules that run on the edge (encoder, pool, projection): what freezing or export touches."""

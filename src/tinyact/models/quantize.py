@@ -63,12 +63,12 @@ class _FloatFront(nn.Module):
 
     def __init__(self, model: VideoAutoEncoder3D, stack: nn.Module) -> None:
         super().__init__()
-        self.residual = model.config.input_mode == "residual"
+        self.input_mode = model.config.input_mode
         self.stack = stack
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         # Contiguous [B, C, T, H, W] for the quantiser; no copy when the runtime already laid the clip out so.
-        return self.stack(conv_input(clips, self.residual).contiguous())
+        return self.stack(conv_input(clips, self.input_mode).contiguous())
 
 
 def _video_autoencoder(model: nn.Module) -> VideoAutoEncoder3D:

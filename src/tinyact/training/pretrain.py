@@ -18,8 +18,10 @@ per-epoch shuffling, so a run can be spread over several sessions.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +64,11 @@ class ProbeSpec(BaseModel):
     data: Path = Field(..., title="Dataset root (ROOT/<class>/<video>)")
     split_file: Path | None = Field(None, title="CSV path,split; rows with split 'test' are left out")
     folds: int = Field(5, ge=2, title="Stratified folds over the non-test clips")
+    persons_file: Path | None = Field(
+        None, title="CSV with path and person columns (e.g. Weizmann's *-clips.csv)",
+        description="given: leave one person out instead of stratified folds, so the probe scores people its "
+                    "classifier never saw, as the test split does (stratified folds put a person's other clips "
+                    "in the fit and reward latents that recognise the person)")
 
 
 class PretrainConfig(TinyActConfig):
@@ -93,6 +100,11 @@ class PretrainConfig(TinyActConfig):
         description="e.g. {strategy: multi, sample_fps: 8, num_clips: 4}: the mean latent of 4 windows of frames "
         "8 per second; frames and size come from the corpus; empty = uniform (frames spread over the video)")
     select_on: Literal["probe", "val"] = Field("probe", title="What picks the shipped epoch")
+    tie_break: Literal["earlier", "val_top1"] = Field(
+        "earlier", title="What an epoch that equals the kept model's score does",
+        description="earlier: the kept model stays; val_top1: the epoch replaces it if its corpus val top-1 is "
+                    "higher (a stage's starting model has none on this corpus, its head being new, so a tying epoch "
+                    "replaces it: with real footage undecided, the model that learned more of the corpus)")
     max_batches: int | None = Field(None, ge=1, title="Stop each epoch after this many batches (smoke tests)")
     session_epochs: int | None = Field(None, ge=1, title="Stop this call after so many epochs (resume continues)",
                                        description="spreads one run over several sessions: the schedule is the whole run's")
@@ -171,6 +183,11 @@ class ProbeData:
     spec: ProbeSpec
     clips: torch.Tensor  # uint8 [N, T, 3, S, S]
     labels: np.ndarray
+    groups: np.ndarray | None = None  # the person of each clip (spec.persons_file), else None
+
+    def accuracy(self, latents: np.ndarray, seed: int = 0) -> float:
+        """The probe's score of ``latents`` (one row per clip): :func:`probe_accuracy`."""
+        return probe_accuracy(latents, self.labels, self.spec.folds, seed, groups=self.groups)
 
 
 def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path,
@@ -197,22 +214,47 @@ def load_probe(spec: ProbeSpec, frames: int, size: int, cache_root: Path,
     kept = [e for e in manifest.entries if e.clip_id in cache]
     clips = torch.stack([cache[e.clip_id] for e in kept])
     labels = np.array([manifest.label_names.index(e.label) for e in kept])
-    return ProbeData(spec, clips, labels)
+    groups = None
+    if spec.persons_file is not None:
+        persons = read_persons(spec.persons_file)
+        missing = [e.path for e in kept if e.path not in persons]
+        if missing:
+            raise ConfigError(f"{spec.persons_file} names no person for {len(missing)} probe clip(s), e.g. "
+                              f"{missing[0]}")
+        groups = np.array([persons[e.path] for e in kept])
+    return ProbeData(spec, clips, labels, groups)
 
 
-def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> float:
-    """Stratified k-fold accuracy of a standardised logistic regression on ``latents``."""
+def read_persons(path: Path) -> dict[str, str]:
+    """``path`` (relative to the dataset root, as a split file names it) -> person, from a CSV with those two
+    columns (more are ignored)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"path", "person"} <= set(rows[0]):
+        raise ConfigError(f"{path}: a persons file needs 'path' and 'person' columns")
+    return {row["path"]: row["person"] for row in rows}
+
+
+def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0,
+                   groups: np.ndarray | None = None) -> float:
+    """Accuracy of a standardised logistic regression on ``latents``: stratified k-fold, or with ``groups``
+    (a person per row) leave-one-person-out, every clip predicted once (the mean over clips, not over folds)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold, cross_val_predict, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    k = int(min(folds, np.bincount(labels).min()))
-    if k < 2:
-        raise ConfigError("a probe needs at least two clips of every class outside its test split")
     from threadpoolctl import threadpool_limits
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+    if groups is not None:
+        if len(set(groups)) < 2:
+            raise ConfigError("a person-disjoint probe needs clips of at least two persons outside its test split")
+        with threadpool_limits(1):
+            predicted = cross_val_predict(model, latents, labels, groups=groups, cv=LeaveOneGroupOut())
+        return float((predicted == labels).mean())
+    k = int(min(folds, np.bincount(labels).min()))
+    if k < 2:
+        raise ConfigError("a probe needs at least two clips of every class outside its test split")
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with threadpool_limits(1):  # a small fit: more BLAS threads only contend with the training that runs beside it
         return float(cross_val_score(model, latents, labels, cv=cv).mean())
@@ -296,17 +338,24 @@ class SupervisedPretraining(Objective):
         }
         for probe in self.probes:
             latents = encode_clips(self.model, probe.clips, self.device)
-            row[f"probe_{probe.spec.name}"] = probe_accuracy(latents, probe.labels, probe.spec.folds, cfg.seed)
+            row[f"probe_{probe.spec.name}"] = probe.accuracy(latents, cfg.seed)
         probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
         use_probe = self.probes and cfg.select_on == "probe"
         row["score"] = float(np.mean([row[k] for k in probe_keys])) if use_probe else row["val_top1"]
         logger.info("pretrain: epoch %d %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
-        if row["score"] > self.best["score"]:
+        if self.replaces_kept(row):
             self.best = {"score": row["score"], "epoch": epoch, **{k: row[k] for k in ("val_top1", *probe_keys)}}
             save_model(Path(cfg.out) / "model.pt", self.model,
                        extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
                               "label_names": self.train_set.label_names, "selection": self.best})
         return row
+
+    def replaces_kept(self, row: dict[str, float]) -> bool:
+        """Whether an epoch's ``row`` replaces the kept model: a higher score, or an equal one and ``tie_break``
+        says so (probe scores are shares of a few dozen clips: exact ties happen)."""
+        if math.isclose(row["score"], self.best["score"], abs_tol=1e-9):
+            return self.cfg.tie_break == "val_top1" and row["val_top1"] > self.best.get("val_top1", -1.0)
+        return row["score"] > self.best["score"]
 
     def plot(self, log: MetricsLog, epoch: int, seconds: float) -> None:
         probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
@@ -385,7 +434,17 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None 
         from tinyact.models.checkpoint import load_model
 
         start, _ = load_model(cfg.init)
-        model.load_state_dict(start.state_dict())
+        shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in (model, start)]
+        if shapes[0] == shapes[1]:
+            model.load_state_dict(start.state_dict())
+        elif isinstance(start, VideoAutoEncoder3D) and isinstance(model, VideoAutoEncoder3D):
+            try:  # model_overrides add blocks or the frames' channels: start from what the earlier stage learned
+                model.grow_from(start)
+            except ValueError as error:
+                raise ConfigError(f"init {cfg.init}: {error}") from None
+            logger.info("pretrain: grew %s into %s", cfg.init, model.config.stage_blocks or model.config.input_mode)
+        else:
+            raise ConfigError(f"init {cfg.init} holds another architecture than this stage's model")
     probes = [load_probe(spec, frames, size, out / "probe-cache", cfg.probe_sampling) for spec in cfg.probes]
     val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
     objective = supervised_objective(cfg, model, train_set, val_loader, probes, device, out / "last.pt",
@@ -393,8 +452,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None 
     start_epoch = resume_objective(objective, resume)
     if cfg.init is not None and not custom and start_epoch == 0 and probes and cfg.select_on == "probe":
         # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
-        scores = {f"probe_{p.spec.name}": probe_accuracy(encode_clips(model, p.clips, device), p.labels, p.spec.folds,
-                                                         cfg.seed) for p in probes}
+        scores = {f"probe_{p.spec.name}": p.accuracy(encode_clips(model, p.clips, device), cfg.seed) for p in probes}
         objective.best = {"score": float(np.mean(list(scores.values()))), "epoch": -1, **scores}
         save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": -1,
                                                   "label_names": train_set.label_names, "selection": objective.best})

@@ -148,13 +148,14 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
             source=f"recipe {name}: pretrain {number}",
         )
         result = pretrain(train_cfg, resume=(train_dir / "last.pt").is_file())
-        previous = result.model
+        if result.epoch >= 0 or previous is None:  # a stage that kept its start passes on the start itself, not
+            previous = result.model               # a grown copy of it (same latents, more blocks to run)
         chosen[f"stage_{number}"] = result.metrics  # epoch -1: the stage kept the model it started from
-    assert result is not None, "a recipe has at least one stage"
+    assert result is not None and previous is not None, "a recipe has at least one stage"
     target = ENTRIES_DIR / name if install else work / "entry"
     trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
     if from_stage > 1:
         trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **(init_record or {})}
-    return package_entry(name, result.model, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
+    return package_entry(name, previous, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
                          trained_on, recipe.get("description", ""))
