@@ -38,7 +38,6 @@ tune on it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -57,10 +56,12 @@ from tinyact.data.cache import ClipCache  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.video import ClipSampling, clip_timestamps, probe_video  # noqa: E402
 from tinyact.edge.sources import FileCamera  # noqa: E402
+from tinyact.errors import ConfigError  # noqa: E402
 from tinyact.experiments.table1 import MIRRORED, Table1Config, run_table1  # noqa: E402
 from tinyact.experiments.table1_report import reading  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
+from tinyact.training.pretrain import read_persons  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
 
 WEIZMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "weizmann"
@@ -100,10 +101,10 @@ def person_of(split_file: Path) -> dict[str, str]:
     column (the Weizmann layout), else the file name's prefix before the first ``_``."""
     clips = split_file.with_name(split_file.name.replace("-split.csv", "-clips.csv"))
     if clips != split_file and clips.is_file():
-        with open(clips, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if rows and "person" in rows[0]:
-            return {row["path"]: row["person"] for row in rows}
+        try:
+            return read_persons(clips)
+        except ConfigError:  # no person column
+            return {}
     return {}
 
 

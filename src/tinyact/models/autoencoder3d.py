@@ -56,6 +56,8 @@ from tinyact.data.transforms import NormStats
 from tinyact.models.base import ClipAutoEncoder
 
 Triple = tuple[int, int, int]
+#: What the first convolution sees: the frames, their residual (minus the clip's mean frame), or both.
+InputMode = Literal["rgb", "residual", "rgb+residual"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class AutoEncoder3DConfig:
     latent_dim: int = 1024
     seed_channels: int = 32
     normalization: NormStats = "imagenet"
-    input_mode: Literal["rgb", "residual", "rgb+residual"] = "rgb"
+    input_mode: InputMode = "rgb"
     residual_gain: float = 4.0
     stage_blocks: tuple[int, ...] = ()
     preset: str = "custom"
@@ -101,9 +103,6 @@ PRESETS: dict[str, AutoEncoder3DConfig] = {
 def _conv_out(size: int, stride: int) -> int:
     """Output length of a kernel-3, padding-1 convolution."""
     return (size - 1) // stride + 1
-
-
-InputMode = Literal["rgb", "residual", "rgb+residual"]
 
 
 def conv_input(x: torch.Tensor, mode: InputMode) -> torch.Tensor:
