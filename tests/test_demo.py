@@ -82,3 +82,29 @@ def test_the_live_run_is_written_clip_by_clip_with_its_confusion_matrix(tmp_path
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert write_live_records([row(0, None, None)], ["running"], tmp_path / "none") == {
         "clips": str(tmp_path / "none" / "clips.csv")}
+
+
+def test_a_demo_stopped_while_fine_tuning_continues_that_run(tmp_path, monkeypatch):
+    import tinyact.training.finetune as finetune_module
+    from tinyact.demo.config import DemoConfig
+    from tinyact.demo.prepare import ensure_finetuned
+
+    cfg = DemoConfig(data=tmp_path / "synth", out=tmp_path / "run")
+    cfg.data.mkdir()
+    (cfg.data / "synth_config.yaml").write_text("classes: 3\n")
+    calls = []
+
+    def fake_finetune(ft_cfg, resume=False):
+        calls.append(resume)
+        Path(ft_cfg.out).mkdir(parents=True, exist_ok=True)
+        (Path(ft_cfg.out) / "finetune.json").write_text(json.dumps({"kept": "zoo"}))
+
+    monkeypatch.setattr(finetune_module, "finetune", fake_finetune)
+    assert ensure_finetuned(cfg, tmp_path / "manifest.csv", tmp_path / "cache") is None  # the zoo model was kept
+    run = next((cfg.data / "models").glob("finetune-*"))
+    (run / "finetune.json").unlink()  # stopped during the run: a checkpoint, no report
+    (run / "last.pt").write_bytes(b"checkpoint")
+    ensure_finetuned(cfg, tmp_path / "manifest.csv", tmp_path / "cache")
+    assert calls == [False, True]
+    ensure_finetuned(cfg, tmp_path / "manifest.csv", tmp_path / "cache")  # finished: reused, not run again
+    assert calls == [False, True]

@@ -154,7 +154,8 @@ def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) 
         logger.info("demo: fine-tuning %s on the training actors' windows for %d epochs", cfg.encoder,
                     cfg.finetune_epochs)
         finetune(FinetuneConfig(manifest=manifest_path, out=run, init=cfg.encoder, cache_dir=reading_cache,
-                                epochs=cfg.finetune_epochs, seed=cfg.seed))
+                                epochs=cfg.finetune_epochs, seed=cfg.seed),
+                 resume=(run / "last.pt").is_file())  # a demo stopped while fine-tuning continues where it was
     else:
         logger.info("demo: reusing the encoder fine-tuned before (%s)", run)
     done: dict[str, Any] = json.loads(report.read_text())
