@@ -409,6 +409,29 @@ def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
     return int(state["epoch"]) + 1
 
 
+def start_from(model: nn.Module, init: Path) -> None:
+    """Load the encoder weights of model file ``init`` into ``model``: as they are for the same architecture, grown
+    (:meth:`VideoAutoEncoder3D.grow_from`) when ``model`` adds blocks or the frames' channels to it.
+
+    Raises:
+        ConfigError: when ``init`` holds an architecture ``model`` cannot start from.
+    """
+    from tinyact.models.checkpoint import load_model
+
+    start, _ = load_model(init)
+    shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in (model, start)]
+    if shapes[0] == shapes[1]:
+        model.load_state_dict(start.state_dict())
+    elif isinstance(start, VideoAutoEncoder3D) and isinstance(model, VideoAutoEncoder3D):
+        try:
+            model.grow_from(start)
+        except ValueError as error:
+            raise ConfigError(f"init {init}: {error}") from None
+        logger.info("pretrain: grew %s into %s", init, model.config.stage_blocks or model.config.input_mode)
+    else:
+        raise ConfigError(f"init {init} holds another architecture than this stage's model")
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None = None) -> PretrainResult:
     """Train (or resume) into ``cfg.out``; returns the selected model.
 
@@ -431,20 +454,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None 
     custom = model is not None
     model = (model if model is not None else build_encoder(cfg, frames, size)).to(device)
     if cfg.init is not None and not custom:  # a later stage: continue from the earlier stage's chosen encoder
-        from tinyact.models.checkpoint import load_model
-
-        start, _ = load_model(cfg.init)
-        shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in (model, start)]
-        if shapes[0] == shapes[1]:
-            model.load_state_dict(start.state_dict())
-        elif isinstance(start, VideoAutoEncoder3D) and isinstance(model, VideoAutoEncoder3D):
-            try:  # model_overrides add blocks or the frames' channels: start from what the earlier stage learned
-                model.grow_from(start)
-            except ValueError as error:
-                raise ConfigError(f"init {cfg.init}: {error}") from None
-            logger.info("pretrain: grew %s into %s", cfg.init, model.config.stage_blocks or model.config.input_mode)
-        else:
-            raise ConfigError(f"init {cfg.init} holds another architecture than this stage's model")
+        start_from(model, cfg.init)
     probes = [load_probe(spec, frames, size, out / "probe-cache", cfg.probe_sampling) for spec in cfg.probes]
     val_loader = DataLoader(val_set, batch_size=64, num_workers=0)
     objective = supervised_objective(cfg, model, train_set, val_loader, probes, device, out / "last.pt",
