@@ -130,10 +130,17 @@ def test_zoo_build_passes_on_the_start_when_a_stage_keeps_it(tmp_path, monkeypat
     monkeypatch.setattr(corpus_files, "build_corpus", lambda cfg: None)
     monkeypatch.setattr(pretrain_module, "pretrain", lambda cfg, resume: PretrainResult(
         Path(cfg.out) / "model.pt", "h", kept_epoch, {"score": 1.0, "epoch": float(kept_epoch)}, 0.0))
-    monkeypatch.setattr(zoo_build, "package_entry", lambda name, model, *args, **kwargs: packaged.update(model=model))
-    build_entry("everyday-64", tmp_path, from_stage=stages, init=tmp_path / "start.pt")
+    monkeypatch.setattr(zoo_build, "package_entry", lambda name, model, target, recipe, metrics, trained_on, *args:
+                        packaged.update(model=model, metrics=metrics, trained_on=trained_on))
+    earlier = {"stage_1": {"score": 0.5, "epoch": 3.0}}
+    build_entry("everyday-64", tmp_path, from_stage=stages, init=tmp_path / "start.pt",
+                init_record={"init_encoder_hash": "abc", "init_stages": earlier})
     expected = tmp_path / "start.pt" if kept_epoch < 0 else tmp_path / f"stage-{stages}" / "model.pt"
     assert packaged["model"] == expected
+    # The entry it continues keeps its stages' metrics; where the stage started is recorded, not repeated.
+    assert list(packaged["metrics"]["stages"]) == ["stage_1", f"stage_{stages}"]
+    assert packaged["trained_on"]["from_stage"]["init_encoder_hash"] == "abc"
+    assert "init_stages" not in packaged["trained_on"]["from_stage"]
 
 
 def test_uniform_reading_is_unchanged_for_model_files(tmp_path):

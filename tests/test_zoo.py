@@ -115,7 +115,9 @@ def test_package_entry_round_trip(tmp_path, monkeypatch):
     small = VideoAutoEncoder3D(num_frames=4, input_size=16, channels=(4, 8, 8, 8), latent_dim=16)
     model_file = tmp_path / "model.pt"
     save_model(model_file, small, extra={"label_names": ["a", "b"]})
-    folder = package_entry("tiny", model_file, tmp_path / "entries" / "tiny", {"corpus": {}, "pretrain": {}},
+    probes = [{"name": "real", "data": "folder"}]  # one list under two keys, as a recipe's YAML alias gives
+    recipe = {"stages": [{"pretrain": {"probes": probes}}, {"pretrain": {"probes": probes}}]}
+    folder = package_entry("tiny", model_file, tmp_path / "entries" / "tiny", recipe,
                            {"probe": 0.5}, {"device": "cpu"}, "a test entry")
     monkeypatch.setattr(zoo, "ENTRIES_DIR", tmp_path / "entries")
     loaded, entry = zoo.load_encoder("tiny")
@@ -125,6 +127,7 @@ def test_package_entry_round_trip(tmp_path, monkeypatch):
     assert np.allclose(loaded.encode(x).detach().numpy(), small.eval().encode(x).detach().numpy(), atol=2e-2)
     info = yaml.safe_load((folder / "entry.yaml").read_text())
     assert info["weights"]["dtype"] == "float16" and info["encoder_hash"] == entry.encoder_hash
+    assert "&id" not in (folder / "entry.yaml").read_text() and info["recipe"] == recipe  # written out, no alias
 
 
 def test_zoo_cli_list_and_info():
@@ -134,3 +137,9 @@ def test_zoo_cli_list_and_info():
     assert info.exit_code == 0 and "weights verified" in info.output and "recipe" in info.output
     missing = runner.invoke(app, ["zoo", "info", "nope"])
     assert missing.exit_code == 2 and "no zoo encoder" in missing.output
+
+
+def test_machine_description_records_what_auto_chose():
+    from tinyact.training.zoo_build import machine_description
+
+    assert machine_description("auto")["device"] == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -63,7 +63,8 @@ def build(
     record = None
     if init and init.startswith("zoo:"):  # keep where the earlier stages ran: the entry is about to be replaced
         earlier = get_entry(init[4:] or name)
-        record = {"init_encoder_hash": earlier.encoder_hash, "init_trained_on": earlier.trained_on}
+        record = {"init_encoder_hash": earlier.encoder_hash, "init_trained_on": earlier.trained_on,
+                  "init_stages": earlier.metrics.get("stages", {})}
     folder = build_entry(name, work, device=device, install=install, epochs=epochs, from_stage=from_stage, init=start,
                          init_record=record)
     console.print(f"entry written to {folder}" + ("" if install else " (use --install to make it zoo:" + name + ")"))

@@ -42,7 +42,9 @@ def read_recipe(name: str) -> dict[str, Any]:
 
 
 def machine_description(device: str) -> dict[str, Any]:
-    """Where a model was trained: CPU model and core count, or the GPU's name."""
+    """Where a model was trained: CPU model and core count, or the GPU's name (``auto`` recorded as what it chose)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(), "device": device}
     try:
         with open("/proc/cpuinfo") as handle:
@@ -88,8 +90,15 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
         "recipe": recipe,
         "trained_on": trained_on,
     }
-    (out_dir / "entry.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    (out_dir / "entry.yaml").write_text(yaml.dump(entry, Dumper=_PlainDumper, sort_keys=False))
     return out_dir
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys (a recipe's ``*anchor``) out twice: entry.yaml reads without aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def recipe_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
@@ -114,6 +123,8 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
         from_stage: skip the stages before this one; the first stage run starts from ``init``.
         init: model file the first stage run continues from (with ``from_stage`` > 1: the earlier stages'
             result, e.g. the shipped entry made into a file by :func:`tinyact.zoo.materialize`).
+        init_record: where ``init`` came from (``init_encoder_hash``, ``init_trained_on``, and ``init_stages``:
+            the per-stage metrics of the entry it was, carried into the new entry's ``metrics.stages``).
     """
     from tinyact.data.synth.corpus import CorpusConfig
     from tinyact.data.synth.corpus_files import build_corpus
@@ -128,7 +139,7 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     started = time.perf_counter()
     previous: Path | None = init
     result = None
-    chosen: dict[str, Any] = {}
+    chosen: dict[str, Any] = dict((init_record or {}).get("init_stages") or {})
     for number, stage in enumerate(stages, start=1):
         if number < from_stage:
             continue
@@ -156,6 +167,7 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
     if from_stage > 1:
-        trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **(init_record or {})}
+        earlier = {k: v for k, v in (init_record or {}).items() if k != "init_stages"}
+        trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **earlier}
     return package_entry(name, previous, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
                          trained_on, recipe.get("description", ""))
