@@ -8,11 +8,17 @@ segment (one action), ending every ``--step`` seconds, is read from the playlist
 reads it (frames on screen at those times, :func:`~tinyact.data.transforms.prepare_frames`), encoded and
 classified. Also reported, as the reference the cameras are compared with: the same windows ``--step`` apart over
 the test clips' own files. Top-1 overall and per class.
+
+Also, where the run's ``clips.csv`` records each capture's playlist time (``position_s``), the very windows the
+live run scored, read again offline: their top-1, and how often the offline prediction equals the one the cloud
+gave live. Equal predictions mean a live/replay gap comes from which windows a run happens to capture; unequal
+ones would point at the live path itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -46,8 +52,24 @@ def windows(frames: np.ndarray, times: np.ndarray, start: float, end: float, ste
             fps: float, size: int) -> list[torch.Tensor]:
     """Every ``n``-frame window at ``fps`` inside ``[start, end)`` whose last frame falls on a multiple of ``step``."""
     ends = np.arange(start + (n - 1) / fps, end - 1e-6, step)
-    return [prepare_frames([frames[i] for i in frames_at(times, t - np.arange(n - 1, -1, -1) / fps)], size)
-            for t in ends]
+    return [window_at(frames, times, t, n, fps, size) for t in ends]
+
+
+def window_at(frames: np.ndarray, times: np.ndarray, end: float, n: int, fps: float, size: int) -> torch.Tensor:
+    """The ``n``-frame window at ``fps`` whose last frame is the one on screen at file time ``end``."""
+    return prepare_frames([frames[i] for i in frames_at(times, end - np.arange(n - 1, -1, -1) / fps)], size)
+
+
+def live_windows(demo: Path) -> dict[str, list[dict[str, str]]]:
+    """The run's scored captures that record their playlist time, by camera (empty for runs that did not)."""
+    path = demo / "clips.csv"
+    by_camera: dict[str, list[dict[str, str]]] = {}
+    if path.is_file():
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("scored") == "1" and row.get("position_s"):
+                    by_camera.setdefault(row["camera_id"], []).append(row)
+    return by_camera
 
 
 def main() -> None:
@@ -71,9 +93,18 @@ def main() -> None:
         return list(np.asarray(classifier.label_names)[classifier.predict(latents)])
 
     results: dict[str, dict[str, list[bool]]] = {"cameras": {}, "test clips": {}}
+    live = live_windows(args.demo)
+    agree: list[bool] = []
     for camera in summary["cameras"]:
         playlist = Playlist.load(camera["playlist"])
         frames, times = decode(playlist.path)
+        captured = live.get(camera["camera_id"], [])
+        if captured:
+            offline = classify([window_at(frames, times, float(r["position_s"]), 16, fps, size) for r in captured])
+            for row, predicted in zip(captured, offline, strict=True):
+                results.setdefault("live windows, replayed", {}).setdefault(row["truth"], []).append(
+                    predicted == row["truth"])
+                agree.append(predicted == row["predicted"])
         for segment in playlist.segments:
             clips = windows(frames, times, segment.start, segment.end, args.step, 16, fps, size)
             if clips:
@@ -94,8 +125,11 @@ def main() -> None:
                 ["source", "windows", "top-1", *labels],
                 [[s, r["windows"], f"{r['top1']:.1%}", *(f"{r['per_class'].get(k, float('nan')):.0%}" for k in labels)]
                  for s, r in rows.items()])
+    if agree:
+        print(f"live windows replayed: the offline prediction equals the live one for {sum(agree)} of {len(agree)}")
     save_results(args.json, {"protocol": __doc__, "demo": str(args.demo), "live_accuracy": summary["accuracy"],
                              "live_clips": summary["accuracy_clips"], "results": rows,
+                             "live_windows_agreement": float(np.mean(agree)) if agree else None,
                              "seconds": round(time.perf_counter() - started, 1)})
 
 

@@ -70,7 +70,8 @@ def test_the_live_run_is_written_clip_by_clip_with_its_confusion_matrix(tmp_path
     from tinyact.demo.summary import write_live_records
 
     def row(n, truth, label, purity=1.0):
-        return ClipRow(f"c{n}", "cam-1", 100.0 + n, "delivered", label, 0.9, 101.0 + n, 2.0, truth, purity)
+        return ClipRow(f"c{n}", "cam-1", 100.0 + n, "delivered", label, 0.9, 101.0 + n, 2.0, truth, purity,
+                       position_s=None if truth is None else 2.5 + n)
 
     rows = [row(0, "waving", "waving"), row(1, "waving", "running"), row(2, "running", "running"),
             row(3, "running", "waving", purity=0.5), row(4, None, None)]
@@ -79,6 +80,7 @@ def test_the_live_run_is_written_clip_by_clip_with_its_confusion_matrix(tmp_path
         written = list(csv.DictReader(handle))
     assert [r["scored"] for r in written] == ["1", "1", "1", "0", "0"]
     assert written[1]["truth"] == "waving" and written[1]["predicted"] == "running" and written[4]["truth"] == ""
+    assert written[1]["position_s"] == "3.5000" and written[4]["position_s"] == ""  # where the window ended
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert write_live_records([row(0, None, None)], ["running"], tmp_path / "none") == {
         "clips": str(tmp_path / "none" / "clips.csv")}

@@ -53,6 +53,7 @@ def test_recording_camera_knows_the_truth_of_each_grab(make_video, tmp_path):
     assert grab.frames.shape == (16, 3, 32, 32)
     truth = camera.truth_of(grab.captured_at)
     assert truth.label == "running" and truth.purity == 1.0
+    assert truth.position_s == grab.position_s and 3.9 <= truth.position_s <= 3.95  # the window's last frame
     assert camera.now_label() == "running"
     now[0] += 1.2  # window 3.275-5.15 s wraps: 6 frames "running", then 10 "waving" (0.025-1.15 s)
     grab = camera.grab(16, 8.0, (32, 32))

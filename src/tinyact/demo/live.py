@@ -30,6 +30,7 @@ class ClipRow:
     encode_ms: float | None
     truth: str | None = None
     purity: float | None = None
+    position_s: float | None = None  # playlist time of the window's last frame
 
     @property
     def latency_s(self) -> float | None:
@@ -76,7 +77,7 @@ def read_clips(store: EdgeStore, cameras: dict[str, Any]) -> list[ClipRow]:
         if camera is not None:
             truth = camera.truth_of(datetime.fromtimestamp(row.captured_at, UTC))
             if truth is not None:
-                row.truth, row.purity = truth.label, truth.purity
+                row.truth, row.purity, row.position_s = truth.label, truth.purity, truth.position_s
         rows.append(row)
     return rows
 

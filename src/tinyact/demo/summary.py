@@ -97,7 +97,7 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
 
 def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -> dict[str, str]:
     """Every capture of the run as ``out/clips.csv`` (camera, time, true action and the share of frames showing it,
-    prediction, score) and the scored clips' confusion matrix as ``out/confusion.png``.
+    prediction, score, and the playlist time of the window's last frame) and the scored clips' confusion matrix as ``out/confusion.png``.
 
     Returns:
         ``{"clips": csv path, "confusion": png path}`` (no png when no clip was scored).
@@ -110,11 +110,13 @@ def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -
     path = out / "clips.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["clip_id", "camera_id", "captured_at", "truth", "purity", "predicted", "score", "scored"])
+        writer.writerow(["clip_id", "camera_id", "captured_at", "truth", "purity", "predicted", "score", "scored",
+                         "position_s"])
         for r in rows:
             writer.writerow([r.clip_id, r.camera_id, f"{r.captured_at:.3f}", r.truth or "",
                              "" if r.purity is None else f"{r.purity:.3f}", r.label or "",
-                             "" if r.score is None else f"{r.score:.4f}", int(is_scored(r))])
+                             "" if r.score is None else f"{r.score:.4f}", int(is_scored(r)),
+                             "" if r.position_s is None else f"{r.position_s:.4f}"])
     files = {"clips": str(path)}
     scored = [r for r in rows if is_scored(r) and r.truth in label_names and r.label in label_names]
     if scored:

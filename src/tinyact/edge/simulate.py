@@ -67,11 +67,13 @@ class Playlist:
 
 @dataclass(frozen=True)
 class Truth:
-    """The true action of one captured clip: the majority label of its frames and the share of frames that
-    show it (1.0: the whole window is one action)."""
+    """The true action of one captured clip: the majority label of its frames, the share of frames that
+    show it (1.0: the whole window is one action), and the playlist time of its last frame (so the very window
+    can be read again offline)."""
 
     label: str
     purity: float
+    position_s: float | None = None
 
 
 def _decode_rgb(path: Path, size: tuple[int, int] | None) -> tuple[list[np.ndarray], float]:
@@ -174,7 +176,8 @@ class RecordingCamera:
             values, counts = np.unique(labels, return_counts=True)
             best = int(np.argmax(counts))
             with self._lock:
-                self.truths[grab.captured_at] = Truth(str(values[best]), float(counts[best]) / len(labels))
+                self.truths[grab.captured_at] = Truth(str(values[best]), float(counts[best]) / len(labels),
+                                                      float(grab.position_s))
         return grab
 
     def truth_of(self, captured_at: datetime, tolerance_s: float = 0.01) -> Truth | None:
