@@ -97,7 +97,8 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
 
 def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -> dict[str, str]:
     """Every capture of the run as ``out/clips.csv`` (camera, time, true action and the share of frames showing it,
-    prediction, score, and the playlist time of the window's last frame) and the scored clips' confusion matrix as ``out/confusion.png``.
+    prediction, score, and the playlist time of the window's last frame) and the scored clips' confusion matrix as
+    ``out/confusion.png``.
 
     Returns:
         ``{"clips": csv path, "confusion": png path}`` (no png when no clip was scored).
