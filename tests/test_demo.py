@@ -31,6 +31,9 @@ def test_demo_whole_system(tmp_path):
     assert summary["duplicates"] == 0 and summary["lost"] == 0
     assert summary["results_received"] == summary["clips_delivered"]
     assert "accuracy" in summary and (summary["accuracy"] is None or 0 <= summary["accuracy"] <= 1)
+    if summary["accuracy"] is not None:  # the figure lies inside its own interval
+        low, high = summary["accuracy_interval95"]
+        assert low <= summary["accuracy"] <= high
     assert summary["chance"] >= 0.333  # 3 classes on the cameras (rounded to 4 places)
     # A latent, not video: 1024 float16 values as base64 in JSON are ~2.9 KB (less when the batch is gzipped),
     # under the paper's 4 KB per clip; 16 raw frames of 32x32 RGB would be 49 KB.
@@ -61,6 +64,14 @@ def test_demo_whole_system(tmp_path):
     assert report["epochs"] == 1 and (tuned == report if report["kept"] == "finetuned" else tuned is None)
     assert (checkpoint == Path(report["model"])) == (report["kept"] == "finetuned")
     assert checkpoint.with_name(checkpoint.stem + ".int8.pt").is_file()
+
+
+def test_the_accuracy_interval_of_50_clips_is_wide_and_none_without_clips():
+    from tinyact.demo.summary import accuracy_interval
+
+    low, high = accuracy_interval(38, 50)  # the 2026-12-06 live run: 76 %
+    assert 0.62 < low < 0.63 and 0.85 < high < 0.86  # the Wilson interval, ~±12 points
+    assert accuracy_interval(50, 50)[1] == 1.0 and accuracy_interval(0, 0) is None
 
 
 def test_the_live_run_is_written_clip_by_clip_with_its_confusion_matrix(tmp_path):

@@ -52,6 +52,7 @@ def print_summary(s: dict, out: Path, serving: bool = False) -> None:
         ("rows in the cloud database", str(s["cloud_rows"])),
         ("duplicates / lost", f"{s['duplicates']} / {s['lost']}"),
         ("accuracy (held-out actors)", "–" if acc is None else f"{acc:.1%} of {s['accuracy_clips']} clips"
+         + (" (95 % interval {:.0%}–{:.0%})".format(*s["accuracy_interval95"]) if s.get("accuracy_interval95") else "")
          + (f" (chance {s['chance']:.0%})" if s.get("chance") else "")),
         ("bytes sent", f"{s['bytes_sent']:,}"),
         ("bytes per clip (JSON, latent as " + s["wire_dtype"] + ")", str(s["bytes_per_clip"])),

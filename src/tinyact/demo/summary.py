@@ -82,6 +82,7 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
         "lost": len(edge_ids - set(cloud_ids)) - int(counts.get("pending", 0)) - int(counts.get("dropped", 0)),
         "accuracy": round(sum(r.label == r.truth for r in clean) / len(clean), 4) if clean else None,
         "accuracy_clips": len(clean),
+        "accuracy_interval95": accuracy_interval(sum(r.label == r.truth for r in clean), len(clean)),
         "chance": round(1 / max(1, len({r.truth for r in rows if r.truth})), 4) if any(r.truth for r in rows) else None,
         "accuracy_all_windows": round(sum(r.label == r.truth for r in mixed) / len(mixed), 4) if mixed else None,
         "accuracy_note": "accuracy: clips whose 16 frames all show one action; accuracy_all_windows: every clip "
@@ -93,6 +94,17 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
         "encode_ms_per_clip": round(float(np.mean(encode)), 1) if encode else None,
         "cameras": cameras,
     }
+
+
+def accuracy_interval(correct: int, clips: int) -> list[float] | None:
+    """The 95 % Wilson interval of a top-1 of ``correct`` in ``clips``: the per-clip rates that such a count fits.
+    50 clips leave it ~±12 points wide, which is why one run's figure is read together with the replay's."""
+    from scipy.stats import binomtest
+
+    if not clips:
+        return None
+    interval = binomtest(correct, clips).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(float(interval.low), 4), round(float(interval.high), 4)]
 
 
 def write_live_records(rows: list[ClipRow], label_names: list[str], out: Path) -> dict[str, str]:
