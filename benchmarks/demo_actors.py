@@ -52,10 +52,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-actors"))
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="[default: the demo's]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    base = with_encoder_input_size(DemoConfig(data=args.work / "unused"))
+    epochs = {} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs}
+    base = with_encoder_input_size(DemoConfig(data=args.work / "unused", **epochs))
     common = common_set(args.work, base)
     reading = encoder_reading(base)
     common_cache = args.work / "common-cache"
