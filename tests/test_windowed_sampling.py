@@ -134,7 +134,7 @@ def test_zoo_build_passes_on_the_start_when_a_stage_keeps_it(tmp_path, monkeypat
                         packaged.update(model=model, metrics=metrics, trained_on=trained_on))
     earlier = {"stage_1": {"score": 0.5, "epoch": 3.0}}
     build_entry("everyday-64", tmp_path, from_stage=stages, init=tmp_path / "start.pt",
-                init_record={"init_encoder_hash": "abc", "init_stages": earlier})
+                init_record={"init_encoder_hash": "abc"}, earlier_stages=earlier)
     expected = tmp_path / "start.pt" if kept_epoch < 0 else tmp_path / f"stage-{stages}" / "model.pt"
     assert packaged["model"] == expected
     # The entry it continues keeps its stages' metrics; where the stage started is recorded, not repeated.

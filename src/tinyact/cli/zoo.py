@@ -60,11 +60,11 @@ def build(
 
     work = work or data_home() / "zoo-build" / name
     start = materialize(init, work / "init") if init else None
-    record = None
-    if init and init.startswith("zoo:"):  # keep where the earlier stages ran: the entry is about to be replaced
+    record, stages = None, None
+    if init and init.startswith("zoo:"):  # keep where and how the earlier stages ran: the entry is about to be replaced
         earlier = get_entry(init[4:] or name)
-        record = {"init_encoder_hash": earlier.encoder_hash, "init_trained_on": earlier.trained_on,
-                  "init_stages": earlier.metrics.get("stages", {})}
+        record = {"init_encoder_hash": earlier.encoder_hash, "init_trained_on": earlier.trained_on}
+        stages = earlier.metrics.get("stages", {})
     folder = build_entry(name, work, device=device, install=install, epochs=epochs, from_stage=from_stage, init=start,
-                         init_record=record)
+                         init_record=record, earlier_stages=stages)
     console.print(f"entry written to {folder}" + ("" if install else " (use --install to make it zoo:" + name + ")"))

@@ -67,6 +67,7 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
     delivered = [r for r in rows if r.state == "delivered"]
     with_result = [r for r in rows if r.label is not None]
     clean = [r for r in with_result if is_scored(r)]
+    correct = sum(r.label == r.truth for r in clean)
     mixed = [r for r in with_result if r.truth is not None]
     latencies = [r.latency_s * 1000 for r in with_result if r.latency_s is not None]
     encode = [r.encode_ms for r in rows if r.encode_ms is not None]
@@ -80,9 +81,9 @@ def summarise(rows: list[ClipRow], counts: dict[str, int], cloud_db: str, bytes_
         "cloud_rows": len(cloud_ids),
         "duplicates": len(cloud_ids) - len(set(cloud_ids)),
         "lost": len(edge_ids - set(cloud_ids)) - int(counts.get("pending", 0)) - int(counts.get("dropped", 0)),
-        "accuracy": round(sum(r.label == r.truth for r in clean) / len(clean), 4) if clean else None,
+        "accuracy": round(correct / len(clean), 4) if clean else None,
         "accuracy_clips": len(clean),
-        "accuracy_interval95": accuracy_interval(sum(r.label == r.truth for r in clean), len(clean)),
+        "accuracy_interval95": accuracy_interval(correct, len(clean)),
         "chance": round(1 / max(1, len({r.truth for r in rows if r.truth})), 4) if any(r.truth for r in rows) else None,
         "accuracy_all_windows": round(sum(r.label == r.truth for r in mixed) / len(mixed), 4) if mixed else None,
         "accuracy_note": "accuracy: clips whose 16 frames all show one action; accuracy_all_windows: every clip "

@@ -111,7 +111,7 @@ def recipe_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
 
 def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = False,
                 epochs: int | None = None, from_stage: int = 1, init: Path | None = None,
-                init_record: dict[str, Any] | None = None) -> Path:
+                init_record: dict[str, Any] | None = None, earlier_stages: dict[str, Any] | None = None) -> Path:
     """Render, pretrain (every stage resumable) and package zoo entry ``name``; returns the entry folder.
 
     Args:
@@ -123,8 +123,8 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
         from_stage: skip the stages before this one; the first stage run starts from ``init``.
         init: model file the first stage run continues from (with ``from_stage`` > 1: the earlier stages'
             result, e.g. the shipped entry made into a file by :func:`tinyact.zoo.materialize`).
-        init_record: where ``init`` came from (``init_encoder_hash``, ``init_trained_on``, and ``init_stages``:
-            the per-stage metrics of the entry it was, carried into the new entry's ``metrics.stages``).
+        init_record: where ``init`` came from (``init_encoder_hash``, ``init_trained_on``), kept in ``trained_on``.
+        earlier_stages: the per-stage metrics of the entry ``init`` was, carried into the new ``metrics.stages``.
     """
     from tinyact.data.synth.corpus import CorpusConfig
     from tinyact.data.synth.corpus_files import build_corpus
@@ -139,7 +139,7 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     started = time.perf_counter()
     previous: Path | None = init
     result = None
-    chosen: dict[str, Any] = dict((init_record or {}).get("init_stages") or {})
+    chosen: dict[str, Any] = dict(earlier_stages or {})
     for number, stage in enumerate(stages, start=1):
         if number < from_stage:
             continue
@@ -167,7 +167,6 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
     trained_on = {**machine_description(device), "seconds_this_session": round(time.perf_counter() - started),
                   "date": time.strftime("%Y-%m-%d")}
     if from_stage > 1:
-        earlier = {k: v for k, v in (init_record or {}).items() if k != "init_stages"}
-        trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **earlier}
+        trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **(init_record or {})}
     return package_entry(name, previous, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
                          trained_on, recipe.get("description", ""))
