@@ -53,11 +53,14 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-actors"))
     parser.add_argument("--finetune-epochs", type=int, default=None, help="[default: the demo's]")
+    parser.add_argument("--finetune-frozen-stages", type=int, default=None, help="[default: the demo's]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    epochs = {} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs}
-    base = with_encoder_input_size(DemoConfig(data=args.work / "unused", **epochs))
+    settings = {name: value for name, value in (("finetune_epochs", args.finetune_epochs),
+                                                 ("finetune_frozen_stages", args.finetune_frozen_stages))
+                if value is not None}
+    base = with_encoder_input_size(DemoConfig(data=args.work / "unused", **settings))
     common = common_set(args.work, base)
     reading = encoder_reading(base)
     common_cache = args.work / "common-cache"

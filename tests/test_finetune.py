@@ -85,3 +85,38 @@ def test_finetune_needs_val_clips_and_two_classes(labelled, tmp_path):
     result = CliRunner().invoke(app, ["train", "finetune", "--manifest", str(tmp_path / "noval.csv"),
                                       "--out", str(tmp_path / "x"), "--init", str(start)])
     assert result.exit_code != 0 and "val" in result.output and "Traceback" not in result.output
+
+
+def test_frozen_stages_keep_their_weights_and_statistics(labelled, tmp_path, monkeypatch, one_thread):
+    manifest, start = labelled
+    scores = iter([0.1, 0.9])  # the fine-tuned encoder is kept, so its weights are the ones checked
+    monkeypatch.setattr(finetune_module, "window_probe", lambda *args: next(scores))
+    result = finetune(settings(manifest, start, tmp_path / "run", epochs=1, frozen_stages=2))
+    before, after = load_model(start)[0].state_dict(), load_model(result.model)[0].state_dict()
+    assert result.kept == "finetuned"
+    # encoder.0-2: stem conv, BN, ReLU; encoder.3-5: the second stage (this encoder has no bottleneck blocks)
+    frozen = [k for k in before if k.startswith(("encoder.0.", "encoder.1.", "encoder.3.", "encoder.4."))]
+    trained = [k for k in before if k.startswith(("encoder.6.", "encoder.7.", "to_latent."))]
+    assert any("running_mean" in k for k in frozen) and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not all(torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_freeze_stages_survives_train_mode_and_checks_its_count():
+    model = VideoAutoEncoder3D(num_frames=4, input_size=16, channels=(4, 8, 8, 8), latent_dim=16, stage_blocks=[1, 0, 0, 0])
+    model.freeze_stages(1)
+    model.train()
+    stem = list(model.encoder.children())[:4]  # conv, BN, ReLU, bottleneck block
+    assert not any(m.training for m in stem) and all(m.training for m in list(model.encoder.children())[4:])
+    assert not any(p.requires_grad for m in stem for p in m.parameters())
+    for count in (-1, 4):
+        with pytest.raises(ValueError, match="frozen stages must be 0 to 3"):
+            model.freeze_stages(count)
+
+
+def test_finetune_refuses_to_freeze_every_stage(labelled, tmp_path):
+    manifest, start = labelled
+    result = CliRunner().invoke(app, ["train", "finetune", "--manifest", str(manifest), "--out", str(tmp_path / "x"),
+                                      "--init", str(start), "--frozen-stages", "4", "--device", "cpu"])
+    assert result.exit_code != 0 and "frozen stages must be 0 to 3" in result.output
+    assert "Traceback" not in result.output

@@ -148,6 +148,8 @@ def finetune(
     init: str = typer.Option(None, help="Encoder to start from: zoo:NAME or a model file [default: zoo:everyday-64]."),
     epochs: int = typer.Option(None, help="Epochs [default: 8]."),
     lr: float = typer.Option(None, help="Peak AdamW learning rate [default: 2e-3]."),
+    frozen_stages: int = typer.Option(None, help="Encoder stages kept as pretrained, the stem first: faster, fewer "
+                                      "weights to fit [default: 0]."),
     flip: bool = typer.Option(None, help="Random left-right flips: only if no class depends on direction "
                               "[default: off]."),
     device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
@@ -159,8 +161,8 @@ def finetune(
     from tinyact.training.finetune import FinetuneConfig
     from tinyact.training.finetune import finetune as run_finetune
 
-    cfg = FinetuneConfig.from_yaml(config, manifest=manifest, out=out, init=init, epochs=epochs, lr=lr, flip=flip,
-                                   device=device)
+    cfg = FinetuneConfig.from_yaml(config, manifest=manifest, out=out, init=init, epochs=epochs, lr=lr,
+                                   frozen_stages=frozen_stages, flip=flip, device=device)
     result = run_finetune(cfg, resume=resume)
     colour = "green" if result.kept == "finetuned" else "yellow"
     console.print(f"probe on val: {100 * result.before:.1f} % before, {100 * result.after:.1f} % after fine-tuning "

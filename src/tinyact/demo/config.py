@@ -36,6 +36,9 @@ class DemoConfig(TinyActConfig):
     finetune_epochs: int = Field(
         5, ge=0, title="Fine-tune a zoo encoder on the training actors' clips (epochs; 0: keep it frozen)",
         description="`tinyact train finetune` on one 2 s window per example, kept only if the val probe improves")
+    finetune_frozen_stages: int = Field(
+        0, ge=0, title="Encoder stages fine-tuning keeps as pretrained (the stem first)",
+        description="FinetuneConfig.frozen_stages: fewer layers to train, a faster fine-tune")
     encoder_preset: str = Field(
         "fast-motion", title="3-D autoencoder preset (scratch)",
         description="fast-motion: background-subtracted input, what makes latents carry the action (docs/MODELS.md)",

@@ -148,13 +148,15 @@ def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) 
     if cfg.finetune_epochs == 0 or not cfg.encoder.startswith("zoo:"):  # a model file of the user's stays as given
         return None
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
-    run = cfg.models_dir() / f"finetune-{_key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.seed)}"
+    key = _key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.finetune_frozen_stages, cfg.seed)
+    run = cfg.models_dir() / f"finetune-{key}"
     report = run / "finetune.json"
     if not report.is_file():
         logger.info("demo: fine-tuning %s on the training actors' windows for %d epochs", cfg.encoder,
                     cfg.finetune_epochs)
         finetune(FinetuneConfig(manifest=manifest_path, out=run, init=cfg.encoder, cache_dir=reading_cache,
-                                epochs=cfg.finetune_epochs, seed=cfg.seed),
+                                epochs=cfg.finetune_epochs, frozen_stages=cfg.finetune_frozen_stages,
+                                seed=cfg.seed),
                  resume=(run / "last.pt").is_file())  # a demo stopped while fine-tuning continues where it was
     else:
         logger.info("demo: reusing the encoder fine-tuned before (%s)", run)

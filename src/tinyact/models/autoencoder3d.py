@@ -169,6 +169,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         config = replace(config or AutoEncoder3DConfig(), **overrides)
         config = replace(config, input_size=_as_pair(config.input_size))
         self.config = config
+        self.frozen_stages = 0  # freeze_stages(): the first stages keep their weights and BatchNorm statistics
         strides = [config.stem_stride] + [config.block_stride] * (len(config.channels) - 1)
 
         # Shapes (T, H, W) entering each encoder block, and the final grid.
@@ -280,6 +281,33 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                         target.load_state_dict(source.state_dict())
             for name in ("to_latent", "from_latent", "seed_expand", "decoder"):
                 getattr(self, name).load_state_dict(getattr(smaller, name).state_dict())
+
+    def freeze_stages(self, count: int) -> None:
+        """Keep the encoder's first ``count`` stages (the stem first) as they are while the rest trains.
+
+        Their weights stop taking gradients and their BatchNorm layers stay in eval mode through ``train()``
+        (mmaction2's ``frozen_stages``): fine-tuning then adapts the later, more task-specific stages and skips
+        back-propagating through the early, full-resolution ones.
+
+        Raises:
+            ValueError: when ``count`` is negative or not below the number of stages (something must train).
+        """
+        stages = _stages(self.encoder)
+        if not 0 <= count < len(stages):
+            raise ValueError(f"frozen stages must be 0 to {len(stages) - 1} (this encoder has {len(stages)}), got {count}")
+        self.frozen_stages = count
+        for i, stage in enumerate(stages):
+            for parameter in (p for module in stage for p in module.parameters()):
+                parameter.requires_grad_(i >= count)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> VideoAutoEncoder3D:
+        """``nn.Module.train``, with the stages :meth:`freeze_stages` froze kept in eval mode."""
+        super().train(mode)
+        for stage in _stages(self.encoder)[: self.frozen_stages]:
+            for module in stage:
+                module.eval()
+        return self
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules that run on the edge (encoder, pool, projection): what freezing or export touches."""

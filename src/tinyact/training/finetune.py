@@ -63,6 +63,10 @@ class FinetuneConfig(TinyActConfig):
     label_smoothing: float = Field(0.1, ge=0, lt=1, title="Label smoothing")
     dropout: float = Field(0.5, ge=0, lt=1, title="Dropout before the head")
     crop_scale: float = Field(0.85, gt=0, le=1, title="Smallest random crop (share of the side) per batch")
+    frozen_stages: int = Field(
+        0, ge=0, title="Encoder stages kept as pretrained (the stem first)",
+        description="their weights and BatchNorm statistics stay; training back-propagates through fewer layers "
+                    "(faster) and fewer weights fit a small set")
     flip: bool = Field(False, title="Random left-right flips",
                        description="only when no class depends on direction (never for 'walking left' vs 'right')")
     seed: int = Field(0, title="Seed")
@@ -130,7 +134,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     """Fine-tune ``cfg.init`` on the labelled windows of ``cfg.manifest`` into ``cfg.out``.
 
     Raises:
-        ConfigError: when train has fewer than two classes or val has no clip (nothing to choose an epoch on).
+        ConfigError: when train has fewer than two classes or val has no clip (nothing to choose an epoch on), or
+            ``frozen_stages`` would leave no stage to train.
     """
     out = Path(cfg.out)
     manifest = Manifest.read(cfg.manifest)
@@ -153,6 +158,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     # The pretraining objective, on the user's windows, choosing the epoch by the head's val top-1; it writes the
     # best epoch's encoder to OUT/epochs/model.pt (kept apart from OUT/model.pt, so a resumed run still has it).
     # The training settings both configs name; init is the model already loaded here, not a file to start from.
+    try:
+        model.freeze_stages(cfg.frozen_stages)
+    except ValueError as err:
+        raise ConfigError(f"{cfg.init}: {err}") from err
     shared = (set(FinetuneConfig.model_fields) & set(PretrainConfig.model_fields)) - {"out", "threads", "init"}
     settings = PretrainConfig(corpus=cfg.manifest, out=out / "epochs", select_on="val",
                               **cfg.model_dump(include=shared))
