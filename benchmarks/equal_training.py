@@ -43,7 +43,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -51,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, machine_info, median, print_table, save_results, time_repeats  # noqa: E402
 from benchmarks.peer_models.x3d import X3DEncoder, X3DEncoderConfig, x3d_xs  # noqa: E402
-from benchmarks.real_footage import parse_dataset, person_of  # noqa: E402
+from benchmarks.real_footage import leave_one_person_out, parse_dataset  # noqa: E402
 from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
 from tinyact.data.synth.corpus_files import build_corpus  # noqa: E402
 from tinyact.experiments.table1 import Table1Config, run_table1  # noqa: E402
@@ -137,47 +136,6 @@ def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any
                                               for k, v in metrics["classifiers"].items()},
                             **leave_one_person_out(Path(cfg.out), folder, split)}
     return results
-
-
-def persons(folder: Path, split: Path) -> dict[str, str]:
-    """Clip id (``class__stem``, as Table 1 names a folder set's clips) -> person: the ``*-clips.csv`` beside the
-    split file (Weizmann), else the file name's prefix before its first ``_``."""
-    known = person_of(split)
-    paths = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*") if p.is_file())
-    return {p.rsplit(".", 1)[0].replace("/", "__"): known.get(p, Path(p).name.split("_")[0]) for p in paths}
-
-
-def leave_one_person_out(run: Path, folder: Path, split: Path) -> dict[str, dict[str, float]]:
-    """Leave-one-person-out top-1 of the probe's classifier (a standardised logistic regression, C = 0.5), each person's clips predicted by a fit on the other persons', for
-    each reading of Table 1's latents (``run/latents``); over all persons (``leave_one_person_out``) and over the
-    train and val persons only (``leave_one_person_out_non_test``).
-
-    All persons: a second view with less variance than the 30-clip test split (every clip of the 9 persons scored
-    once, nothing chosen on it, the protocol of the published Weizmann numbers). Non-test persons: a
-    person-disjoint figure that never reads the test persons, so a design can be chosen on it (the recipe's
-    probe folds mix persons)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from tinyact.latents import LatentsFile
-
-    person = persons(folder, split)
-    out: dict[str, dict[str, float]] = {"leave_one_person_out": {}, "leave_one_person_out_non_test": {}}
-    for reading, name in (("as recorded", "trained.npz"), ("mirrored too", "trained+mirror.npz")):
-        latents = LatentsFile.load(run / "latents" / name)
-        groups = np.array([person[str(i)] for i in latents.clip_ids])
-        for key, keep in (("leave_one_person_out", slice(None)),
-                          ("leave_one_person_out_non_test", latents.splits != "test")):
-            # probe_accuracy's fit, without its one-thread limit: the recorded figures were fitted with the
-            # machine's BLAS threads, and one borderline clip of 93 tips with the thread count.
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
-            labels = latents.labels[keep]
-            predicted = cross_val_predict(model, latents.latents[keep], labels, groups=groups[keep],
-                                          cv=LeaveOneGroupOut())
-            out[key][reading] = float((predicted == labels).mean())
-    return out
 
 
 def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int) -> float:

@@ -108,6 +108,47 @@ def person_of(split_file: Path) -> dict[str, str]:
     return {}
 
 
+def persons(folder: Path, split: Path) -> dict[str, str]:
+    """Clip id (``class__stem``, as Table 1 names a folder set's clips) -> person: the ``*-clips.csv`` beside the
+    split file (Weizmann), else the file name's prefix before its first ``_``."""
+    known = person_of(split)
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*") if p.is_file())
+    return {p.rsplit(".", 1)[0].replace("/", "__"): known.get(p, Path(p).name.split("_")[0]) for p in paths}
+
+
+def leave_one_person_out(run: Path, folder: Path, split: Path, feature: str = "trained") -> dict[str, dict[str, float]]:
+    """Leave-one-person-out top-1 of the probe's classifier (a standardised logistic regression, C = 0.5), each
+    person's clips predicted by a fit on the other persons', for each reading of Table 1's ``feature`` latents
+    (``run/latents``: ``trained``, or a baseline); over all persons (``leave_one_person_out``) and over the train
+    and val persons only (``leave_one_person_out_non_test``).
+
+    All persons: a second view with less variance than a small test split (every clip scored once, nothing chosen
+    on it, the protocol of the published Weizmann numbers). Non-test persons: a person-disjoint figure that never
+    reads the test persons, so a design can be chosen on it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    person = persons(folder, split)
+    out: dict[str, dict[str, float]] = {"leave_one_person_out": {}, "leave_one_person_out_non_test": {}}
+    for label, name in (("as recorded", f"{feature}.npz"), ("mirrored too", f"{feature}{MIRRORED}.npz")):
+        if not (run / "latents" / name).is_file():  # Table 1 ran without that reading
+            continue
+        latents = LatentsFile.load(run / "latents" / name)
+        groups = np.array([person[str(i)] for i in latents.clip_ids])
+        for key, keep in (("leave_one_person_out", slice(None)),
+                          ("leave_one_person_out_non_test", latents.splits != "test")):
+            # probe_accuracy's fit, without its one-thread limit: the recorded figures were fitted with the
+            # machine's BLAS threads, and one borderline clip of 93 tips with the thread count.
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+            labels = latents.labels[keep]
+            predicted = cross_val_predict(model, latents.latents[keep], labels, groups=groups[keep],
+                                          cv=LeaveOneGroupOut())
+            out[key][label] = float((predicted == labels).mean())
+    return out
+
+
 def protocol(manifest: Manifest, split_file: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Persons per split, clip counts, the folds actually used and the protocol as one sentence."""
     known = person_of(split_file)
@@ -381,6 +422,8 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
         "protocol": protocol(manifest, split, metrics),
         "features": features,
         "int8": int8, "edge": edge,
+        "leave_one_person_out": {label: leave_one_person_out(run, folder, split, feature)
+                                 for feature, label in FEATURES.items() if (run / "latents" / f"{feature}.npz").is_file()},
         "table1_s": round(table1_s, 1),
         "table1_timings_s": metrics.get("timings_s", {}),
     }
@@ -413,6 +456,12 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
     if margin:
         console.print(f"Encoder minus motion history: {margin['val_chosen']:+.1f} points (val-chosen classifiers), "
                       f"{margin['best_of']:+.1f} points (best-of, test-chosen)")
+    lopo = result.get("leave_one_person_out", {})
+    readings = ("as recorded", "mirrored too")
+    print_table(f"{name}: leave-one-person-out top-1 (%), standardised logistic regression (C = 0.5), nothing chosen",
+                ["features", *(f"all persons, {r}" for r in readings), *(f"non-test persons, {r}" for r in readings)],
+                [[label, *(pct(v[key].get(r)) for key in ("leave_one_person_out", "leave_one_person_out_non_test")
+                           for r in readings)] for label, v in lopo.items()])
     int8, edge = result["int8"], result["edge"]
     columns = ["classifier", "fp32 test", "int8 test", "int8-fp32 (pts)", "int8 agrees", "cache test", "edge test",
                "edge-cache (pts)", "edge agrees", "edge per window"]
@@ -434,10 +483,17 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
                           for k, r in int8["by_classifier"].items() if k in split_rules))
 
 
+def lopo_cell(result: dict[str, Any], label: str) -> str:
+    """"as recorded / mirrored" leave-one-person-out top-1 over all persons of one kind of features."""
+    scores = result.get("leave_one_person_out", {}).get(label, {}).get("leave_one_person_out", {})
+    return " / ".join(pct(scores[r]) for r in ("as recorded", "mirrored too") if r in scores) or "–"
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     columns = ["dataset", "test clips", "encoder (val-chosen)", "encoder best-of", "raw pixels best-of",
                "random enc. best-of", "motion hist. best-of", "margin vs MH (pts, val / best-of)",
-               "fp32 -> int8 test (pts), serving rule", "edge test / cache test", "edge per window"]
+               "fp32 -> int8 test (pts), serving rule", "edge test / cache test", "edge per window",
+               "LOPO encoder (as recorded / mirrored)", "LOPO motion hist."]
     rows = []
     for name, r in results.items():
         f = r["features"]
@@ -450,6 +506,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[li
             f"{pct(r['int8']['fp32_test_top1'])} -> {pct(r['int8']['int8_test_top1'])} ({r['int8']['diff_points']:+.1f})",
             f"{pct(r['edge']['edge_test_top1'])} / {pct(r['edge']['cache_test_top1'])}",
             pct(r["edge"]["edge_per_window_test_top1"]),
+            lopo_cell(r, "encoder"), lopo_cell(r, "motion history"),
         ])
     return columns, rows
 

@@ -83,6 +83,12 @@ def test_real_footage_quick(tiny_dataset, tmp_path):
         assert set(f["by_classifier"]) == rows and {f["val_chosen"], f["best_of_classifier"]} <= rows
         assert 0 <= f["val_chosen_test_top1"] <= f["best_of_test_top1"] <= 1  # best-of: the max over test
         assert 0 <= f["by_classifier"]["svm"]["val_top1"] <= 1
+    lopo = result["leave_one_person_out"]  # 4 persons: each one's clips predicted by a fit on the other three
+    assert set(lopo) == set(features)
+    for scores in lopo.values():
+        assert set(scores["leave_one_person_out"]) == {"as recorded", "mirrored too"}
+        for key, clips in (("leave_one_person_out", 12), ("leave_one_person_out_non_test", 9)):  # non-test: 3 persons
+            assert all(v * clips == pytest.approx(round(v * clips)) for v in scores[key].values())  # shares of clips
     margin = result["margin_vs_motion_history_points"]
     assert -100 <= margin["val_chosen"] <= 100 and -100 <= margin["best_of"] <= 100
 
