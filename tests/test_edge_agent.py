@@ -96,6 +96,16 @@ def test_file_camera_is_paced_looped_and_seeks(world):
     assert np.array_equal(a.frames, b.frames) and b.decoded_frames < a.decoded_frames
 
 
+def test_avi_cameras_decode_every_packet(make_video):
+    # An AVI's packet labels need not belong to the frames they decode to (packed B-frames): no skipping by label.
+    grabs = {}
+    for suffix in ("avi", "mp4"):
+        camera = FileCamera("c", make_video(f"ramp.{suffix}", n_frames=40, fps=25), clock=lambda: 1.0)
+        grabs[suffix] = camera.grab(8, 8, (32, 32))
+        assert camera._skip_by_label is (suffix == "mp4")
+    assert np.abs(grabs["avi"].frames.astype(int) - grabs["mp4"].frames.astype(int)).max() <= 8  # same ramp
+
+
 def test_broken_cameras_do_not_stop_the_others_and_one_encoder_call_per_round(world, tmp_path):
     cfg = edge_config(world, tmp_path / "edge", broken=True)
     encoder = load_encoder(cfg.encoder)

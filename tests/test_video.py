@@ -15,9 +15,12 @@ from tinyact.data.transforms import (
     resize_short_side_center_crop,
 )
 from tinyact.data.video import (
+    REORDER_DEPTH,
     ClipSampling,
     VideoDecodeError,
     clip_timestamps,
+    in_presentation_order,
+    match_frames,
     probe_video,
     read_clip,
     sample_clips,
@@ -170,3 +173,16 @@ def test_error_survives_pickling():
 
     error = pickle.loads(pickle.dumps(VideoDecodeError("/x.mp4", "why")))
     assert (error.path, error.reason) == ("/x.mp4", "why")
+
+
+def test_frames_with_swapped_time_labels_are_matched_in_output_order():
+    # MPEG-4 packed B-frames in an AVI: the decoder outputs pictures in order, labelled 1, 2, 4, 3, 5, 7, 6, ...
+    # (FFmpeg's own encoder cannot write such a file; the real case is checked on real footage, docs/BENCHMARKS.md).
+    labels = [1, 2, 4, 3, 5, 7, 6, 8, 10, 9, 11]
+    pictures = [f"picture{i + 1}" for i in range(len(labels))]  # the i-th picture shown is the i-th output
+    retimed = list(in_presentation_order(zip([t / 30 for t in labels], pictures, strict=True)))
+    assert [p for _, p in retimed] == pictures and [t for t, _ in retimed] == [t / 30 for t in sorted(labels)]
+    found, read = match_frames(zip([t / 30 for t in labels], pictures, strict=True), np.array([3, 4, 7]) / 30, 1 / 60)
+    assert found == ["picture3", "picture4", "picture7"] and read <= 7 + REORDER_DEPTH
+    ordered = [(i / 30, f"picture{i}") for i in range(1, 9)]  # increasing labels come out untouched
+    assert list(in_presentation_order(ordered)) == ordered

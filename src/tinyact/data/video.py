@@ -26,7 +26,7 @@ Any failure a user's file can cause (missing, empty, corrupt, truncated, audio-o
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -318,11 +318,42 @@ def iter_frames(
         container.close()
 
 
+#: Frames a decoder may output ahead of their turn in timestamp order; :func:`in_presentation_order` looks this far.
+REORDER_DEPTH = 4
+
+
+def in_presentation_order(
+    frames: Iterable[tuple[float, av.VideoFrame]], depth: int = REORDER_DEPTH
+) -> Generator[tuple[float, av.VideoFrame], None, None]:
+    """Decoded ``(time, frame)`` pairs re-timed so that times never decrease: each frame, in the order the decoder
+    outputs it, gets the smallest time among its own and the next ``depth`` frames' labels.
+
+    A decoder outputs frames in presentation order, but an AVI file stores no presentation times: with MPEG-4
+    Part 2 B-frames in "packed bitstream" (Xvid/DivX, as in KTH- and UCF101-era datasets) the derived labels come
+    out swapped between neighbours (1, 2, 4, 3, 5, 7, 6 …), while the pictures are in order (their successive
+    differences are smallest in output order). Without this, matching by time picked a neighbouring frame, and
+    the cache and the edge cameras picked different ones. Where labels already increase (MP4, MKV, WebM) every
+    pair comes out unchanged.
+    """
+    import heapq
+    from collections import deque
+
+    times: list[float] = []
+    pending: deque[av.VideoFrame] = deque()
+    for time, frame in frames:
+        heapq.heappush(times, time)
+        pending.append(frame)
+        if len(pending) > depth:
+            yield heapq.heappop(times), pending.popleft()
+    while pending:
+        yield heapq.heappop(times), pending.popleft()
+
+
 def match_frames(
     frames: Iterable[tuple[float, av.VideoFrame]], wanted_times: np.ndarray, tolerance: float
 ) -> tuple[list[av.VideoFrame], int]:
     """The frame on screen at each of ``wanted_times`` (sorted seconds), from decoded ``(time, frame)`` pairs in
-    presentation order; stops reading once the last is found.
+    the decoder's output order (re-timed by :func:`in_presentation_order`); stops reading once the last is found.
 
     A wanted frame the decoder never outputs (a damaged packet) is replaced by the frame on screen before it.
     Shared by file decoding (:func:`decode_frames_at`) and the edge's file cameras, which decode their own way.
@@ -333,8 +364,14 @@ def match_frames(
     found: list[av.VideoFrame] = []
     previous: av.VideoFrame | None = None
     read = 0
-    for time, frame in frames:
-        read += 1
+
+    def counted() -> Iterator[tuple[float, av.VideoFrame]]:
+        nonlocal read
+        for pair in frames:
+            read += 1
+            yield pair
+
+    for time, frame in in_presentation_order(counted()):
         while len(found) < len(wanted_times) and time > wanted_times[len(found)] + tolerance and previous is not None:
             found.append(previous)
         if len(found) < len(wanted_times) and abs(time - wanted_times[len(found)]) <= tolerance:

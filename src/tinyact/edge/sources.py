@@ -188,6 +188,9 @@ class FileCamera(Camera):
             raise CameraError(f"cannot open: {error}") from None
         self._stream = self._container.streams.video[0]
         self._stream.thread_count = 1  # parallelism comes from grabbing several cameras at once
+        # An AVI stores no presentation times: its packets' labels need not belong to the frames they decode to
+        # (MPEG-4 packed B-frames), so skipping packets by label could drop a wanted frame. Decode them all.
+        self._skip_by_label = self.skip_nonref and "avi" not in self._container.format.name.split(",")
 
     def position(self, now: float | None = None) -> float:
         """The file time (seconds) on screen at monotonic time ``now``."""
@@ -267,14 +270,14 @@ class FileCamera(Camera):
 
     def _frames(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                 wanted_times: np.ndarray, tolerance: float) -> Iterator[av.VideoFrame]:
-        """Decoded frames from the current position. With ``skip_nonref``, a packet whose frame is not wanted
-        is decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most B-frames) is then not
-        decoded at all, while reference frames still are (the wanted frames need them)."""
+        """Decoded frames from the current position. With ``skip_nonref`` (not for AVI files, see ``_open``), a
+        packet whose frame is not wanted is decoded with ``skip_frame=NONREF``: a frame no other frame refers to
+        (most B-frames) is then not decoded at all, while reference frames still are (the wanted frames need them)."""
         context = stream.codec_context
         time_base = time_base_s(stream)
         try:
             for packet in container.demux(stream):
-                if self.skip_nonref:
+                if self._skip_by_label:
                     hit = True
                     if packet.pts is not None and packet.size:
                         t = packet.pts * time_base
