@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from benchmarks.synth_clips import synthetic_clips
+from tinyact.data.transforms import normalize
 from tinyact.errors import TinyActError
 from tinyact.models import VideoAutoEncoder3D
 from tinyact.models.checkpoint import load_model, save_model
 from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
-from tinyact.models.quantize import load_int8, quantize_encoder, save_int8
+from tinyact.models.quantize import load_int8, quantizable_units, quantize_encoder, save_int8
 from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
 
 FRAMES, SIZE = 8, 32
@@ -182,3 +183,20 @@ def test_a_grown_encoder_runs_on_every_edge_backend(tmp_path):
         z = load_runtime(backend, checkpoint, **({"calibration": clips} if "int8" in backend else {})).encode(clips)
         rel, cos = _drift(z, reference)
         assert z.shape == (6, 1024) and rel < (0.15 if "int8" in backend else 1e-4) and cos > 0.98, (backend, rel)
+
+
+def test_int8_keeps_the_named_units_in_float(setup):
+    checkpoint, clips, reference = setup
+    model, _ = load_model(checkpoint)
+    assert quantizable_units(model) == ["encoder.0", "encoder.3", "encoder.6", "encoder.9", "to_latent"]
+    mixed = quantize_encoder(model, clips[:4], float_modules=["encoder.0", "to_latent"])
+    graph = str(mixed.inlined_graph)
+    # The stem convolution and the projection run in float; the other three convolutions stay int8.
+    assert graph.count("quantized::conv3d_relu") == 3 and "quantized::linear" not in graph
+    assert "aten::_convolution" in graph and "aten::linear" in graph
+    with torch.inference_mode():
+        z = mixed(normalize(torch.from_numpy(clips), model.config.normalization)).numpy()
+    rel, cos = _drift(z, reference)
+    assert rel < 0.15 and cos > 0.98
+    with pytest.raises(TinyActError, match="cannot keep 'encoder.1' in float: choose from encoder.0"):
+        quantize_encoder(model, clips[:4], float_modules=["encoder.1"])  # a BatchNorm goes with its convolution

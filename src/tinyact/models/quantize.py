@@ -27,7 +27,7 @@ import contextlib
 import copy
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,35 @@ def _conv_stack(model: VideoAutoEncoder3D) -> nn.Sequential:
                          copy.deepcopy(model.to_latent)).eval()
 
 
+def quantizable_units(model: VideoAutoEncoder3D) -> list[str]:
+    """The units :func:`quantize_encoder` can keep in float: each convolution (with its BatchNorm and ReLU) and
+    each bottleneck block of the encoder, in order, then ``to_latent``."""
+    return [f"encoder.{i}" for i, m in enumerate(model.encoder.children()) if not isinstance(m, nn.BatchNorm3d | nn.ReLU)] + [
+        "to_latent"]
+
+
+def _stack_names(model: VideoAutoEncoder3D, units: Sequence[str]) -> list[str]:
+    """:func:`_conv_stack`'s module names of ``units`` (a convolution brings its BatchNorm and ReLU along: FX fuses
+    them into one quantised module, so they are kept in float together).
+
+    Raises:
+        TinyActError: for a name that is not one of :func:`quantizable_units`.
+    """
+    known = quantizable_units(model)
+    children = list(model.encoder.children())
+    names: list[str] = []
+    for unit in units:
+        if unit not in known:
+            raise TinyActError(f"cannot keep {unit!r} in float: choose from {', '.join(known)}")
+        if unit == "to_latent":
+            names.append("3")  # the stack: encoder, pool, flatten, to_latent
+            continue
+        index = int(unit.split(".")[1])
+        follow = 3 if isinstance(children[index], nn.Conv3d) else 1
+        names += [f"0.{i}" for i in range(index, min(index + follow, len(children)))]
+    return names
+
+
 def quantize_encoder(
     model: nn.Module,
     calibration: np.ndarray,
@@ -91,6 +120,7 @@ def quantize_encoder(
     stats: NormStats | None = None,
     batch_size: int = 4,
     engine: str = ENGINE,
+    float_modules: Sequence[str] = (),
 ) -> torch.jit.ScriptModule:
     """Quantise ``model``'s encoder to int8 with activation ranges calibrated on real clips.
 
@@ -100,6 +130,9 @@ def quantize_encoder(
         stats: normalisation statistics (default: the model's own).
         batch_size: clips per calibration forward pass.
         engine: quantised engine whose kernels the packed weights target.
+        float_modules: the model's modules to keep in float (``encoder.N``, a convolution with its BatchNorm and
+            ReLU, or a bottleneck block; ``to_latent``): the layers whose int8 error moves the latents most
+            (``benchmarks/int8_sensitivity.py``), at the cost of their int8 speed.
 
     Returns:
         A frozen TorchScript module: normalised float clips ``[B, T, 3, H, W]`` -> float32 latents ``[B, D]``.
@@ -126,7 +159,10 @@ def quantize_encoder(
     with quantized_engine(engine), warnings.catch_warnings():
         # torch.ao.quantization warns that it is moving to torchao; the FX API is what ships with torch 2.13.
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(front.stack, QConfigMapping().set_global(qconfig),
+        mapping = QConfigMapping().set_global(qconfig)
+        for name in _stack_names(model, float_modules):
+            mapping.set_module_name(name, None)
+        prepared = prepare_fx(front.stack, mapping,
                               example_inputs=(model.encoder_input(example),))
         front.stack = prepared
         with torch.inference_mode():

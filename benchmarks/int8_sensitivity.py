@@ -1,0 +1,140 @@
+"""Which layers of the int8 encoder move its latents most: each quantisable unit kept in float in turn.
+
+    python benchmarks/int8_sensitivity.py [--encoder zoo:everyday-64] [--dataset NAME=FOLDER:SPLITCSV ...]
+        [--json docs/results/int8_sensitivity.json]
+
+``torch-int8`` (:func:`tinyact.models.quantize.quantize_encoder`) quantises every convolution, bottleneck block and
+the projection. Per dataset (default: the two Weizmann sets, evaluation data), the encoder's windows of the *train*
+clips calibrate (as ``benchmarks/real_footage.py`` does) and the drift is measured on the *val* clips' windows: the
+relative L2 distance and the cosine of the int8 latents to the fp32 ones. Rows:
+
+1. everything int8 (what ships), then every unit kept in float alone (``float_modules``): how much of the drift
+   that one unit causes;
+2. greedily, the most helpful units kept in float together (1, 2, 3 units, each step the unit that lowers the mean
+   val drift over the datasets most), with its batch-1 latency against all-int8 and fp32: the price of the fix.
+
+Chosen on val only; the test split's top-1 is ``real_footage.py``'s job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import console, median, print_table, save_results, time_repeats  # noqa: E402
+from benchmarks.real_footage import DEFAULT_DATASETS, drift, parse_dataset  # noqa: E402
+from tinyact.data.cache import ClipCache, build_cache  # noqa: E402
+from tinyact.data.layouts import read_folder  # noqa: E402
+from tinyact.data.manifest import Manifest  # noqa: E402
+from tinyact.data.transforms import normalize  # noqa: E402
+from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
+from tinyact.models.quantize import quantizable_units, quantize_encoder, quantized_engine  # noqa: E402
+from tinyact.zoo import encoder_sampling, get_entry, load_model_spec  # noqa: E402
+
+
+def windows(folder: Path, split_file: Path, split: str, model: VideoAutoEncoder3D, spec: str,
+            cache_dir: Path) -> np.ndarray:
+    """Every window of the ``split`` clips, read as the encoder reads videos: uint8 ``[N, T, 3, S, S]``."""
+    entries, _ = read_folder(folder, split_file=split_file)
+    manifest = Manifest([e for e in entries if e.split == split], folder.resolve())
+    entry = get_entry(spec[4:]) if spec.startswith("zoo:") else None
+    reading = encoder_sampling(entry, model.config.num_frames, int(model.config.input_size[0]))
+    build_cache(manifest, cache_dir, reading, workers=1)
+    cache = ClipCache(cache_dir)
+    clips = [cache.get_array(e.clip_id) for e in manifest.entries if e.clip_id in cache]
+    return np.concatenate([c.reshape(-1, *c.shape[-4:]) for c in clips])
+
+
+def latents(encode: Any, clips: np.ndarray, model: VideoAutoEncoder3D) -> np.ndarray:
+    with torch.inference_mode():
+        return np.concatenate([encode(normalize(torch.from_numpy(clips[i : i + 8]), model.config.normalization)).numpy()
+                               for i in range(0, len(clips), 8)])
+
+
+def batch1_ms(encode: Any, model: VideoAutoEncoder3D, clip: np.ndarray, repeats: int) -> float:
+    x = normalize(torch.from_numpy(clip[None]), model.config.normalization)
+    with torch.inference_mode(), quantized_engine():
+        return median(time_repeats(lambda: encode(x), repeats, warmup=3)) * 1000
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="zoo:everyday-64", help="zoo:NAME or a 3-D autoencoder model file")
+    parser.add_argument("--dataset", action="append", type=parse_dataset, default=None, metavar="NAME=FOLDER:SPLITCSV")
+    parser.add_argument("--work", type=Path, default=Path("runs/int8_sensitivity"), help="window caches")
+    parser.add_argument("--greedy", type=int, default=3, help="units kept in float together, at most")
+    parser.add_argument("--repeats", type=int, default=30, help="timed batch-1 calls per latency")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    model, info = load_model_spec(args.encoder)
+    if not isinstance(model, VideoAutoEncoder3D):
+        raise SystemExit(f"{args.encoder}: int8 quantisation takes a VideoAutoEncoder3D, not {type(model).__name__}")
+    model = model.float().eval()
+    datasets = args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS]
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for name, folder, split_file in datasets:
+        train = windows(folder, split_file, "train", model, args.encoder, args.work / name / "train")
+        val = windows(folder, split_file, "val", model, args.encoder, args.work / name / "val")
+        data[name] = {"calibration": train, "val": val, "fp32": latents(model.encode, val, model)}
+        console.print(f"{name}: {len(train)} train windows calibrate, {len(val)} val windows measure")
+
+    def score(units: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        per = {}
+        for name, d in data.items():
+            quantised = quantize_encoder(model, d["calibration"], float_modules=units)
+            with quantized_engine():
+                per[name] = drift(d["fp32"], latents(quantised, d["val"], model))
+        return per
+
+    def mean_l2(per: dict[str, dict[str, float]]) -> float:
+        return float(np.mean([v["latent_rel_l2"] for v in per.values()]))
+
+    units = quantizable_units(model)
+    alone = {unit: score((unit,)) for unit in units}
+    base = score(())
+    rows = [["(none: all int8)", *(f"{base[n]['latent_rel_l2']:.3f} / {base[n]['latent_cosine']:.3f}" for n in data)]]
+    rows += [[unit, *(f"{per[n]['latent_rel_l2']:.3f} / {per[n]['latent_cosine']:.3f}" for n in data)]
+             for unit, per in alone.items()]
+    print_table(f"int8 drift on val windows with one unit kept in float ({args.encoder}); rel. L2 / cosine to fp32",
+                ["float unit", *data], rows)
+
+    # Greedy: add the unit that lowers the mean val drift most, given the ones already kept.
+    kept: tuple[str, ...] = ()
+    steps = [{"float_modules": [], "drift": base}]
+    for _ in range(args.greedy):
+        trials = {unit: (alone[unit] if not kept else score((*kept, unit))) for unit in units if unit not in kept}
+        best = min(trials, key=lambda u: mean_l2(trials[u]))
+        kept = (*kept, best)
+        steps.append({"float_modules": list(kept), "drift": trials[best]})
+    clip = next(iter(data.values()))["val"][0]
+    calibration = next(iter(data.values()))["calibration"]
+    fp32_ms = batch1_ms(model.encode, model, clip, args.repeats)
+    for step in steps:
+        step["batch1_ms"] = batch1_ms(quantize_encoder(model, calibration, float_modules=step["float_modules"]),
+                                      model, clip, args.repeats)
+    print_table("Units kept in float together (greedy on the mean val drift): drift and batch-1 latency",
+                ["float units", *(f"{n} rel. L2" for n in data), "mean rel. L2", "batch-1 ms", "vs all-int8"],
+                [[", ".join(s["float_modules"]) or "(none)", *(f"{s['drift'][n]['latent_rel_l2']:.3f}" for n in data),
+                  f"{mean_l2(s['drift']):.3f}", f"{s['batch1_ms']:.1f}", f"{s['batch1_ms'] / steps[0]['batch1_ms']:.2f}x"]
+                 for s in steps])
+    console.print(f"fp32 batch-1: {fp32_ms:.1f} ms")
+    payload = {"encoder": args.encoder, "encoder_hash": info["hash"], "protocol": __doc__,
+               "windows": {n: {"calibration": len(d["calibration"]), "val": len(d["val"])} for n, d in data.items()},
+               "all_int8": base, "one_unit_float": alone, "greedy": steps, "fp32_batch1_ms": fp32_ms,
+               "seconds": round(time.perf_counter() - started, 1)}
+    if args.json:
+        save_results(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
