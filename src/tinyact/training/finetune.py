@@ -150,6 +150,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = _start_encoder(cfg.init).to(device)
+    try:
+        model.freeze_stages(cfg.frozen_stages)
+    except ValueError as err:
+        raise ConfigError(f"{cfg.init}: {err}") from err
     train, val, reading = labelled_windows(cfg, manifest, model)
     before = window_probe(model, train, val, device)
     logger.info("finetune: %d train / %d val windows; the start's probe on val: %.1f %%", len(train), len(val),
@@ -158,10 +162,6 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> FinetuneResult:
     # The pretraining objective, on the user's windows, choosing the epoch by the head's val top-1; it writes the
     # best epoch's encoder to OUT/epochs/model.pt (kept apart from OUT/model.pt, so a resumed run still has it).
     # The training settings both configs name; init is the model already loaded here, not a file to start from.
-    try:
-        model.freeze_stages(cfg.frozen_stages)
-    except ValueError as err:
-        raise ConfigError(f"{cfg.init}: {err}") from err
     shared = (set(FinetuneConfig.model_fields) & set(PretrainConfig.model_fields)) - {"out", "threads", "init"}
     settings = PretrainConfig(corpus=cfg.manifest, out=out / "epochs", select_on="val",
                               **cfg.model_dump(include=shared))
