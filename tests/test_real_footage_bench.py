@@ -111,3 +111,23 @@ def test_real_footage_quick(tiny_dataset, tmp_path):
     assert edge["cache_test_top1"] == pytest.approx(int8["fp32_test_top1"])
     assert edge["cache_runtime_vs_table_latent_max_abs"] < 1e-3
     assert payload["markdown"].startswith("| dataset |")
+
+
+def test_ud810_lists_split_by_person(tmp_path):
+    from benchmarks.ud810_lists import main
+
+    root = tmp_path / "ud810"
+    for action, name in ((1, "arms_raise_side"), (2, "wave_one_hand")):
+        for person in (1, 2, 3):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            (root / name / f"PS7A{action}P{person}T1.avi").write_bytes(b"")  # names only: nothing is decoded
+    main(root)
+    with open(tmp_path / "ud810-clips.csv") as handle:
+        clips = list(csv.DictReader(handle))
+    with open(tmp_path / "ud810-split.csv") as handle:
+        split = {row["path"]: row["split"] for row in csv.DictReader(handle)}
+    assert len(clips) == 6 and {c["class"] for c in clips} == {"arms_raise_side", "wave_one_hand"}
+    assert {(c["person"], split[c["path"]]) for c in clips} == {("P1", "train"), ("P2", "val"), ("P3", "test")}
+    (root / "wave_one_hand" / "other.avi").write_bytes(b"")
+    with pytest.raises(SystemExit, match="not a PS7A"):
+        main(root)
