@@ -287,14 +287,14 @@ def drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 
 def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dict[str, Any], chosen: str,
-               max_calibration: int) -> dict[str, Any]:
+               max_calibration: int, float_modules: list[str] | None = None) -> dict[str, Any]:
     """The torch-int8 runtime, calibrated on train clips only, on every cached clip; test top-1 per classifier."""
     train_ids = table.clip_ids[table.splits == "train"]
     pick = np.unique(np.linspace(0, len(train_ids) - 1, min(max_calibration, len(train_ids))).round().astype(int))
     videos = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
     calibration = videos.reshape(-1, *videos.shape[-4:])  # every window of those videos
     started = time.perf_counter()
-    runtime = load_runtime("torch-int8", checkpoint, calibration=calibration)
+    runtime = load_runtime("torch-int8", checkpoint, calibration=calibration, float_modules=float_modules or ())
     quantize_s = time.perf_counter() - started
     clips = cached_clips(run, table.clip_ids)
     started = time.perf_counter()
@@ -325,6 +325,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     return {"classifier": chosen, **head, "within_1_point": abs(head["diff_points"]) <= 1.0,
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
+            "float_modules": list(float_modules or []),
             **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
@@ -419,7 +420,7 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
     classifiers = saved_classifiers(run, list(metrics["classifiers"]), table.dim, str(enc["hash"]))
     chosen = encoder["val_chosen"]
     console.print(f"[bold]{name}[/]: int8 runtime and edge path ...")
-    int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips)
+    int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips, args.int8_float_modules)
     edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen)
     result = {
         "data": str(folder), "split_file": str(split), "run": str(run),
@@ -525,6 +526,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--encoder", default="zoo:everyday-64", help="zoo:NAME or a model file (Table 1's --encoder)")
     parser.add_argument("--work", type=Path, default=Path("runs/real_footage"), help="run folders, one per dataset (resumable)")
     parser.add_argument("--calibration-clips", type=int, default=64, help="at most this many train clips calibrate int8")
+    parser.add_argument("--int8-float-modules", nargs="+", default=None, metavar="UNIT",
+                        help="units torch-int8 keeps in float, e.g. encoder.3 encoder.4 (benchmarks/int8_sensitivity.py)")
     parser.add_argument("--workers", type=int, default=0, help="decoder processes for the cache (0 = one per core)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     parser.add_argument("--quick", action="store_true", help="2 folds, svm only, a 2-point grid (the test)")

@@ -66,6 +66,7 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
     from tinyact.edge.agent import EdgeAgent
     from tinyact.edge.config import EdgeConfig
     from tinyact.edge.encoder import load_encoder
+    from tinyact.models.quantize import load_int8
 
     torch.manual_seed(0)
     save_model(tmp_path / "ae.pt", VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 8), latent_dim=16,
@@ -101,6 +102,16 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
     agent = EdgeAgent(cfg)
     assert agent.run_round()["clips"] == 1 and agent.encoder.backend == "torch-int8"
     agent.stop()
+    # Units kept in float: the stem convolution runs in float in the saved file; --float-module is torch-only.
+    result = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
+                                 "--clips", "6", "--format", "torch", "--float-module", "encoder.0",
+                                 "--out", str(tmp_path / "mixed.int8.pt")])
+    assert result.exit_code == 0, result.output
+    graph = str(load_int8(tmp_path / "mixed.int8.pt").inlined_graph)
+    assert graph.count("quantized::conv3d_relu") == 3 and "aten::_convolution" in graph
+    onnx_only = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on",
+                                    str(videos), "--float-module", "encoder.0"])
+    assert onnx_only.exit_code != 0 and "--format torch only" in onnx_only.output
     cfg.encoder.int8_path = tmp_path / "absent.int8.pt"
     with pytest.raises(ConfigError, match="no int8 encoder at"):
         load_encoder(cfg.encoder)

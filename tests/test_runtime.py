@@ -200,3 +200,13 @@ def test_int8_keeps_the_named_units_in_float(setup):
     assert rel < 0.15 and cos > 0.98
     with pytest.raises(TinyActError, match="cannot keep 'encoder.1' in float: choose from encoder.0"):
         quantize_encoder(model, clips[:4], float_modules=["encoder.1"])  # a BatchNorm goes with its convolution
+
+
+def test_torch_int8_runtime_takes_float_modules(setup):
+    checkpoint, clips, reference = setup
+    mixed = load_runtime("torch-int8", checkpoint, calibration=clips[:4], float_modules=["encoder.3"])
+    plain = load_runtime("torch-int8", checkpoint, calibration=clips[:4])
+    z = mixed.encode(clips)
+    assert not np.array_equal(z, plain.encode(clips))  # the unit really ran in float
+    rel, cos = _drift(z, reference)
+    assert rel < 0.15 and cos > 0.98

@@ -328,6 +328,9 @@ def quantize(
     onnx_in: Path = typer.Option(None, help="fp32 ONNX file [default: next to the checkpoint; exported if missing]."),
     out: Path = typer.Option(None, help="int8 file [default: next to the checkpoint, .int8.onnx / .int8.pt]."),
     clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
+    float_modules: list[str] = typer.Option(
+        None, "--float-module", help="torch: a unit to keep in float (repeatable), e.g. encoder.3 encoder.4 encoder.5 "
+        "for zoo:everyday-64: a third of the latent drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
     from tinyact.edge.encoder import calibration_clips, default_onnx_path, latent_drift, write_int8_encoder
@@ -336,6 +339,8 @@ def quantize(
 
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
+    if float_modules and format != "torch":
+        raise TinyActError("--float-module applies to --format torch only")
     backend = f"{format}-int8"
     checkpoint = _as_file(checkpoint)
     model, info = load_model(checkpoint)
@@ -347,7 +352,7 @@ def quantize(
     if format == "onnx":
         onnx_in = onnx_in or default_onnx_path(checkpoint)
     out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
-                             onnx_in=onnx_in)
+                             onnx_in=onnx_in, float_modules=float_modules or ())
     if format == "torch":
         fp32 = load_runtime("torch", model).encode(held_out)
         int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)

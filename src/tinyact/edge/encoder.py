@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,19 +130,22 @@ def write_int8_encoder(
     encoder_hash: str | None = None,
     out: Path | None = None,
     onnx_in: Path | None = None,
+    float_modules: Sequence[str] = (),
 ) -> Path:
     """Quantise ``model`` (loaded from ``checkpoint``) for the int8 ``backend``, calibrated on uint8 clips.
 
     ``torch-int8`` writes the TorchScript file :func:`default_int8_path` (recording ``encoder_hash``);
     ``onnx-int8`` writes :func:`default_onnx_path` ``int8=True``, quantised from ``onnx_in``, which is exported
     first when it is missing; without ``onnx_in`` the fp32 graph is exported afresh next to the checkpoint.
-    ``out`` replaces the default output path.
+    ``out`` replaces the default output path; ``float_modules`` (``torch-int8``) are units kept in float
+    (:func:`tinyact.models.quantize.quantize_encoder`).
     """
     stats: NormStats = getattr(model.config, "normalization", None) or "imagenet"
     if backend == "torch-int8":
         from tinyact.models.quantize import quantize_encoder, save_int8
 
-        return save_int8(quantize_encoder(model, calibration, stats=stats), out or default_int8_path(checkpoint),
+        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules)
+        return save_int8(module, out or default_int8_path(checkpoint),
                          encoder_hash=encoder_hash)
     if backend != "onnx-int8":
         raise ConfigError(f"{backend} is not an int8 backend (torch-int8, onnx-int8)")

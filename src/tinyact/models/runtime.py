@@ -22,6 +22,7 @@ backend                   what runs
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
@@ -222,6 +223,7 @@ def load_runtime(
     onnx_path: str | Path | None = None,
     calibration: np.ndarray | None = None,
     int8_path: str | Path | None = None,
+    float_modules: Sequence[str] = (),
     threads: int | None = None,
 ) -> EncoderRuntime:
     """Build the ``backend`` runtime for a saved encoder.
@@ -236,6 +238,8 @@ def load_runtime(
             (QDQ, per-channel) quantisation; without them the graph is quantised dynamically. For ``torch-int8``
             without ``int8_path``: the clips to calibrate on (required: static int8 has no data-free fallback).
         int8_path: for ``torch-int8``: a file from :func:`tinyact.models.quantize.save_int8` to load.
+        float_modules: for ``torch-int8`` quantised here: units kept in float
+            (:func:`tinyact.models.quantize.quantize_encoder`; ``benchmarks/int8_sensitivity.py`` ranks them).
         threads: ONNX Runtime intra-op threads (default: torch's thread count).
     """
     if backend not in BACKENDS:
@@ -253,7 +257,7 @@ def load_runtime(
     stats: NormStats = getattr(getattr(model, "config", None), "normalization", "imagenet")
 
     if backend == "torch-int8":
-        return _torch_int8(model, calibration, int8_path, stats, encoder_hash)
+        return _torch_int8(model, calibration, int8_path, stats, encoder_hash, float_modules)
     if backend.startswith("torch"):
         return TorchRuntime(model, backend, encoder_hash)
 
@@ -281,13 +285,13 @@ def load_runtime(
 
 
 def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str | Path | None, stats: NormStats,
-                encoder_hash: str | None) -> TorchInt8Runtime:
+                encoder_hash: str | None, float_modules: Sequence[str] = ()) -> TorchInt8Runtime:
     from tinyact.models.quantize import load_int8, quantize_encoder
 
     if int8_path is not None:
         module = load_int8(int8_path, encoder_hash)
     elif calibration is not None:
-        module = quantize_encoder(model, calibration, stats=stats)
+        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules)
     else:
         raise TinyActError("torch-int8 needs calibration clips or a quantised file (`tinyact edge quantize --format torch`)")
     return TorchInt8Runtime(module, model, encoder_hash)
