@@ -83,6 +83,17 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def latency_ms(model: Any, shape: tuple[int, ...], repeats: int) -> float:
+    """Median batch-1 encode time (ms) of ``model`` (its ``encode``, or the module itself, e.g. a TorchScript int8
+    encoder) on a random normalised clip of ``shape`` (no grad)."""
+    import torch
+
+    x = torch.randn(1, *shape)
+    encode = getattr(model, "encode", model)
+    with torch.inference_mode():
+        return median(time_repeats(lambda: encode(x), repeats, warmup=3)) * 1000
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title)
     for column in columns:

@@ -43,12 +43,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import console, machine_info, median, print_table, save_results, time_repeats  # noqa: E402
+from benchmarks.common import console, latency_ms, machine_info, median, print_table, save_results  # noqa: E402
 from benchmarks.peer_models.x3d import X3DEncoder, X3DEncoderConfig, x3d_xs  # noqa: E402
 from benchmarks.real_footage import leave_one_person_out, parse_dataset  # noqa: E402
 from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
@@ -136,14 +135,6 @@ def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any
                                               for k, v in metrics["classifiers"].items()},
                             **leave_one_person_out(Path(cfg.out), folder, split)}
     return results
-
-
-def latency_ms(model: nn.Module, shape: tuple[int, ...], repeats: int) -> float:
-    """Median batch-1 encode time (ms) of ``model`` on a random clip of ``shape`` (fp32, no grad)."""
-    x = torch.randn(1, *shape)
-    encode = getattr(model, "encode", model)
-    with torch.inference_mode():
-        return median(time_repeats(lambda: encode(x), repeats, warmup=3)) * 1000
 
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:

@@ -25,18 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import console, median, print_table, save_results, time_repeats  # noqa: E402
-from benchmarks.real_footage import DEFAULT_DATASETS, drift, parse_dataset  # noqa: E402
+from benchmarks.common import console, latency_ms, print_table, save_results  # noqa: E402
+from benchmarks.real_footage import DEFAULT_DATASETS, drift, encode_all, parse_dataset  # noqa: E402
 from tinyact.data.cache import ClipCache, build_cache  # noqa: E402
 from tinyact.data.layouts import read_folder  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
-from tinyact.data.transforms import normalize  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
-from tinyact.models.quantize import quantizable_units, quantize_encoder, quantized_engine  # noqa: E402
+from tinyact.models.quantize import quantizable_units, quantize_encoder  # noqa: E402
+from tinyact.models.runtime import load_runtime  # noqa: E402
 from tinyact.zoo import encoder_sampling, get_entry, load_model_spec  # noqa: E402
 
 
@@ -51,18 +50,6 @@ def windows(folder: Path, split_file: Path, split: str, model: VideoAutoEncoder3
     cache = ClipCache(cache_dir)
     clips = [cache.get_array(e.clip_id) for e in manifest.entries if e.clip_id in cache]
     return np.concatenate([c.reshape(-1, *c.shape[-4:]) for c in clips])
-
-
-def latents(encode: Any, clips: np.ndarray, model: VideoAutoEncoder3D) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate([encode(normalize(torch.from_numpy(clips[i : i + 8]), model.config.normalization)).numpy()
-                               for i in range(0, len(clips), 8)])
-
-
-def batch1_ms(encode: Any, model: VideoAutoEncoder3D, clip: np.ndarray, repeats: int) -> float:
-    x = normalize(torch.from_numpy(clip[None]), model.config.normalization)
-    with torch.inference_mode(), quantized_engine():
-        return median(time_repeats(lambda: encode(x), repeats, warmup=3)) * 1000
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -84,15 +71,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, folder, split_file in datasets:
         train = windows(folder, split_file, "train", model, args.encoder, args.work / name / "train")
         val = windows(folder, split_file, "val", model, args.encoder, args.work / name / "val")
-        data[name] = {"calibration": train, "val": val, "fp32": latents(model.encode, val, model)}
+        data[name] = {"calibration": train, "val": val, "fp32": encode_all(load_runtime("torch", model), val)}
         console.print(f"{name}: {len(train)} train windows calibrate, {len(val)} val windows measure")
 
     def score(units: tuple[str, ...]) -> dict[str, dict[str, float]]:
         per = {}
         for name, d in data.items():
-            quantised = quantize_encoder(model, d["calibration"], float_modules=units)
-            with quantized_engine():
-                per[name] = drift(d["fp32"], latents(quantised, d["val"], model))
+            runtime = load_runtime("torch-int8", model, calibration=d["calibration"], float_modules=units)
+            per[name] = drift(d["fp32"], encode_all(runtime, d["val"]))
         return per
 
     def mean_l2(per: dict[str, dict[str, float]]) -> float:
@@ -109,18 +95,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Greedy: add the unit that lowers the mean val drift most, given the ones already kept.
     kept: tuple[str, ...] = ()
-    steps = [{"float_modules": [], "drift": base}]
+    steps: list[dict[str, Any]] = [{"float_modules": [], "drift": base}]
     for _ in range(args.greedy):
         trials = {unit: (alone[unit] if not kept else score((*kept, unit))) for unit in units if unit not in kept}
         best = min(trials, key=lambda u: mean_l2(trials[u]))
         kept = (*kept, best)
         steps.append({"float_modules": list(kept), "drift": trials[best]})
-    clip = next(iter(data.values()))["val"][0]
     calibration = next(iter(data.values()))["calibration"]
-    fp32_ms = batch1_ms(model.encode, model, clip, args.repeats)
+    shape = tuple(calibration.shape[1:])
+    fp32_ms = latency_ms(model, shape, args.repeats)
     for step in steps:
-        step["batch1_ms"] = batch1_ms(quantize_encoder(model, calibration, float_modules=step["float_modules"]),
-                                      model, clip, args.repeats)
+        step["batch1_ms"] = latency_ms(quantize_encoder(model, calibration, float_modules=step["float_modules"]),
+                                       shape, args.repeats)
     print_table("Units kept in float together (greedy on the mean val drift): drift and batch-1 latency",
                 ["float units", *(f"{n} rel. L2" for n in data), "mean rel. L2", "batch-1 ms", "vs all-int8"],
                 [[", ".join(s["float_modules"]) or "(none)", *(f"{s['drift'][n]['latent_rel_l2']:.3f}" for n in data),

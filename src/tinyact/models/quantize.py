@@ -87,8 +87,8 @@ def _conv_stack(model: VideoAutoEncoder3D) -> nn.Sequential:
 def quantizable_units(model: VideoAutoEncoder3D) -> list[str]:
     """The units :func:`quantize_encoder` can keep in float: each convolution (with its BatchNorm and ReLU) and
     each bottleneck block of the encoder, in order, then ``to_latent``."""
-    return [f"encoder.{i}" for i, m in enumerate(model.encoder.children()) if not isinstance(m, nn.BatchNorm3d | nn.ReLU)] + [
-        "to_latent"]
+    units = [f"encoder.{i}" for i, m in enumerate(model.encoder.children()) if not isinstance(m, nn.BatchNorm3d | nn.ReLU)]
+    return [*units, "to_latent"]
 
 
 def _stack_names(model: VideoAutoEncoder3D, units: Sequence[str]) -> list[str]:
