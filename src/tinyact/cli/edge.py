@@ -329,7 +329,7 @@ def quantize(
     out: Path = typer.Option(None, help="int8 file [default: next to the checkpoint, .int8.onnx / .int8.pt]."),
     clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
     float_modules: list[str] = typer.Option(
-        None, "--float-module", help="torch: a unit to keep in float (repeatable), e.g. encoder.3 encoder.4 encoder.5 "
+        None, "--float-module", help="torch: a unit to keep in float, once per unit, e.g. encoder.3, encoder.4 and encoder.5 "
         "for zoo:everyday-64: a third of the latent drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
