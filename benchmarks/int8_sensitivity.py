@@ -1,4 +1,4 @@
-"""Which layers of the int8 encoder move its latents most: each quantisable unit kept in float in turn.
+"""How to quantise the encoder to int8 with the least drift: calibration methods, and which layers matter.
 
     python benchmarks/int8_sensitivity.py [--encoder zoo:everyday-64] [--dataset NAME=FOLDER:SPLITCSV ...]
         [--json docs/results/int8_sensitivity.json]
@@ -6,11 +6,14 @@
 ``torch-int8`` (:func:`tinyact.models.quantize.quantize_encoder`) quantises every convolution, bottleneck block and
 the projection. Per dataset (default: the two Weizmann sets, evaluation data), the encoder's windows of the *train*
 clips calibrate (as ``benchmarks/real_footage.py`` does) and the drift is measured on the *val* clips' windows: the
-relative L2 distance and the cosine of the int8 latents to the fp32 ones. Rows:
+relative L2 distance and the cosine of the int8 latents to the fp32 ones. Tables:
 
-1. everything int8 (what ships), then every unit kept in float alone (``float_modules``): how much of the drift
-   that one unit causes;
-2. greedily, the most helpful units kept in float together (1, 2, 3 units, each step the unit that lowers the mean
+1. calibration methods (:class:`~tinyact.models.quantize.Int8Options`): global min-max activation ranges (what
+   shipped before), the mean of per-batch ranges, that plus quantisation-aware fine-tuning (the default), and the
+   default with the ``--float-units`` kept in float; each with its batch-1 latency against fp32;
+2. everything int8, then every unit kept in float alone (``float_modules``, calibrated with ``--unit-ranges`` and
+   no fine-tuning, so that the ~40 quantisations take seconds): how much of the drift that one unit causes;
+3. greedily, the most helpful units kept in float together (1, 2, 3 units, each step the unit that lowers the mean
    val drift over the datasets most), with its batch-1 latency against all-int8 and fp32: the price of the fix.
 
 Chosen on val only; the test split's top-1 is ``real_footage.py``'s job.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from tinyact.data.cache import ClipCache, build_cache  # noqa: E402
 from tinyact.data.layouts import read_folder  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
-from tinyact.models.quantize import quantizable_units, quantize_encoder  # noqa: E402
+from tinyact.models.quantize import Int8Options, quantizable_units, quantize_encoder  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
 from tinyact.zoo import encoder_sampling, get_entry, load_model_spec  # noqa: E402
 
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--work", type=Path, default=Path("runs/int8_sensitivity"), help="window caches")
     parser.add_argument("--greedy", type=int, default=3, help="units kept in float together, at most")
     parser.add_argument("--repeats", type=int, default=30, help="timed batch-1 calls per latency")
+    parser.add_argument("--unit-ranges", choices=["batch-mean", "minmax"], default="batch-mean",
+                        help="activation ranges of tables 2-3 (no fine-tuning there)")
+    parser.add_argument("--float-units", nargs="*", default=["encoder.3", "encoder.4", "encoder.5"], metavar="UNIT",
+                        help="units kept in float in table 1's last row")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -74,15 +82,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data[name] = {"calibration": train, "val": val, "fp32": encode_all(load_runtime("torch", model), val)}
         console.print(f"{name}: {len(train)} train windows calibrate, {len(val)} val windows measure")
 
-    def score(units: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    calibration = next(iter(data.values()))["calibration"]
+    shape = tuple(calibration.shape[1:])
+    unit_options = Int8Options(ranges=args.unit_ranges, finetune_steps=0)
+
+    def score(units: tuple[str, ...], options: Int8Options = unit_options) -> dict[str, dict[str, float]]:
         per = {}
         for name, d in data.items():
-            runtime = load_runtime("torch-int8", model, calibration=d["calibration"], float_modules=units)
+            runtime = load_runtime("torch-int8", model, calibration=d["calibration"], float_modules=units,
+                                   int8_options=options)
             per[name] = drift(d["fp32"], encode_all(runtime, d["val"]))
         return per
 
     def mean_l2(per: dict[str, dict[str, float]]) -> float:
         return float(np.mean([v["latent_rel_l2"] for v in per.values()]))
+
+    fp32_ms = latency_ms(model, shape, args.repeats)
+    methods = {"min-max ranges (before)": (Int8Options(ranges="minmax", finetune_steps=0), ()),
+               "batch-mean ranges": (Int8Options(finetune_steps=0), ()),
+               "batch-mean + fine-tuning (default)": (Int8Options(), ()),
+               f"default, {' '.join(args.float_units)} in float": (Int8Options(), tuple(args.float_units))}
+    method_rows = []
+    for label, (options, units) in methods.items():
+        tic = time.perf_counter()
+        per = score(units, options)
+        seconds = (time.perf_counter() - tic) / len(data)
+        ms = latency_ms(quantize_encoder(model, calibration, float_modules=units, options=options), shape, args.repeats)
+        method_rows.append({"method": label, "options": asdict(options), "float_modules": list(units), "drift": per,
+                            "quantize_s": round(seconds, 1), "batch1_ms": ms})
+    print_table(f"int8 calibration methods ({args.encoder}): val drift (rel. L2), batch-1 latency (fp32 {fp32_ms:.1f} ms)",
+                ["method", *(f"{n} rel. L2" for n in data), "mean rel. L2", "quantise s / dataset", "batch-1 ms"],
+                [[r["method"], *(f"{r['drift'][n]['latent_rel_l2']:.3f}" for n in data), f"{mean_l2(r['drift']):.3f}",
+                  f"{r['quantize_s']:.1f}", f"{r['batch1_ms']:.1f}"] for r in method_rows])
 
     units = quantizable_units(model)
     alone = {unit: score((unit,)) for unit in units}
@@ -101,12 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         best = min(trials, key=lambda u: mean_l2(trials[u]))
         kept = (*kept, best)
         steps.append({"float_modules": list(kept), "drift": trials[best]})
-    calibration = next(iter(data.values()))["calibration"]
-    shape = tuple(calibration.shape[1:])
-    fp32_ms = latency_ms(model, shape, args.repeats)
     for step in steps:
-        step["batch1_ms"] = latency_ms(quantize_encoder(model, calibration, float_modules=step["float_modules"]),
-                                       shape, args.repeats)
+        step["batch1_ms"] = latency_ms(quantize_encoder(model, calibration, float_modules=step["float_modules"],
+                                                        options=unit_options), shape, args.repeats)
     print_table("Units kept in float together (greedy on the mean val drift): drift and batch-1 latency",
                 ["float units", *(f"{n} rel. L2" for n in data), "mean rel. L2", "batch-1 ms", "vs all-int8"],
                 [[", ".join(s["float_modules"]) or "(none)", *(f"{s['drift'][n]['latent_rel_l2']:.3f}" for n in data),
@@ -115,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(f"fp32 batch-1: {fp32_ms:.1f} ms")
     payload = {"encoder": args.encoder, "encoder_hash": info["hash"], "protocol": __doc__,
                "windows": {n: {"calibration": len(d["calibration"]), "val": len(d["val"])} for n, d in data.items()},
-               "all_int8": base, "one_unit_float": alone, "greedy": steps, "fp32_batch1_ms": fp32_ms,
+               "methods": method_rows, "unit_options": asdict(unit_options), "all_int8": base, "one_unit_float": alone, "greedy": steps, "fp32_batch1_ms": fp32_ms,
                "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         save_results(args.json, payload)

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch.ao.quantization.observer import MinMaxObserver
 
 from benchmarks.synth_clips import synthetic_clips
 from tinyact.data.transforms import normalize
@@ -15,7 +16,14 @@ from tinyact.errors import TinyActError
 from tinyact.models import VideoAutoEncoder3D
 from tinyact.models.checkpoint import load_model, save_model
 from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
-from tinyact.models.quantize import load_int8, quantizable_units, quantize_encoder, save_int8
+from tinyact.models.quantize import (
+    BatchMeanMinMaxObserver,
+    Int8Options,
+    load_int8,
+    quantizable_units,
+    quantize_encoder,
+    save_int8,
+)
 from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
 
 FRAMES, SIZE = 8, 32
@@ -210,3 +218,39 @@ def test_torch_int8_runtime_takes_float_modules(setup):
     assert not np.array_equal(z, plain.encode(clips))  # the unit really ran in float
     rel, cos = _drift(z, reference)
     assert rel < 0.15 and cos > 0.98
+
+
+def test_batch_mean_ranges_average_each_batch_min_and_max():
+    observer = BatchMeanMinMaxObserver()
+    for batch in (torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 6.0]), torch.tensor([])):  # an empty batch is skipped
+        observer(batch)
+    assert observer.min_val.item() == -0.5 and observer.max_val.item() == 4.0
+    global_range = MinMaxObserver()
+    for batch in (torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 6.0])):
+        global_range(batch)
+    assert (global_range.min_val.item(), global_range.max_val.item()) == (-1.0, 6.0)
+
+
+def test_int8_fine_tuning_brings_the_latents_closer_to_fp32(setup):
+    _, clips, _ = setup
+    torch.manual_seed(0)
+    model = VideoAutoEncoder3D.from_preset("fast", num_frames=FRAMES, input_size=SIZE).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # channels of very different scales, as in a trained network: int8 then drifts visibly
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+            norm.weight.copy_(torch.exp(1.5 * torch.randn(norm.weight.shape, generator=generator)))
+            norm.bias.normal_(0, 0.5, generator=generator)
+    reference = load_runtime("torch", model).encode(clips)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def encode(options: Int8Options) -> np.ndarray:
+        module = quantize_encoder(model, clips, options=options)
+        assert str(module.inlined_graph).count("quantized::conv3d_relu") == 4  # still every convolution in int8
+        with torch.inference_mode():
+            return module(normalize(torch.from_numpy(clips), model.config.normalization)).numpy()
+
+    before = _drift(encode(Int8Options(finetune_steps=0, batch_size=4)), reference)[0]
+    tuned = encode(Int8Options(finetune_steps=30, batch_size=4))
+    assert _drift(tuned, reference)[0] < 0.8 * before, before
+    np.testing.assert_array_equal(tuned, encode(Int8Options(finetune_steps=30, batch_size=4)))  # seeded
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the model itself is untouched

@@ -6,7 +6,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast, get_args
 
 import typer
 from rich.table import Table
@@ -330,17 +330,24 @@ def quantize(
     clips: int = typer.Option(32, help="Calibration clips (half calibrate, half measure the drift)."),
     float_modules: list[str] = typer.Option(
         None, "--float-module", help="torch: a unit to keep in float, once per unit, e.g. encoder.3, encoder.4 and encoder.5 "
-        "for zoo:everyday-64: a third of the latent drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
+        "for zoo:everyday-64: less drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
+    ranges: str = typer.Option("batch-mean", help="torch: activation ranges, batch-mean (mean of per-batch min/max) "
+                               "or minmax (global min/max, more drift on the shipped encoder)."),
+    finetune_steps: int = typer.Option(100, min=0, help="torch: quantisation-aware fine-tuning steps that make the int8 "
+                                       "latents match fp32 on the calibration clips (no labels; 0 = none)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
     from tinyact.edge.encoder import calibration_clips, default_onnx_path, latent_drift, write_int8_encoder
     from tinyact.models.checkpoint import load_model
+    from tinyact.models.quantize import Int8Options, Ranges
     from tinyact.models.runtime import load_runtime
 
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
-    if float_modules and format != "torch":
-        raise TinyActError("--float-module applies to --format torch only")
+    if format != "torch" and (float_modules or ranges != "batch-mean" or finetune_steps != 100):
+        raise TinyActError("--float-module, --ranges and --finetune-steps apply to --format torch only")
+    if ranges not in get_args(Ranges):
+        raise TinyActError(f"--ranges must be one of {', '.join(get_args(Ranges))}, not {ranges!r}")
     backend = f"{format}-int8"
     checkpoint = _as_file(checkpoint)
     model, info = load_model(checkpoint)
@@ -352,7 +359,8 @@ def quantize(
     if format == "onnx":
         onnx_in = onnx_in or default_onnx_path(checkpoint)
     out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
-                             onnx_in=onnx_in, float_modules=float_modules or ())
+                             onnx_in=onnx_in, float_modules=float_modules or (),
+                             int8_options=Int8Options(ranges=cast(Ranges, ranges), finetune_steps=finetune_steps))
     if format == "torch":
         fp32 = load_runtime("torch", model).encode(held_out)
         int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ import torch
 from tinyact.data.transforms import NormStats
 from tinyact.edge.config import EncoderConfig
 from tinyact.errors import ConfigError, TinyActError
+
+if TYPE_CHECKING:
+    from tinyact.models.quantize import Int8Options
 
 logger = logging.getLogger(__name__)
 
@@ -131,20 +134,21 @@ def write_int8_encoder(
     out: Path | None = None,
     onnx_in: Path | None = None,
     float_modules: Sequence[str] = (),
+    int8_options: Int8Options | None = None,
 ) -> Path:
     """Quantise ``model`` (loaded from ``checkpoint``) for the int8 ``backend``, calibrated on uint8 clips.
 
     ``torch-int8`` writes the TorchScript file :func:`default_int8_path` (recording ``encoder_hash``);
     ``onnx-int8`` writes :func:`default_onnx_path` ``int8=True``, quantised from ``onnx_in``, which is exported
     first when it is missing; without ``onnx_in`` the fp32 graph is exported afresh next to the checkpoint.
-    ``out`` replaces the default output path; ``float_modules`` (``torch-int8``) are units kept in float
-    (:func:`tinyact.models.quantize.quantize_encoder`).
+    ``out`` replaces the default output path; ``float_modules`` (``torch-int8``) are units kept in float and
+    ``int8_options`` its calibration ranges and fine-tuning (:func:`tinyact.models.quantize.quantize_encoder`).
     """
     stats: NormStats = getattr(model.config, "normalization", None) or "imagenet"
     if backend == "torch-int8":
         from tinyact.models.quantize import quantize_encoder, save_int8
 
-        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules)
+        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules, options=int8_options)
         return save_int8(module, out or default_int8_path(checkpoint),
                          encoder_hash=encoder_hash)
     if backend != "onnx-int8":

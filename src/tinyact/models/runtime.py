@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from torch import nn
 
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
+
+if TYPE_CHECKING:
+    from tinyact.models.quantize import Int8Options
 
 #: Largest batch the ``torch-compile`` backend compiles a graph for (and how many sizes it may compile);
 #: bigger batches run in chunks of it.
@@ -224,6 +227,7 @@ def load_runtime(
     calibration: np.ndarray | None = None,
     int8_path: str | Path | None = None,
     float_modules: Sequence[str] = (),
+    int8_options: Int8Options | None = None,
     threads: int | None = None,
 ) -> EncoderRuntime:
     """Build the ``backend`` runtime for a saved encoder.
@@ -240,6 +244,8 @@ def load_runtime(
         int8_path: for ``torch-int8``: a file from :func:`tinyact.models.quantize.save_int8` to load.
         float_modules: for ``torch-int8`` quantised here: units kept in float
             (:func:`tinyact.models.quantize.quantize_encoder`; ``benchmarks/int8_sensitivity.py`` ranks them).
+        int8_options: for ``torch-int8`` quantised here: calibration ranges and fine-tuning
+            (default :class:`~tinyact.models.quantize.Int8Options`).
         threads: ONNX Runtime intra-op threads (default: torch's thread count).
     """
     if backend not in BACKENDS:
@@ -257,7 +263,7 @@ def load_runtime(
     stats: NormStats = getattr(getattr(model, "config", None), "normalization", "imagenet")
 
     if backend == "torch-int8":
-        return _torch_int8(model, calibration, int8_path, stats, encoder_hash, float_modules)
+        return _torch_int8(model, calibration, int8_path, stats, encoder_hash, float_modules, int8_options)
     if backend.startswith("torch"):
         return TorchRuntime(model, backend, encoder_hash)
 
@@ -285,13 +291,14 @@ def load_runtime(
 
 
 def _torch_int8(model: nn.Module, calibration: np.ndarray | None, int8_path: str | Path | None, stats: NormStats,
-                encoder_hash: str | None, float_modules: Sequence[str] = ()) -> TorchInt8Runtime:
+                encoder_hash: str | None, float_modules: Sequence[str] = (),
+                options: Int8Options | None = None) -> TorchInt8Runtime:
     from tinyact.models.quantize import load_int8, quantize_encoder
 
     if int8_path is not None:
         module = load_int8(int8_path, encoder_hash)
     elif calibration is not None:
-        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules)
+        module = quantize_encoder(model, calibration, stats=stats, float_modules=float_modules, options=options)
     else:
         raise TinyActError("torch-int8 needs calibration clips or a quantised file (`tinyact edge quantize --format torch`)")
     return TorchInt8Runtime(module, model, encoder_hash)
