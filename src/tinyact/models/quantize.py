@@ -276,6 +276,7 @@ def quantize_encoder(
                 prepared(batch)
         if finetune:
             _finetune(prepared, inputs, targets, options)
+        prepared.requires_grad_(False)  # layers kept in float would otherwise freeze as grad-tracking constants
         front = _FloatFront(model, convert_fx(prepared.eval())).eval()
         example = normalize(torch.from_numpy(calibration[:1]), stats)
         with torch.inference_mode():
