@@ -16,7 +16,8 @@ For each dataset (``FOLDER/<class>/<video>`` with a ``path,split`` CSV; default:
    highest test top-1 over the classifiers, as ``table1.md`` reports it (an optimistic, test-chosen number:
    quote it as such). The margin encoder minus motion history is given both ways, in points.
 2. **int8**: the ``torch-int8`` runtime of the same encoder (static int8 on oneDNN,
-   :mod:`tinyact.models.quantize`), calibrated on the run's cached *train* clips only, encodes every cached
+   :mod:`tinyact.models.quantize`, its default :class:`~tinyact.models.quantize.Int8Options`: batch-mean ranges
+   and quantisation-aware fine-tuning), calibrated on the run's cached *train* clips only, encodes every cached
    clip; the saved classifiers of step 1 (``RUN/classifiers/trained/<kind>/``) classify the int8 test
    latents. fp32 vs int8 test top-1 and their difference in points (target: |diff| <= 1), the agreement of the
    two runtimes' predictions and the latent drift (relative L2, cosine). Predictions use the serving rule,
@@ -43,7 +44,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from tinyact.errors import ConfigError  # noqa: E402
 from tinyact.experiments.table1 import MIRRORED, Table1Config, run_table1  # noqa: E402
 from tinyact.experiments.table1_report import reading  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
+from tinyact.models.quantize import Int8Options  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
 from tinyact.training.pretrain import read_persons  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
@@ -325,7 +327,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     return {"classifier": chosen, **head, "within_1_point": abs(head["diff_points"]) <= 1.0,
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
-            "float_modules": list(float_modules or []),
+            "float_modules": list(float_modules or []), "int8_options": asdict(Int8Options()),
             **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 

@@ -112,6 +112,14 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
     onnx_only = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on",
                                     str(videos), "--float-module", "encoder.0"])
     assert onnx_only.exit_code != 0 and "--format torch only" in onnx_only.output
+    # The calibration of the torch format: the earlier post-training one (global min-max, no fine-tuning) on request.
+    plain = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
+                                "--clips", "6", "--format", "torch", "--ranges", "minmax", "--finetune-steps", "0",
+                                "--out", str(tmp_path / "plain.int8.pt")])
+    assert plain.exit_code == 0 and (tmp_path / "plain.int8.pt").is_file(), plain.output
+    bad = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
+                              "--format", "torch", "--ranges", "percentile"])
+    assert bad.exit_code != 0 and "--ranges must be one of batch-mean, minmax" in bad.output
     cfg.encoder.int8_path = tmp_path / "absent.int8.pt"
     with pytest.raises(ConfigError, match="no int8 encoder at"):
         load_encoder(cfg.encoder)
