@@ -117,6 +117,8 @@ def test_export_quantize_and_run_on_int8(tmp_path, monkeypatch):
                                 "--clips", "6", "--format", "torch", "--ranges", "minmax", "--finetune-steps", "0",
                                 "--out", str(tmp_path / "plain.int8.pt")])
     assert plain.exit_code == 0 and (tmp_path / "plain.int8.pt").is_file(), plain.output
+    settings = json.loads((tmp_path / "plain.int8.drift.json").read_text())
+    assert (settings["ranges"], settings["finetune_steps"], settings["format"]) == ("minmax", 0, "torch")
     bad = runner.invoke(app, ["edge", "quantize", "--checkpoint", str(tmp_path / "ae.pt"), "--calibrate-on", str(videos),
                               "--format", "torch", "--ranges", "percentile"])
     assert bad.exit_code != 0 and "--ranges must be one of batch-mean, minmax" in bad.output

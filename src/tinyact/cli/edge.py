@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast, get_args
@@ -358,9 +359,9 @@ def quantize(
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
     if format == "onnx":
         onnx_in = onnx_in or default_onnx_path(checkpoint)
+    options = Int8Options(ranges=cast(Ranges, ranges), finetune_steps=finetune_steps)
     out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
-                             onnx_in=onnx_in, float_modules=float_modules or (),
-                             int8_options=Int8Options(ranges=cast(Ranges, ranges), finetune_steps=finetune_steps))
+                             onnx_in=onnx_in, float_modules=float_modules or (), int8_options=options)
     if format == "torch":
         fp32 = load_runtime("torch", model).encode(held_out)
         int8 = load_runtime("torch-int8", model, int8_path=out).encode(held_out)
@@ -370,6 +371,7 @@ def quantize(
     drift = latent_drift(fp32, int8)
     console.print(f"wrote {out} (calibrated on {len(calibration)} clip(s)); drift on {len(held_out)} held-out clip(s): "
                   f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
-    (out.with_suffix(".drift.json")).write_text(json.dumps({"calibration_clips": len(calibration),
+    settings = {"float_modules": list(float_modules or []), **asdict(options)} if format == "torch" else {}
+    (out.with_suffix(".drift.json")).write_text(json.dumps({"format": format, **settings, "calibration_clips": len(calibration),
                                                             "held_out_clips": len(held_out), **drift}, indent=1))
     console.print(f"use encoder.backend: {backend}")
