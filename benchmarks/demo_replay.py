@@ -1,12 +1,15 @@
 """Replay the demo's cameras offline: the accuracy of every window a camera could send, not only the ~70 a run sends.
 
-    python benchmarks/demo_replay.py [--demo tinyact-data/demo] [--step 0.25] [--json docs/results/demo_replay.json]
+    python benchmarks/demo_replay.py [--demo tinyact-data/demo] [--step 0.25] [--backend torch-int8]
+        [--json docs/results/demo_replay.json]
 
 Reads the encoder, the classifier and the camera playlists of a finished ``tinyact demo`` run (its
 ``summary.json``). Every window of 16 frames at the cameras' capture rate whose frames all lie in one playlist
 segment (one action), ending every ``--step`` seconds, is read from the playlist file the way the edge camera
 reads it (frames on screen at those times, :func:`~tinyact.data.transforms.prepare_frames`), encoded and
-classified. Also reported, as the reference the cameras are compared with: the same windows ``--step`` apart over
+classified, by the encoder runtime the run's edge used (``--backend`` another: e.g. ``torch-int8`` on an fp32 run's
+windows, paired; it loads the int8 file the demo writes next to the checkpoint, or quantises one there as the demo
+does). Also reported, as the reference the cameras are compared with: the same windows ``--step`` apart over
 the test clips' own files. Top-1 overall and per class.
 
 Also, where the run's ``clips.csv`` records each capture's playlist time (``position_s``), the very windows the
@@ -33,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import print_table, save_results  # noqa: E402
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
-from tinyact.data.transforms import normalize, prepare_frames  # noqa: E402
+from tinyact.data.transforms import prepare_frames  # noqa: E402
 from tinyact.data.video import decode_frames_at, frames_at, probe_video  # noqa: E402
 from tinyact.demo.config import DemoConfig  # noqa: E402
+from tinyact.demo.prepare import ensure_int8_encoder  # noqa: E402
 from tinyact.edge.simulate import Playlist  # noqa: E402
-from tinyact.models.base import config_of, encode_fn  # noqa: E402
-from tinyact.models.checkpoint import load_model  # noqa: E402
+from tinyact.models.runtime import BACKENDS, load_runtime  # noqa: E402
 
 
 def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -76,20 +79,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, default=Path("tinyact-data/demo"))
     parser.add_argument("--step", type=float, default=0.25)
+    parser.add_argument("--backend", default=None, choices=BACKENDS, help="encoder runtime [default: the run's own]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
     summary = json.loads((args.demo / "summary.json").read_text())
     config = DemoConfig.from_yaml(args.demo / "config.yaml")
-    model, _ = load_model(summary["encoder"]["checkpoint"])
-    encode, stats = encode_fn(model.eval()), config_of(model).normalization
+    checkpoint = Path(summary["encoder"]["checkpoint"])
+    backend = args.backend or config.backend
+    int8_path = None
+    if backend in ("torch-int8", "onnx-int8"):
+        int8_path = ensure_int8_encoder(backend, checkpoint, Manifest.read(config.data / "manifest.csv"),
+                                        config.data / f"cache-{config.clip_size}")  # the demo's own int8 file
+    runtime = load_runtime(backend, checkpoint, **({"int8_path": int8_path} if backend == "torch-int8" else
+                                                   {"onnx_path": int8_path} if int8_path else {}))
     classifier = load_classifier(summary["classifier"]["folder"])
     size, fps = int(summary["encoder"]["size"]), config.capture_fps
 
     def classify(clips: list[torch.Tensor]) -> list[str]:
-        with torch.no_grad():
-            latents = torch.cat([encode(normalize(torch.stack(clips[i : i + 64]), stats))
-                                 for i in range(0, len(clips), 64)]).float().numpy()
+        latents = np.concatenate([runtime.encode(torch.stack(clips[i : i + 64])) for i in range(0, len(clips), 64)])
         return list(np.asarray(classifier.label_names)[classifier.predict(latents)])
 
     results: dict[str, dict[str, list[bool]]] = {"cameras": {}, "test clips": {}}
@@ -121,13 +129,13 @@ def main() -> None:
         rows[source] = {"windows": len(hits), "top1": float(np.mean(hits)) if hits else None,
                         "per_class": {k: float(np.mean(v)) for k, v in sorted(by_class.items())}}
     labels = sorted({k for r in rows.values() for k in r["per_class"]})
-    print_table(f"Demo replay: every window {args.step} s apart (run: {args.demo})",
+    print_table(f"Demo replay: every window {args.step} s apart (run: {args.demo}; encoder runtime {backend})",
                 ["source", "windows", "top-1", *labels],
                 [[s, r["windows"], f"{r['top1']:.1%}", *(f"{r['per_class'].get(k, float('nan')):.0%}" for k in labels)]
                  for s, r in rows.items()])
     if agree:
         print(f"live windows replayed: the offline prediction equals the live one for {sum(agree)} of {len(agree)}")
-    save_results(args.json, {"protocol": __doc__, "demo": str(args.demo), "live_accuracy": summary["accuracy"],
+    save_results(args.json, {"protocol": __doc__, "demo": str(args.demo), "backend": backend, "live_accuracy": summary["accuracy"],
                              "live_clips": summary["accuracy_clips"], "results": rows,
                              "live_windows_agreement": float(np.mean(agree)) if agree else None,
                              "seconds": round(time.perf_counter() - started, 1)})
