@@ -10,7 +10,8 @@ relative L2 distance and the cosine of the int8 latents to the fp32 ones. Tables
 
 1. calibration methods (:class:`~tinyact.models.quantize.Int8Options`): global min-max activation ranges (what
    shipped before), the mean of per-batch ranges, that plus quantisation-aware fine-tuning (the default), and the
-   default with the ``--float-units`` kept in float; each with its batch-1 latency against fp32;
+   default with the ``--float-units`` kept in float; each with its batch-1 latency against fp32; and the two
+   ranges for ``onnx-int8`` (ONNX Runtime's static QDQ quantisation, :func:`tinyact.models.export.quantize_static`);
 2. everything int8, then every unit kept in float alone (``float_modules``, calibrated with ``--unit-ranges`` and
    no fine-tuning, so that the ~40 quantisations take seconds): how much of the drift that one unit causes;
 3. greedily, the most helpful units kept in float together (1, 2, 3 units, each step the unit that lowers the mean
@@ -38,6 +39,7 @@ from tinyact.data.cache import ClipCache, build_cache  # noqa: E402
 from tinyact.data.layouts import read_folder  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
+from tinyact.models.export import export_onnx, quantize_static  # noqa: E402
 from tinyact.models.quantize import Int8Options, quantizable_units, quantize_encoder  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
 from tinyact.zoo import encoder_sampling, get_entry, load_model_spec  # noqa: E402
@@ -110,6 +112,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ms = latency_ms(quantize_encoder(model, calibration, float_modules=units, options=options), shape, args.repeats)
         method_rows.append({"method": label, "options": asdict(options), "float_modules": list(units), "drift": per,
                             "quantize_s": round(seconds, 1), "batch1_ms": ms})
+    onnx_rows = []
+    fp32_onnx = export_onnx(model, args.work / "encoder.onnx")
+    for ranges in ("minmax", "batch-mean"):
+        per = {}
+        for name, d in data.items():
+            graph = quantize_static(fp32_onnx, args.work / f"{name}.{ranges}.int8.onnx", d["calibration"],
+                                    stats=model.config.normalization, ranges=ranges)
+            per[name] = drift(d["fp32"], encode_all(load_runtime("onnx-int8", model, onnx_path=graph), d["val"]))
+        onnx_rows.append({"ranges": ranges, "drift": per})
+    print_table(f"onnx-int8 (ONNX Runtime QDQ) calibration ranges ({args.encoder}): val drift (rel. L2)",
+                ["ranges", *(f"{n} rel. L2" for n in data), "mean rel. L2"],
+                [[r["ranges"], *(f"{r['drift'][n]['latent_rel_l2']:.3f}" for n in data), f"{mean_l2(r['drift']):.3f}"]
+                 for r in onnx_rows])
     print_table(f"int8 calibration methods ({args.encoder}): val drift (rel. L2), batch-1 latency (fp32 {fp32_ms:.1f} ms)",
                 ["method", *(f"{n} rel. L2" for n in data), "mean rel. L2", "quantise s / dataset", "batch-1 ms"],
                 [[r["method"], *(f"{r['drift'][n]['latent_rel_l2']:.3f}" for n in data), f"{mean_l2(r['drift']):.3f}",
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(f"fp32 batch-1: {fp32_ms:.1f} ms")
     payload = {"encoder": args.encoder, "encoder_hash": info["hash"], "protocol": __doc__,
                "windows": {n: {"calibration": len(d["calibration"]), "val": len(d["val"])} for n, d in data.items()},
-               "methods": method_rows, "unit_options": asdict(unit_options), "all_int8": base, "one_unit_float": alone, "greedy": steps, "fp32_batch1_ms": fp32_ms,
+               "methods": method_rows, "onnx_ranges": onnx_rows, "unit_options": asdict(unit_options), "all_int8": base, "one_unit_float": alone, "greedy": steps, "fp32_batch1_ms": fp32_ms,
                "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         save_results(args.json, payload)

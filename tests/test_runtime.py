@@ -82,6 +82,15 @@ def test_onnx_export_dynamic_batch_and_int8(setup, tmp_path):
     # Per-channel: the first conv's weight scale has one entry per output channel.
     init = {t.name: t for t in onnx.load(str(static)).graph.initializer}
     assert any(len(t.dims) == 1 and t.dims[0] == 64 and "scale" in name for name, t in init.items())
+    # Batch-mean activation ranges (ONNX Runtime's CalibMovingAverage) never exceed the global min-max ones.
+    def activation_scales(path):
+        return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+                if t.name.endswith("_scale") and not t.dims}
+
+    narrow = activation_scales(quantize_static(fp32, tmp_path / "bm.onnx", clips, batch_size=2))
+    wide = activation_scales(quantize_static(fp32, tmp_path / "mm.onnx", clips, batch_size=2, ranges="minmax"))
+    assert narrow.keys() == wide.keys() and len(narrow) > 5
+    assert all(narrow[k] <= wide[k] * (1 + 1e-6) for k in narrow) and any(narrow[k] < 0.99 * wide[k] for k in narrow)
     dynamic = quantize_dynamic(fp32, tmp_path / "dynamic.onnx")
     assert "ConvInteger" in {node.op_type for node in onnx.load(str(dynamic)).graph.node}
     for path in (static, dynamic):

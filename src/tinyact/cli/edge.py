@@ -332,21 +332,22 @@ def quantize(
     float_modules: list[str] = typer.Option(
         None, "--float-module", help="torch: a unit to keep in float, once per unit, e.g. encoder.3, encoder.4 and encoder.5 "
         "for zoo:everyday-64: less drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
-    ranges: str = typer.Option("batch-mean", help="torch: activation ranges, batch-mean (mean of per-batch min/max) "
-                               "or minmax (global min/max, more drift on the shipped encoder)."),
+    ranges: str = typer.Option("batch-mean", help="Activation ranges: batch-mean (mean of per-batch min/max) "
+                               "or minmax (global min/max; more drift on the shipped encoder, both formats)."),
     finetune_steps: int = typer.Option(100, min=0, help="torch: quantisation-aware fine-tuning steps that make the int8 "
                                        "latents match fp32 on the calibration clips (no labels; 0 = none)."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
     from tinyact.edge.encoder import calibration_clips, default_onnx_path, latent_drift, write_int8_encoder
     from tinyact.models.checkpoint import load_model
-    from tinyact.models.quantize import Int8Options, Ranges
+    from tinyact.models.export import Ranges
+    from tinyact.models.quantize import Int8Options
     from tinyact.models.runtime import load_runtime
 
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
-    if format != "torch" and (float_modules or ranges != "batch-mean" or finetune_steps != 100):
-        raise TinyActError("--float-module, --ranges and --finetune-steps apply to --format torch only")
+    if format != "torch" and (float_modules or finetune_steps != 100):
+        raise TinyActError("--float-module and --finetune-steps apply to --format torch only")
     if ranges not in get_args(Ranges):
         raise TinyActError(f"--ranges must be one of {', '.join(get_args(Ranges))}, not {ranges!r}")
     backend = f"{format}-int8"
@@ -371,7 +372,7 @@ def quantize(
     drift = latent_drift(fp32, int8)
     console.print(f"wrote {out} (calibrated on {len(calibration)} clip(s)); drift on {len(held_out)} held-out clip(s): "
                   f"cosine {drift['cosine_mean']:.4f} (min {drift['cosine_min']:.4f}), relative L2 {drift['rel_l2_mean']:.4f}")
-    settings = {"float_modules": list(float_modules or []), **asdict(options)} if format == "torch" else {}
+    settings = {"float_modules": list(float_modules or []), **asdict(options)} if format == "torch" else {"ranges": ranges}
     (out.with_suffix(".drift.json")).write_text(json.dumps({"format": format, **settings, "calibration_clips": len(calibration),
                                                             "held_out_clips": len(held_out), **drift}, indent=1))
     console.print(f"use encoder.backend: {backend}")

@@ -141,8 +141,9 @@ def write_int8_encoder(
     ``torch-int8`` writes the TorchScript file :func:`default_int8_path` (recording ``encoder_hash``);
     ``onnx-int8`` writes :func:`default_onnx_path` ``int8=True``, quantised from ``onnx_in``, which is exported
     first when it is missing; without ``onnx_in`` the fp32 graph is exported afresh next to the checkpoint.
-    ``out`` replaces the default output path; ``float_modules`` (``torch-int8``) are units kept in float and
-    ``int8_options`` its calibration ranges and fine-tuning (:func:`tinyact.models.quantize.quantize_encoder`).
+    ``out`` replaces the default output path; ``float_modules`` (``torch-int8``) are units kept in float;
+    ``int8_options`` the calibration ranges (both) and fine-tuning (``torch-int8``,
+    :func:`tinyact.models.quantize.quantize_encoder`).
     """
     stats: NormStats = getattr(model.config, "normalization", None) or "imagenet"
     if backend == "torch-int8":
@@ -158,7 +159,8 @@ def write_int8_encoder(
     fp32 = onnx_in or default_onnx_path(checkpoint)
     if onnx_in is None or not fp32.is_file():
         export_onnx(model, fp32)
-    return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats)
+    ranges = int8_options.ranges if int8_options else "batch-mean"
+    return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats, ranges=ranges)
 
 
 def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> np.ndarray:

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from tinyact.console import progress_bar
 from tinyact.data.transforms import NormStats, normalize
 from tinyact.errors import TinyActError
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D, conv_input
+from tinyact.models.export import Ranges
 
 #: The quantised engine, ``fast`` encoder at 16x224^2: on the AVX2 AMD EPYC oneDNN's int8 Conv3d ran 1.4-1.8x
 #: faster than FBGEMM's and the ``x86`` engine's at batch 1; on a Xeon with VNNI/AMX it was 2.7x faster than
@@ -146,9 +147,6 @@ class BatchMeanMinMaxObserver(MinMaxObserver):
             self.min_val.add_((low - self.min_val) / self.batches)
             self.max_val.add_((high - self.max_val) / self.batches)
         return x_orig
-
-
-Ranges = Literal["batch-mean", "minmax"]
 
 
 @dataclass(frozen=True)
