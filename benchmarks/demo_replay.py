@@ -39,7 +39,7 @@ from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.transforms import prepare_frames  # noqa: E402
 from tinyact.data.video import decode_frames_at, frames_at, probe_video  # noqa: E402
 from tinyact.demo.config import DemoConfig  # noqa: E402
-from tinyact.demo.prepare import ensure_int8_encoder  # noqa: E402
+from tinyact.demo.prepare import build_uniform_cache, ensure_int8_encoder  # noqa: E402
 from tinyact.edge.simulate import Playlist  # noqa: E402
 from tinyact.models.runtime import BACKENDS, load_runtime  # noqa: E402
 
@@ -87,12 +87,12 @@ def main() -> None:
     config = DemoConfig.from_yaml(args.demo / "config.yaml")
     checkpoint = Path(summary["encoder"]["checkpoint"])
     backend = args.backend or config.backend
-    int8_path = None
-    if backend in ("torch-int8", "onnx-int8"):
-        int8_path = ensure_int8_encoder(backend, checkpoint, Manifest.read(config.data / "manifest.csv"),
-                                        config.data / f"cache-{config.clip_size}")  # the demo's own int8 file
-    runtime = load_runtime(backend, checkpoint, **({"int8_path": int8_path} if backend == "torch-int8" else
-                                                   {"onnx_path": int8_path} if int8_path else {}))
+    int8_file: dict[str, Path] = {}
+    if backend in ("torch-int8", "onnx-int8"):  # the demo's own int8 file (written as the demo writes it if missing)
+        manifest = Manifest.read(config.data / "manifest.csv")
+        path = ensure_int8_encoder(backend, checkpoint, manifest, build_uniform_cache(config, manifest))
+        int8_file = {"int8_path" if backend == "torch-int8" else "onnx_path": path}
+    runtime = load_runtime(backend, checkpoint, **int8_file)
     classifier = load_classifier(summary["classifier"]["folder"])
     size, fps = int(summary["encoder"]["size"]), config.capture_fps
 

@@ -278,6 +278,18 @@ def _write_playlist(job: tuple[SynthConfig, list[tuple[ClipPlan, str, str]], Pat
     write_takes(rendered, path, min_segment_s=min_segment_s)
 
 
+def uniform_cache_dir(cfg: DemoConfig) -> Path:
+    """Where the demo caches 16 frames spread over each clip: what scratch training, int8 calibration and a
+    uniform reading use."""
+    return cfg.data / f"cache-{cfg.clip_size}"
+
+
+def build_uniform_cache(cfg: DemoConfig, manifest: Manifest) -> Path:
+    """Build (or finish; a no-op when complete) :func:`uniform_cache_dir` for ``manifest``."""
+    build_cache(manifest, uniform_cache_dir(cfg), ClipSampling(size=cfg.clip_size, num_frames=16))
+    return uniform_cache_dir(cfg)
+
+
 def ensure_int8_encoder(backend: str, checkpoint: Path, manifest: Manifest, cache_dir: Path, clips: int = 32) -> Path:
     """Write the int8 encoder the edge's ``backend`` loads (next to the checkpoint), calibrated on training clips.
 
@@ -314,10 +326,9 @@ def prepare(cfg: DemoConfig) -> Prepared:
     timed("dataset", t0)
     t0 = time.perf_counter()
     reading = encoder_reading(cfg)
-    # Frames spread over each clip: what scratch training, int8 calibration and a uniform reading use.
-    cache_dir = cfg.data / f"cache-{cfg.clip_size}"
+    cache_dir = uniform_cache_dir(cfg)
     if cfg.encoder == "scratch" or cfg.backend.endswith("int8") or reading.strategy == "uniform":
-        build_cache(manifest, cache_dir, ClipSampling(size=cfg.clip_size, num_frames=16))
+        build_uniform_cache(cfg, manifest)
         timed("clip_cache", t0)
     t0 = time.perf_counter()
     checkpoint, encoder_hash = ensure_encoder(cfg, cfg.data / "manifest.csv", cache_dir)
