@@ -17,7 +17,8 @@ For each dataset (``FOLDER/<class>/<video>`` with a ``path,split`` CSV; default:
    quote it as such). The margin encoder minus motion history is given both ways, in points.
 2. **int8**: the ``torch-int8`` runtime of the same encoder (static int8 on oneDNN,
    :mod:`tinyact.models.quantize`, its default :class:`~tinyact.models.quantize.Int8Options`: batch-mean ranges
-   and quantisation-aware fine-tuning), calibrated on the run's cached *train* clips only, encodes every cached
+   and quantisation-aware fine-tuning; ``--int8-backend onnx-int8`` scores ONNX Runtime's static QDQ graph
+   instead), calibrated on the run's cached *train* clips only, encodes every cached
    clip; the saved classifiers of step 1 (``RUN/classifiers/trained/<kind>/``) classify the int8 test
    latents. fp32 vs int8 test top-1 and their difference in points (target: |diff| <= 1), the agreement of the
    two runtimes' predictions and the latent drift (relative L2, cosine). Predictions use the serving rule,
@@ -73,8 +74,8 @@ DEFAULT_DATASETS = [f"silhouettes={WEIZMANN / 'silhouettes'}:{WEIZMANN / 'silhou
 #: Feature sets of Table 1, in table order; "trained" is Table 1's name for the encoder under test.
 FEATURES = {"trained": "encoder", "raw_pixels": "raw pixels", "random_encoder": "random encoder",
             "motion_history": "motion history"}
-#: Latents file name (in RUN/latents) of the encoder's torch-int8 runtime on every cached clip.
-INT8 = "trained_int8"
+#: Latents file name (in RUN/latents) of the encoder's int8 runtime on every cached clip, per int8 backend.
+INT8 = {"torch-int8": "trained_int8", "onnx-int8": "trained_onnx_int8"}
 QUICK_GRIDS = {"svm": {"clf__C": [1.0, 10.0]}}
 BATCH = 8
 
@@ -289,14 +290,16 @@ def drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 
 def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dict[str, Any], chosen: str,
-               max_calibration: int, float_modules: list[str] | None = None) -> dict[str, Any]:
-    """The torch-int8 runtime, calibrated on train clips only, on every cached clip; test top-1 per classifier."""
+               max_calibration: int, float_modules: list[str] | None = None,
+               backend: str = "torch-int8") -> dict[str, Any]:
+    """The int8 runtime (``backend``), calibrated on train clips only, on every cached clip; test top-1 per classifier."""
     train_ids = table.clip_ids[table.splits == "train"]
     pick = np.unique(np.linspace(0, len(train_ids) - 1, min(max_calibration, len(train_ids))).round().astype(int))
     videos = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
     calibration = videos.reshape(-1, *videos.shape[-4:])  # every window of those videos
     started = time.perf_counter()
-    runtime = load_runtime("torch-int8", checkpoint, calibration=calibration, float_modules=float_modules or ())
+    runtime = load_runtime(backend, checkpoint, calibration=calibration,
+                           **({"float_modules": float_modules or ()} if backend == "torch-int8" else {}))
     quantize_s = time.perf_counter() - started
     clips = cached_clips(run, table.clip_ids)
     started = time.perf_counter()
@@ -307,7 +310,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
         readings[True] = (trained_latents(run, MIRRORED).latents, encode_all(runtime, clips, mirror=True))
     for mirror, (_, quantised) in readings.items():  # for leave-one-person-out on int8 latents (run_dataset)
         replace(table, latents=quantised, encoder_hash=f"{table.encoder_hash}-int8").save(
-            run / "latents" / f"{INT8}{MIRRORED if mirror else ''}.npz")
+            run / "latents" / f"{INT8[backend]}{MIRRORED if mirror else ''}.npz")
     test = table.splits == "test"
     y = table.y[test]
     rows: dict[str, dict[str, Any]] = {}
@@ -327,7 +330,8 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     return {"classifier": chosen, **head, "within_1_point": abs(head["diff_points"]) <= 1.0,
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
-            "float_modules": list(float_modules or []), "int8_options": asdict(Int8Options()),
+            "backend": backend, "float_modules": list(float_modules or []),
+            "int8_options": asdict(Int8Options()) if backend == "torch-int8" else {"ranges": "batch-mean"},
             **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
@@ -422,7 +426,8 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
     classifiers = saved_classifiers(run, list(metrics["classifiers"]), table.dim, str(enc["hash"]))
     chosen = encoder["val_chosen"]
     console.print(f"[bold]{name}[/]: int8 runtime and edge path ...")
-    int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips, args.int8_float_modules)
+    int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips, args.int8_float_modules,
+                      args.int8_backend)
     edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen)
     result = {
         "data": str(folder), "split_file": str(split), "run": str(run),
@@ -432,7 +437,7 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
         "features": features,
         "int8": int8, "edge": edge,
         "leave_one_person_out": {label: leave_one_person_out(run, folder, split, feature)
-                                 for feature, label in {**FEATURES, INT8: "encoder, torch-int8"}.items()
+                                 for feature, label in {**FEATURES, **{name: f"encoder, {b}" for b, name in INT8.items()}}.items()
                                  if (run / "latents" / f"{feature}.npz").is_file()},
         "table1_s": round(table1_s, 1),
         "table1_timings_s": metrics.get("timings_s", {}),
@@ -480,7 +485,8 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
              pct(edge["by_classifier"][k]["edge_test_top1"]), f"{edge['by_classifier'][k]['diff_points']:+.1f}",
              pct(edge["by_classifier"][k]["agreement"]), pct(edge["by_classifier"][k]["edge_per_window_test_top1"])]
             for k, r in int8["by_classifier"].items()]
-    print_table(f"{name}: encoder runtimes and paths, top-1 (%) on test (* = chosen on val)", columns, rows)
+    print_table(f"{name}: encoder runtimes and paths, top-1 (%) on test (* = chosen on val; int8 = {int8['backend']})",
+                columns, rows)
     console.print(f"int8: {int8['calibration_windows']} windows of {int8['calibration_clips']} train clips for calibration, latent rel. L2 {int8['latent_rel_l2']}, "
                   f"cosine {int8['latent_cosine']}. Edge vs cache clips: mean |diff| {edge['pixel_mean_abs_diff']}, "
                   f"max {edge['pixel_max_abs_diff']} grey levels, {edge['identical_clips']}/{edge['clips']} identical.")
@@ -530,6 +536,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--calibration-clips", type=int, default=64, help="at most this many train clips calibrate int8")
     parser.add_argument("--int8-float-modules", nargs="+", default=None, metavar="UNIT",
                         help="units torch-int8 keeps in float, e.g. encoder.3 encoder.4 (benchmarks/int8_sensitivity.py)")
+    parser.add_argument("--int8-backend", choices=sorted(INT8), default="torch-int8",
+                        help="the int8 runtime scored in step 2 (onnx-int8: ONNX Runtime static QDQ)")
     parser.add_argument("--workers", type=int, default=0, help="decoder processes for the cache (0 = one per core)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     parser.add_argument("--quick", action="store_true", help="2 folds, svm only, a 2-point grid (the test)")
