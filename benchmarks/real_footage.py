@@ -331,7 +331,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
             "backend": backend, "float_modules": list(float_modules or []),
-            "int8_options": asdict(Int8Options()) if backend == "torch-int8" else {"ranges": "batch-mean"},
+            "int8_options": asdict(Int8Options()) if backend == "torch-int8" else {"ranges": Int8Options().ranges},
             **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast, get_args
@@ -334,8 +334,9 @@ def quantize(
         "for zoo:everyday-64: less drift at ~5x the int8 time (docs/BENCHMARKS.md)."),
     ranges: str = typer.Option("batch-mean", help="Activation ranges: batch-mean (mean of per-batch min/max) "
                                "or minmax (global min/max; more drift on the shipped encoder, both formats)."),
-    finetune_steps: int = typer.Option(100, min=0, help="torch: quantisation-aware fine-tuning steps that make the int8 "
-                                       "latents match fp32 on the calibration clips (no labels; 0 = none)."),
+    finetune_steps: int | None = typer.Option(None, min=0, show_default=False, help="torch: quantisation-aware fine-tuning "
+                                       "steps that make the int8 latents match fp32 on the calibration clips (no labels; "
+                                       "0 = none) [default: 100]."),
 ) -> None:
     """Static int8 quantisation (per channel) calibrated on real clips; prints the latent drift vs fp32."""
     from tinyact.edge.encoder import calibration_clips, default_onnx_path, latent_drift, write_int8_encoder
@@ -346,7 +347,7 @@ def quantize(
 
     if format not in ("onnx", "torch"):
         raise TinyActError(f"--format must be onnx or torch, not {format!r}")
-    if format != "torch" and (float_modules or finetune_steps != 100):
+    if format != "torch" and (float_modules or finetune_steps is not None):
         raise TinyActError("--float-module and --finetune-steps apply to --format torch only")
     if ranges not in get_args(Ranges):
         raise TinyActError(f"--ranges must be one of {', '.join(get_args(Ranges))}, not {ranges!r}")
@@ -360,7 +361,9 @@ def quantize(
     calibration, held_out = data[:half], (data[half:] if len(data) > 1 else data)
     if format == "onnx":
         onnx_in = onnx_in or default_onnx_path(checkpoint)
-    options = Int8Options(ranges=cast(Ranges, ranges), finetune_steps=finetune_steps)
+    options = Int8Options(ranges=cast(Ranges, ranges))
+    if finetune_steps is not None:
+        options = replace(options, finetune_steps=finetune_steps)
     out = write_int8_encoder(backend, checkpoint, model, calibration, encoder_hash=info.get("hash"), out=out,
                              onnx_in=onnx_in, float_modules=float_modules or (), int8_options=options)
     if format == "torch":

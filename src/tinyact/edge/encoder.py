@@ -159,8 +159,10 @@ def write_int8_encoder(
     fp32 = onnx_in or default_onnx_path(checkpoint)
     if onnx_in is None or not fp32.is_file():
         export_onnx(model, fp32)
-    ranges = int8_options.ranges if int8_options else "batch-mean"
-    return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats, ranges=ranges)
+    from tinyact.models.quantize import Int8Options
+
+    return quantize_static(fp32, out or default_onnx_path(checkpoint, int8=True), calibration, stats=stats,
+                           ranges=(int8_options or Int8Options()).ranges)
 
 
 def calibration_clips(source: Path, num_frames: int, size: int, limit: int) -> np.ndarray:

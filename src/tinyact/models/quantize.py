@@ -185,15 +185,13 @@ def _qconfig(ranges: Ranges, fake_quant: bool) -> Any:
                                                  qscheme=torch.per_channel_symmetric))
 
 
-def _batches(clips: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    for start in range(0, len(clips), batch_size):
-        yield clips[start : start + batch_size]
-
-
-def _finetune(prepared: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, options: Int8Options) -> None:
-    """Quantisation-aware fine-tuning of a ``prepare_qat_fx`` stack with its ranges fixed (see :class:`Int8Options`)."""
+def _finetune(prepared: nn.Module, reference: nn.Module, inputs: torch.Tensor, options: Int8Options) -> None:
+    """Quantisation-aware fine-tuning of a ``prepare_qat_fx`` stack with its ranges fixed, towards the latents of the
+    fp32 ``reference`` stack on ``inputs`` (see :class:`Int8Options`)."""
     from torch.ao.quantization import disable_observer, enable_fake_quant
 
+    with torch.no_grad():
+        targets = torch.cat([reference(batch) for batch in inputs.split(options.batch_size)])
     prepared.apply(disable_observer)
     prepared.apply(enable_fake_quant)
     optimizer = torch.optim.Adam([p for p in prepared.parameters() if p.requires_grad], lr=options.finetune_lr)
@@ -247,14 +245,13 @@ def quantize_encoder(
                            f"got {calibration.dtype} {tuple(calibration.shape)}")
     stats = stats or model.config.normalization
     finetune = options.finetune_steps > 0
-    stack = _conv_stack(model)  # fp32: the fine-tuning's targets
+    stack = _conv_stack(model)
     with torch.no_grad():
         # The stack's input (the float front's output) for every calibration clip, in a seeded order so that the
         # batch-mean ranges do not depend on how the caller sorted its clips.
         order = torch.randperm(len(calibration), generator=torch.Generator().manual_seed(options.seed))
         inputs = torch.cat([model.encoder_input(normalize(torch.from_numpy(calibration[i.numpy()]), stats)).contiguous()
-                            for i in _batches(order, options.batch_size)])
-        targets = torch.cat([stack(x) for x in _batches(inputs, options.batch_size)]) if finetune else inputs[:0]
+                            for i in order.split(options.batch_size)])
     with quantized_engine(engine), warnings.catch_warnings():
         # torch.ao.quantization warns that it is moving to torchao; the FX API is what ships with torch 2.13.
         warnings.simplefilter("ignore")
@@ -269,10 +266,10 @@ def quantize_encoder(
         else:
             prepared = prepare_fx(stack, mapping, example_inputs=(inputs[:1],))
         with torch.no_grad():
-            for batch in _batches(inputs, options.batch_size):
+            for batch in inputs.split(options.batch_size):
                 prepared(batch)
         if finetune:
-            _finetune(prepared, inputs, targets, options)
+            _finetune(prepared, _conv_stack(model), inputs, options)
         prepared.requires_grad_(False)  # layers kept in float would otherwise freeze as grad-tracking constants
         front = _FloatFront(model, convert_fx(prepared.eval())).eval()
         example = normalize(torch.from_numpy(calibration[:1]), stats)

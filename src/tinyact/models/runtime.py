@@ -244,8 +244,8 @@ def load_runtime(
         int8_path: for ``torch-int8``: a file from :func:`tinyact.models.quantize.save_int8` to load.
         float_modules: for ``torch-int8`` quantised here: units kept in float
             (:func:`tinyact.models.quantize.quantize_encoder`; ``benchmarks/int8_sensitivity.py`` ranks them).
-        int8_options: for ``torch-int8`` quantised here: calibration ranges and fine-tuning
-            (default :class:`~tinyact.models.quantize.Int8Options`).
+        int8_options: for ``torch-int8`` quantised here: calibration ranges and fine-tuning; for ``onnx-int8`` with
+            ``calibration``: its ranges (default :class:`~tinyact.models.quantize.Int8Options`).
         threads: ONNX Runtime intra-op threads (default: torch's thread count).
     """
     if backend not in BACKENDS:
@@ -282,7 +282,10 @@ def load_runtime(
         onnx_path = fp32
         if backend == "onnx-int8":
             if calibration is not None:
-                onnx_path = quantize_static(fp32, _derived_path(ckpt_path, f"{tag}.int8-static.onnx"), calibration, stats=stats)
+                from tinyact.models.quantize import Int8Options
+
+                onnx_path = quantize_static(fp32, _derived_path(ckpt_path, f"{tag}.int8-static.onnx"), calibration,
+                                            stats=stats, ranges=(int8_options or Int8Options()).ranges)
             else:
                 onnx_path = _derived_path(ckpt_path, f"{tag}.int8-dynamic.onnx")
                 if not onnx_path.is_file():
