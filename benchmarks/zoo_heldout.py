@@ -9,7 +9,7 @@ Protocol: the encoder is frozen. A standardised logistic regression is fitted on
 Each clip is read as recorded and, as ``tinyact experiment table1 --mirror auto`` does, mirrored too (the mean
 latent of the clip and its mirror image; no corpus class depends on direction): the reading is chosen on val with
 ``C``.
-Also reported: test top-1 per rendering style (rgb, grey, ir, mask) and per class. The corpus must be one the
+Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion and class. The corpus must be one the
 encoder was not selected on for its test split (every corpus keeps 10 % of its actors out of training).
 """
 
@@ -57,10 +57,13 @@ def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarra
     return {"recorded": np.concatenate(plain), "mirrored": np.concatenate(mirrored)}
 
 
-def styles_of(corpus: Path, split: str) -> np.ndarray:
-    """The rendering style of every clip of ``split``, in CorpusDataset's order."""
+RECORDED_FACTORS = ("style", "view", "camera")
+
+
+def column_of(corpus: Path, split: str, column: str) -> np.ndarray:
+    """One recorded factor (style, view, camera) of every clip of ``split``, in CorpusDataset's order."""
     with open(corpus / "clips.csv", newline="") as handle:
-        return np.array([row["style"] for row in csv.DictReader(handle) if row["split"] == split])
+        return np.array([row.get(column) or "" for row in csv.DictReader(handle) if row["split"] == split])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probe = scores[best][1]
     predicted = probe.predict(latents["test"][best[0]])
     correct = predicted == labels["test"]
-    styles = styles_of(args.corpus, "test")[chosen["test"]]
+    factors = {f: column_of(args.corpus, "test", f)[chosen["test"]] for f in RECORDED_FACTORS}
     names = splits["test"].label_names
     result = {
         "protocol": "frozen encoder; standardised logistic regression fitted on train actors' clips, C chosen on "
@@ -105,8 +108,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "classes": len(names), "n_train": len(chosen["train"]), "n_val": len(chosen["val"]), "n_test": len(chosen["test"]),
         "val_top1": {f"{r} C={c}": scores[r, c][0] for r, c in scores}, "chosen_reading": best[0],
         "chosen_C": best[1], "test_top1": float(correct.mean()),
-        # Corpora rendered before clips.csv recorded styles have none: no breakdown then.
-        "test_top1_by_style": {s: float(correct[styles == s].mean()) for s in sorted(set(styles)) if s},
+        # Corpora rendered before clips.csv recorded these factors have none: no breakdown then.
+        **{f"test_top1_by_{f}": {v: float(correct[values == v].mean()) for v in sorted(set(values)) if v}
+           for f, values in factors.items()},
         "test_top1_by_class": {names[c]: float(correct[labels["test"] == c].mean()) for c in np.unique(labels["test"])},
         "encode_s": round(encode_s, 1),
     }
@@ -114,8 +118,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for r, c in scores]
     print_table(f"{args.encoder} on held-out actors of {args.corpus.name} ({len(names)} classes)",
                 ["reading", "probe", "val %", "test % (the val-chosen row only)"], rows)
-    if result["test_top1_by_style"]:
-        console.print("test by style: " + ", ".join(f"{k} {v * 100:.1f}" for k, v in result["test_top1_by_style"].items()))
+    for factor in RECORDED_FACTORS:
+        if result[f"test_top1_by_{factor}"]:
+            console.print(f"test by {factor}: "
+                          + ", ".join(f"{k} {v * 100:.1f}" for k, v in result[f"test_top1_by_{factor}"].items()))
     worst = sorted(result["test_top1_by_class"].items(), key=lambda kv: kv[1])[:6]
     console.print("hardest classes: " + ", ".join(f"{k} {v * 100:.0f}" for k, v in worst))
     if args.json:

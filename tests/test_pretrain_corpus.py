@@ -230,6 +230,10 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
     assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * 3  # 2 readings x 3 values of C
     best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
     assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
+    for factor in ("style", "view", "camera"):  # the overall top-1 is a weighted mean of each factor's groups
+        groups = result[f"test_top1_by_{factor}"]
+        assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
+    assert {s.removesuffix("-inverted") for s in result["test_top1_by_style"]} <= {"rgb", "grey", "ir", "mask"}
     assert (tmp_path / "r.json").is_file()
 
 

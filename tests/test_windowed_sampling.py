@@ -139,6 +139,8 @@ def test_zoo_build_passes_on_the_start_when_a_stage_keeps_it(tmp_path, monkeypat
     assert packaged["model"] == expected
     # The entry it continues keeps its stages' metrics; where the stage started is recorded, not repeated.
     assert list(packaged["metrics"]["stages"]) == ["stage_1", f"stage_{stages}"]
+    # The entry's selection is the stage whose epoch ships: the earlier one when this stage kept its start.
+    assert packaged["metrics"]["selection"] == (earlier["stage_1"] if kept_epoch < 0 else {"score": 1.0, "epoch": 2.0})
     assert packaged["trained_on"]["from_stage"]["init_encoder_hash"] == "abc"
     assert "init_stages" not in packaged["trained_on"]["from_stage"]
 

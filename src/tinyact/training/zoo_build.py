@@ -85,7 +85,8 @@ def package_entry(name: str, model_file: Path, out_dir: Path, recipe: dict[str, 
         "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                     "dtype": "float16"},
         "encoder_hash": state_dict_hash(shipped.state_dict()),
-        "selection": info.get("extra", {}).get("selection", {}),
+        # A start file made from a packaged entry carries no selection of its own: the build's record then.
+        "selection": info.get("extra", {}).get("selection") or metrics.get("selection", {}),
         "metrics": metrics,
         "recipe": recipe,
         "trained_on": trained_on,
@@ -168,5 +169,8 @@ def build_entry(name: str, work: Path, *, device: str = "auto", install: bool = 
                   "date": time.strftime("%Y-%m-%d")}
     if from_stage > 1:
         trained_on["from_stage"] = {"stage": from_stage, "init": str(init), **(init_record or {})}
-    return package_entry(name, previous, target, recipe, {"selection": dict(result.metrics), "stages": chosen},
+    # The entry's selection is that of the stage whose epoch ships: a later stage that kept its start adds its
+    # record under "stages" but chose nothing new.
+    selection = next((m for m in reversed(chosen.values()) if m.get("epoch", -1) >= 0), result.metrics)
+    return package_entry(name, previous, target, recipe, {"selection": dict(selection), "stages": chosen},
                          trained_on, recipe.get("description", ""))
