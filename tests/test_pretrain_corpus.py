@@ -306,3 +306,25 @@ def test_selection_tie_break(tie_break, row, replaces):
     assert SupervisedPretraining.replaces_kept(kept_epoch, row) is replaces
     start = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": -1})  # a stage's start: no corpus val top-1
     assert SupervisedPretraining.replaces_kept(start, {**row, "score": 0.9}) is (tie_break == "val_top1")
+
+
+def test_the_paired_probe_counts_the_clips_only_one_encoder_gets_right(tmp_path):
+    from benchmarks.probe_paired import compare, mcnemar_p
+    from tinyact.models.autoencoder3d import VideoAutoEncoder3D
+
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(3, 3) == 1.0
+    assert mcnemar_p(5, 0) == pytest.approx(2 / 2**5) and mcnemar_p(0, 5) == mcnemar_p(5, 0)
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    paths = [line.split(",")[0] for line in split.read_text().splitlines()[1:]]
+    persons = tmp_path / "persons.csv"
+    persons.write_text("path,person\n" + "".join(f"{p},{Path(p).name.split('_')[0]}\n" for p in paths))
+    spec = ProbeSpec(name="boxes", data=folder, split_file=split, persons_file=persons)
+    torch.manual_seed(0)
+    model = VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8), latent_dim=16)
+    other = VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8), latent_dim=16)
+    (same,) = compare({"a": model, "b": model}, [spec], None, tmp_path / "cache")
+    assert (same["clips"], same["persons"]) == (6, 3) and same["top1_a"] == same["top1_b"]
+    assert (same["only_a"], same["only_b"], same["mcnemar_p"]) == (0, 0, 1.0)
+    (row,) = compare({"a": model, "b": other}, [spec], None, tmp_path / "cache")
+    # Each encoder's accuracy is what the clips only it gets right make of the other's.
+    assert row["top1_a"] - row["top1_b"] == pytest.approx((row["only_a"] - row["only_b"]) / row["clips"])

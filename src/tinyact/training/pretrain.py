@@ -235,29 +235,42 @@ def read_persons(path: Path) -> dict[str, str]:
     return {row["path"]: row["person"] for row in rows}
 
 
+def _probe_classifier() -> Any:
+    """The probe's classifier: a standardised logistic regression with a fixed C (nothing is tuned on a probe)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+
+
+def probe_predictions(latents: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each clip's class as predicted by the probe's classifier fitted on the other persons' clips
+    (leave-one-person-out; ``groups`` holds a person per row): the person-disjoint probe, clip by clip."""
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    if len(set(groups)) < 2:
+        raise ConfigError("a person-disjoint probe needs clips of at least two persons outside its test split")
+    with threadpool_limits(1):
+        return cross_val_predict(_probe_classifier(), latents, labels, groups=groups, cv=LeaveOneGroupOut())
+
+
 def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0,
                    groups: np.ndarray | None = None) -> float:
     """Accuracy of a standardised logistic regression on ``latents``: stratified k-fold, or with ``groups``
     (a person per row) leave-one-person-out, every clip predicted once (the mean over clips, not over folds)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold, cross_val_predict, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
     from threadpoolctl import threadpool_limits
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
     if groups is not None:
-        if len(set(groups)) < 2:
-            raise ConfigError("a person-disjoint probe needs clips of at least two persons outside its test split")
-        with threadpool_limits(1):
-            predicted = cross_val_predict(model, latents, labels, groups=groups, cv=LeaveOneGroupOut())
-        return float((predicted == labels).mean())
+        return float((probe_predictions(latents, labels, groups) == labels).mean())
     k = int(min(folds, np.bincount(labels).min()))
     if k < 2:
         raise ConfigError("a probe needs at least two clips of every class outside its test split")
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with threadpool_limits(1):  # a small fit: more BLAS threads only contend with the training that runs beside it
-        return float(cross_val_score(model, latents, labels, cv=cv).mean())
+        return float(cross_val_score(_probe_classifier(), latents, labels, cv=cv).mean())
 
 
 def _evaluate(model: nn.Module, head: ClassifierHead, loader: DataLoader, device: torch.device,
