@@ -9,8 +9,9 @@ Protocol: the encoder is frozen. A standardised logistic regression is fitted on
 Each clip is read as recorded and, as ``tinyact experiment table1 --mirror auto`` does, mirrored too (the mean
 latent of the clip and its mirror image; no corpus class depends on direction): the reading is chosen on val with
 ``C``.
-Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion and class. The corpus must be one the
-encoder was not selected on for its test split (every corpus keeps 10 % of its actors out of training).
+Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion
+and class. The corpus must be one the encoder was not selected on for its test split (every corpus keeps 10 % of
+its actors out of training).
 """
 
 from __future__ import annotations
