@@ -417,8 +417,9 @@ def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
     objective.best = state["best"]
     assert trainer.log is not None
     trainer.log.truncate(state["epoch"] + 1)
-    logger.info("%s: resuming after epoch %d (best so far: epoch %d)", objective.label, state["epoch"] + 1,
-                objective.best["epoch"] + 1)
+    kept = int(objective.best["epoch"])
+    logger.info("%s: resuming after epoch %d (best so far: %s)", objective.label, state["epoch"] + 1,
+                f"epoch {kept + 1}" if kept >= 0 else "the starting model")
     return int(state["epoch"]) + 1
 
 
