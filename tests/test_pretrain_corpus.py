@@ -4,6 +4,7 @@ generated, really encoded videos)."""
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -20,7 +21,15 @@ from tinyact.data.synth.corpus_files import CorpusDataset, build_corpus
 from tinyact.data.synth.figure import Actor, skeleton
 from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS, apply_view, grounded, pose_of
 from tinyact.errors import ConfigError
-from tinyact.training.pretrain import PretrainConfig, ProbeSpec, augment, load_probe, pretrain, probe_accuracy
+from tinyact.training.pretrain import (
+    PretrainConfig,
+    ProbeSpec,
+    augment,
+    encode_clips,
+    load_probe,
+    pretrain,
+    probe_accuracy,
+)
 
 TINY = {"channels": [4, 8, 8, 16], "latent_dim": 32}
 
@@ -328,3 +337,39 @@ def test_the_paired_probe_counts_the_clips_only_one_encoder_gets_right(tmp_path)
     (row,) = compare({"a": model, "b": other}, [spec], None, tmp_path / "cache")
     # Each encoder's accuracy is what the clips only it gets right make of the other's.
     assert row["top1_a"] - row["top1_b"] == pytest.approx((row["only_a"] - row["only_b"]) / row["clips"])
+
+
+def test_a_start_margin_keeps_the_epoch_that_learned_most_among_those_within_it(tmp_path):
+    corpus = tiny_corpus(tmp_path / "corpus", clips=125)
+    build_corpus(corpus)
+    folder, split = _probe_folder(tmp_path / "probe" / "videos")
+    paths = [line.split(",")[0] for line in split.read_text().splitlines()[1:]]
+    persons = tmp_path / "persons.csv"
+    persons.write_text("path,person\n" + "".join(f"{p},{Path(p).name.split('_')[0]}\n" for p in paths))
+    probe = ProbeSpec(name="boxes", data=folder, split_file=split, persons_file=persons)
+    base = dict(corpus=tmp_path / "corpus", batch_size=8, max_batches=2, model_overrides=TINY, threads=1,
+                probes=[probe])
+    first = pretrain(PretrainConfig(out=tmp_path / "s1", epochs=1, **base))
+    with pytest.raises(ValueError, match="person-disjoint"):
+        PretrainConfig(out=tmp_path / "x", init=first.model, start_margin=1,
+                       **{**base, "probes": [ProbeSpec(name="boxes", data=folder, split_file=split)]})
+    with pytest.raises(ValueError, match="init"):
+        PretrainConfig(out=tmp_path / "x", start_margin=1, **base)
+
+    cfg = PretrainConfig(out=tmp_path / "s2", epochs=2, init=first.model, start_margin=100, session_epochs=1, **base)
+    pretrain(cfg)
+    second = pretrain(cfg, resume=True)  # the start's right clips come back from the checkpoint
+    rows = list(csv.DictReader((tmp_path / "s2" / "metrics.csv").open()))
+    assert len(rows) == 2 and all(row["net_loss_boxes"] != "" for row in rows)
+    # Every epoch is within a margin of 100 clips: the one with the highest corpus val top-1 is kept, not the start.
+    val = [float(row["val_top1"]) for row in rows]
+    assert second.epoch == int(np.argmax(val)) and second.metrics["val_top1"] == max(val)
+    # A net loss of n clips is the probe's accuracy n clips below the start's, as measured here independently.
+    from tinyact.models.checkpoint import load_model
+
+    start_model, _ = load_model(first.model)
+    data = load_probe(probe, 6, 24, tmp_path / "cache")
+    start_top1 = data.accuracy(encode_clips(start_model, data.clips, torch.device("cpu")))
+    for row in rows:
+        loss = float(row["net_loss_boxes"])
+        assert float(row["probe_boxes"]) == pytest.approx(start_top1 - loss / len(data.labels))

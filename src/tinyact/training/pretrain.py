@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -105,9 +105,29 @@ class PretrainConfig(TinyActConfig):
         description="earlier: the kept model stays; val_top1: the epoch replaces it if its corpus val top-1 is "
                     "higher (a stage's starting model has none on this corpus, its head being new, so a tying epoch "
                     "replaces it: with real footage undecided, the model that learned more of the corpus)")
+    start_margin: int | None = Field(
+        None, ge=0, title="Clips an epoch may lose to the stage's starting model on each probe",
+        description="unset: an epoch replaces the kept model when it probes higher (ties: tie_break). n: the "
+                    "probe's noise counts: an epoch that gets at most n fewer clips right than the starting model "
+                    "on every person-disjoint probe is taken as no worse on real footage, and of those epochs the "
+                    "one with the highest corpus val top-1 is kept (the start only when there is none). Set before "
+                    "a stage runs, never after")
     max_batches: int | None = Field(None, ge=1, title="Stop each epoch after this many batches (smoke tests)")
     session_epochs: int | None = Field(None, ge=1, title="Stop this call after so many epochs (resume continues)",
                                        description="spreads one run over several sessions: the schedule is the whole run's")
+
+    @model_validator(mode="after")
+    def _margin_needs_a_start_and_persons(self) -> PretrainConfig:
+        # Leave-one-person-out predicts every clip once, so a score difference is a whole number of clips.
+        if self.start_margin is not None:
+            if self.init is None or self.select_on != "probe":
+                raise ValueError("start_margin compares epochs with a starting model (init) on the probes "
+                                 "(select_on: probe)")
+            unpaired = [probe.name for probe in self.probes if probe.persons_file is None]
+            if not self.probes or unpaired:
+                raise ValueError("start_margin needs person-disjoint probes (persons_file); without: "
+                                 + (", ".join(unpaired) or "no probes"))
+        return self
 
 
 @dataclass
@@ -312,6 +332,7 @@ class SupervisedPretraining(Objective):
         self.label, self.epochs = "pretrain", cfg.epochs
         self.train_set, self.val_loader, self.probes = train_set, val_loader, probes
         self.best: dict[str, Any] = {"score": -1.0, "epoch": -1}
+        self.start_scores: dict[str, float] = {}  # with start_margin: the starting model's probe scores
         steps = len(train_set) // cfg.batch_size
         self.steps_per_epoch = min(steps, cfg.max_batches) if cfg.max_batches else steps
         self.total_steps = max(1, self.steps_per_epoch * cfg.epochs)
@@ -351,13 +372,17 @@ class SupervisedPretraining(Objective):
         }
         for probe in self.probes:
             latents = encode_clips(self.model, probe.clips, self.device)
-            row[f"probe_{probe.spec.name}"] = probe.accuracy(latents, cfg.seed)
+            key = f"probe_{probe.spec.name}"
+            row[key] = probe.accuracy(latents, cfg.seed)
+            if self.start_scores:  # clips the start gets right and this epoch not, minus the other way round
+                row[f"net_loss_{probe.spec.name}"] = round((self.start_scores[key] - row[key]) * len(probe.labels))
         probe_keys = [f"probe_{p.spec.name}" for p in self.probes]
         use_probe = self.probes and cfg.select_on == "probe"
         row["score"] = float(np.mean([row[k] for k in probe_keys])) if use_probe else row["val_top1"]
         logger.info("pretrain: epoch %d %s", epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
         if self.replaces_kept(row):
-            self.best = {"score": row["score"], "epoch": epoch, **{k: row[k] for k in ("val_top1", *probe_keys)}}
+            self.best = {"score": row["score"], "epoch": epoch,
+                         **{k: row[k] for k in row if k in ("val_top1", *probe_keys) or k.startswith("net_loss_")}}
             save_model(Path(cfg.out) / "model.pt", self.model,
                        extra={"pretrain": cfg.model_dump(mode="json"), "epoch": epoch,
                               "label_names": self.train_set.label_names, "selection": self.best})
@@ -365,7 +390,12 @@ class SupervisedPretraining(Objective):
 
     def replaces_kept(self, row: dict[str, float]) -> bool:
         """Whether an epoch's ``row`` replaces the kept model: a higher score, or an equal one and ``tie_break``
-        says so (probe scores are shares of a few dozen clips: exact ties happen)."""
+        says so (probe scores are shares of a few dozen clips: exact ties happen). With ``start_margin``: an epoch
+        within the margin of the starting model on every probe and with a higher corpus val top-1 than the kept
+        model's."""
+        if self.start_scores:
+            within = all(row[f"net_loss_{probe.spec.name}"] <= (self.cfg.start_margin or 0) for probe in self.probes)
+            return within and row["val_top1"] > self.best.get("val_top1", -1.0)
         if math.isclose(row["score"], self.best["score"], abs_tol=1e-9):
             return self.cfg.tie_break == "val_top1" and row["val_top1"] > self.best.get("val_top1", -1.0)
         return row["score"] > self.best["score"]
@@ -377,7 +407,7 @@ class SupervisedPretraining(Objective):
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
         return checkpoint_state({"model": self.model, "head": self.head}, self.trainer, rng=True, epoch=epoch,
-                                best=self.best)
+                                best=self.best, start_scores=self.start_scores)
 
 
 def trained_modules(model: nn.Module) -> list[nn.Module]:
@@ -415,6 +445,7 @@ def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
     state = load_checkpoint(trainer.checkpoint)
     restore(state, {"model": objective.model, "head": objective.head}, trainer, rng=True)
     objective.best = state["best"]
+    objective.start_scores = state.get("start_scores", {})
     assert trainer.log is not None
     trainer.log.truncate(state["epoch"] + 1)
     kept = int(objective.best["epoch"])
@@ -478,6 +509,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, model: nn.Module | None 
         # The starting model is a candidate too: a stage that does not improve the probe changes nothing.
         scores = {f"probe_{p.spec.name}": p.accuracy(encode_clips(model, p.clips, device), cfg.seed) for p in probes}
         objective.best = {"score": float(np.mean(list(scores.values()))), "epoch": -1, **scores}
+        if cfg.start_margin is not None:
+            objective.start_scores = scores
         save_model(out / "model.pt", model, extra={"pretrain": cfg.model_dump(mode="json"), "epoch": -1,
                                                   "label_names": train_set.label_names, "selection": objective.best})
         logger.info("pretrain: the starting model probes %s", scores)
