@@ -9,9 +9,9 @@ Protocol: the encoder is frozen. A standardised logistic regression is fitted on
 Each clip is read as recorded and, as ``tinyact experiment table1 --mirror auto`` does, mirrored too (the mean
 latent of the clip and its mirror image; no corpus class depends on direction): the reading is chosen on val with
 ``C``.
-Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion
-and class. The corpus must be one the encoder was not selected on for its test split (every corpus keeps 10 % of
-its actors out of training).
+Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion,
+the share of the frame the person visibly covers, and class. The corpus must be one the encoder was not selected
+on for its test split (every corpus keeps 10 % of its actors out of training).
 """
 
 from __future__ import annotations
@@ -58,7 +58,18 @@ def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarra
     return {"recorded": np.concatenate(plain), "mirrored": np.concatenate(mirrored)}
 
 
-RECORDED_FACTORS = ("style", "view", "camera")
+RECORDED_FACTORS = ("style", "view", "camera", "person_area")
+AREA_BINS = (1.0, 3.0, 10.0)  # % of the frame the person's unoccluded body covers (a 64 px frame: 41, 123, 410 px)
+
+
+def area_bin(value: str) -> str:
+    """The bin of a recorded ``person_area`` ('' where the corpus has none)."""
+    if not value:
+        return ""
+    area = float(value)
+    edges = ("0", *(f"{e:g}" for e in AREA_BINS))
+    index = sum(area >= e for e in AREA_BINS)
+    return f"{edges[index]}-{edges[index + 1]} %" if index < len(AREA_BINS) else f">= {edges[-1]} %"
 
 
 def column_of(corpus: Path, split: str, column: str) -> np.ndarray:
@@ -101,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     predicted = probe.predict(latents["test"][best[0]])
     correct = predicted == labels["test"]
     factors = {f: column_of(args.corpus, "test", f)[chosen["test"]] for f in RECORDED_FACTORS}
+    factors["person_area"] = np.array([area_bin(v) for v in factors["person_area"]])
     names = splits["test"].label_names
     result = {
         "protocol": "frozen encoder; standardised logistic regression fitted on train actors' clips, C chosen on "
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # Corpora rendered before clips.csv recorded these factors have none: no breakdown then.
         **{f"test_top1_by_{f}": {v: float(correct[values == v].mean()) for v in sorted(set(values)) if v}
            for f, values in factors.items()},
+        "test_clips_by_person_area": {v: int((factors["person_area"] == v).sum())
+                                      for v in sorted(set(factors["person_area"])) if v},
         "test_top1_by_class": {names[c]: float(correct[labels["test"] == c].mean()) for c in np.unique(labels["test"])},
         "encode_s": round(encode_s, 1),
     }

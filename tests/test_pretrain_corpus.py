@@ -239,7 +239,7 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
     assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * 3  # 2 readings x 3 values of C
     best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
     assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
-    for factor in ("style", "view", "camera"):  # the overall top-1 is a weighted mean of each factor's groups
+    for factor in ("style", "view", "camera", "person_area"):  # the overall top-1: a weighted mean of the groups'
         groups = result[f"test_top1_by_{factor}"]
         assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
     assert {s.removesuffix("-inverted") for s in result["test_top1_by_style"]} <= {"rgb", "grey", "ir", "mask"}
@@ -311,10 +311,29 @@ def test_selection_tie_break(tie_break, row, replaces):
     from tinyact.training.pretrain import SupervisedPretraining
 
     cfg = PretrainConfig(corpus=Path("c"), out=Path("o"), tie_break=tie_break)
-    kept_epoch = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": 2, "val_top1": 0.6})
+    kept_epoch = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": 2, "val_top1": 0.6}, start_scores={})
     assert SupervisedPretraining.replaces_kept(kept_epoch, row) is replaces
-    start = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": -1})  # a stage's start: no corpus val top-1
+    start = SimpleNamespace(cfg=cfg, best={"score": 0.9, "epoch": -1}, start_scores={})  # no corpus val top-1
     assert SupervisedPretraining.replaces_kept(start, {**row, "score": 0.9}) is (tie_break == "val_top1")
+
+
+@pytest.mark.parametrize(("losses", "val_top1", "replaces"), [
+    ((2, 0), 0.8, True),     # no more than 2 clips lost on either probe, and more of the corpus learned
+    ((-3, 0), 0.8, True),    # clips gained count as within too
+    ((3, 0), 0.99, False),   # one probe beyond the margin, however much of the corpus was learned
+    ((2, -1), 0.5, False),   # within the margin, but less of the corpus than the kept epoch
+])
+def test_a_start_margin_rule(losses, val_top1, replaces):
+    from types import SimpleNamespace
+
+    from tinyact.training.pretrain import SupervisedPretraining
+
+    specs = [ProbeSpec(name=n, data=Path(n), persons_file=Path("p.csv")) for n in ("a", "b")]
+    cfg = PretrainConfig(corpus=Path("c"), out=Path("o"), init=Path("s.pt"), start_margin=2, probes=specs)
+    kept = SimpleNamespace(cfg=cfg, probes=[SimpleNamespace(spec=spec) for spec in specs],
+                           start_scores={"probe_a": 0.9, "probe_b": 1.0}, best={"score": 0.9, "epoch": 1, "val_top1": 0.6})
+    row = {"score": 0.1, "val_top1": val_top1, "net_loss_a": losses[0], "net_loss_b": losses[1]}  # score unused
+    assert SupervisedPretraining.replaces_kept(kept, row) is replaces
 
 
 def test_the_paired_probe_counts_the_clips_only_one_encoder_gets_right(tmp_path):

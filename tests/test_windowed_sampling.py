@@ -152,7 +152,7 @@ def test_uniform_reading_is_unchanged_for_model_files(tmp_path):
 def test_the_corpus_index_records_what_each_clip_shows(tmp_path):
     import csv
 
-    from tinyact.data.synth.corpus_files import build_corpus
+    from tinyact.data.synth.corpus_files import build_corpus, write_index
 
     cfg = CorpusConfig(out=tmp_path / "c", clips=30, size=24, frames=6, actors=30, shard_size=15, workers=1,
                        min_canvas=48, max_canvas=64, sample_fps=(7.0, 9.5))
@@ -161,6 +161,29 @@ def test_the_corpus_index_records_what_each_clip_shows(tmp_path):
     for row in rows:
         _, info = render_corpus_clip(cfg, int(row["index"]))
         assert (row["style"], row["view"], row["camera"]) == (info.style, info.view, info.camera)
+        assert float(row["person_area"]) == info.person_area and 0 <= info.person_area <= 100
+    # A shard recorded before person_area existed still indexes: its clips' person_area is left empty.
+    record = tmp_path / "c" / "shard-00000.csv"
+    record.write_text("".join(",".join(line.split(",")[:4]) + "\n" for line in record.read_text().splitlines()))
+    with open(write_index(cfg), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["person_area"] == "" for r in rows] == [i < 15 for i in range(30)]
+    assert all(r["style"] for r in rows)
+
+
+def test_person_area_is_what_the_mask_camera_shows_of_the_person():
+    # Binary-mask clips show the person white on black, so the share of white pixels is person_area, unless a
+    # bystander or a dilated mask adds to it or blur, JPEG or an eroded mask takes from it (an occluder hides both).
+    cfg = CorpusConfig(out=Path("unused"), clips=400, size=32, frames=4, actors=30, style_weights={"mask": 1.0},
+                       min_canvas=64, max_canvas=96)
+    white, recorded = [], []
+    for index in range(0, 400, 10):
+        clip, info = render_corpus_clip(cfg, index)
+        if info.style == "mask":  # not inverted
+            white.append(float((clip[:, 0] > 127).mean()) * 100)
+            recorded.append(info.person_area)
+    same = np.abs(np.array(white) - np.array(recorded)) <= 0.1
+    assert len(white) >= 20 and same.mean() >= 0.5 and max(recorded) > 5
 
 
 def test_the_demo_fits_its_classifier_on_single_windows(make_video, tmp_path):

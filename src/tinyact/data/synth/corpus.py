@@ -48,7 +48,9 @@ RenderStyle = Literal["rgb", "grey", "ir", "mask"]
 STYLES: tuple[RenderStyle, ...] = ("rgb", "grey", "ir", "mask")
 VIEWS = {"side": 1.0, "three-quarter": 0.5, "front": 0.0}
 BYSTANDER = MOTIONS[MOTION_NAMES.index("standing")]  # what a second person in the scene does
-CLIP_FIELDS = ["index", "label", "label_name", "split", "actor", "style", "view", "camera", "shard", "row"]
+CLIP_FIELDS = ["index", "label", "label_name", "split", "actor", "style", "view", "camera", "person_area", "shard",
+               "row"]
+DRAWN_FIELDS = ["style", "view", "camera", "person_area"]  # what a shard's record holds after each clip's index
 
 
 class CorpusConfig(TinyActConfig):
@@ -101,6 +103,7 @@ class ClipInfo:
     style: str
     view: str
     camera: str
+    person_area: float = float("nan")  # % of the clip's frames the person's unoccluded body covers, mean over time
 
 
 def clip_split(cfg: CorpusConfig, index: int) -> tuple[int, str, int]:
@@ -251,7 +254,8 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
         if style_kind == "mask" and rng.random() < 0.4 and fig > 40 else None
     flip = rng.random() < 0.5
 
-    out = []
+    out, seen = [], []
+    silhouette = _mask_actor(actor)
     for t in times:
         canvas = background.copy()
         draw = ImageDraw.Draw(canvas)
@@ -264,9 +268,13 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
         pose = grounded(actor, pose)
         x = start_x + travel_speed * t if motion.travel else centre + drift * t / duration
         draw_figure(draw, person, pose, (x + off_x, ground + off_y), fig * scale)
+        # What of the person a viewer can see: the body alone, white on black, under the same occluder and camera.
+        body = Image.new("RGB", canvas.size, (0, 0, 0))
+        draw_figure(ImageDraw.Draw(body), silhouette, pose, (x + off_x, ground + off_y), fig * scale)
         if occluder is not None:
             x0, y0, x1, y1, fill = occluder
             draw.rectangle([x0 + off_x, y0 + off_y, x1 + off_x, y1 + off_y], fill=fill)
+            ImageDraw.Draw(body).rectangle([x0 + off_x, y0 + off_y, x1 + off_x, y1 + off_y], fill=(0, 0, 0))
         u = t / duration
         if camera == "pan":
             box = (off_x * (2 * u), off_y, off_x * (2 * u) + width, off_y + height)
@@ -277,6 +285,7 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
         else:
             box = (off_x, off_y, off_x + width, off_y + height)
         frame = canvas.resize((width, height), Image.Resampling.BILINEAR, box=box)
+        seen.append(np.asarray(body.resize((width, height), Image.Resampling.BILINEAR, box=box)))
         if mask_filter is not None:
             frame = frame.filter(mask_filter)
         if blur:
@@ -299,5 +308,8 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
     clip = resize_short_side_center_crop(clip, cfg.size)
     if flip:
         clip = clip.flip(-1)
-    info = ClipInfo(index, label, split, actor_id, style_kind + ("-inverted" if invert else ""), view_name, camera)
+    body_seen = resize_short_side_center_crop(torch.from_numpy(np.stack(seen)).permute(0, 3, 1, 2), cfg.size)
+    person_area = round(float((body_seen[:, 0] > 127).float().mean()) * 100, 2)
+    info = ClipInfo(index, label, split, actor_id, style_kind + ("-inverted" if invert else ""), view_name, camera,
+                    person_area)
     return clip.contiguous().numpy(), info

@@ -4,9 +4,9 @@
 Layout::
 
     OUT/corpus.yaml        the resolved CorpusConfig
-    OUT/clips.csv          index,label,label_name,split,actor,style,view,camera,shard,row
+    OUT/clips.csv          index,label,label_name,split,actor,style,view,camera,person_area,shard,row
     OUT/shard-00000.npy    uint8 [n, T, 3, S, S]
-    OUT/shard-00000.csv    what each clip of the shard shows (index, style, view, camera)
+    OUT/shard-00000.csv    what each clip of the shard shows (index, style, view, camera, person_area)
     OUT/preview.png        one row per class
 """
 
@@ -24,7 +24,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from tinyact.console import progress_bar
-from tinyact.data.synth.corpus import CLIP_FIELDS, ClipInfo, CorpusConfig, clip_split, render_corpus_clip
+from tinyact.data.synth.corpus import (
+    CLIP_FIELDS,
+    DRAWN_FIELDS,
+    ClipInfo,
+    CorpusConfig,
+    clip_split,
+    render_corpus_clip,
+)
 from tinyact.data.synth.motions import MOTION_NAMES, MOTIONS
 from tinyact.errors import DatasetError
 from tinyact.parallel import run_bounded, worker_count
@@ -43,10 +50,10 @@ def _render_shard(args: tuple[dict[str, Any], int, int]) -> tuple[int, list[Clip
         clips.append(clip)
         infos.append(info)
     path = Path(cfg.out) / f"shard-{shard:05d}.npy"
-    drawn = path.with_suffix(".csv")  # what was drawn (style, view, camera), merged into clips.csv
+    drawn = path.with_suffix(".csv")  # what was drawn (DRAWN_FIELDS), merged into clips.csv
     tmp = drawn.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
-        csv.writer(handle).writerows([[i.index, i.style, i.view, i.camera] for i in infos])
+        csv.writer(handle).writerows([[i.index, *(getattr(i, f) for f in DRAWN_FIELDS)] for i in infos])
     os.replace(tmp, drawn)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
@@ -82,15 +89,16 @@ def write_index(cfg: CorpusConfig) -> Path:
     path = Path(cfg.out) / "clips.csv"
     drawn: dict[int, list[str]] = {}
     for record in sorted(Path(cfg.out).glob("shard-*.csv")):  # absent for shards rendered before records existed
-        with open(record, newline="") as handle:
-            drawn.update({int(row[0]): row[1:] for row in csv.reader(handle)})
+        with open(record, newline="") as handle:  # older records lack the later fields: left empty
+            drawn.update({int(row[0]): (row[1:] + [""] * len(DRAWN_FIELDS))[: len(DRAWN_FIELDS)]
+                          for row in csv.reader(handle)})
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CLIP_FIELDS)
         for index in range(cfg.clips):
             label, split, actor = clip_split(cfg, index)
-            writer.writerow([index, label, MOTION_NAMES[label], split, actor, *drawn.get(index, ["", "", ""]),
+            writer.writerow([index, label, MOTION_NAMES[label], split, actor, *drawn.get(index, [""] * len(DRAWN_FIELDS)),
                              index // cfg.shard_size, index % cfg.shard_size])
     os.replace(tmp, path)
     return path
