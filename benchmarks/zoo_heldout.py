@@ -78,6 +78,25 @@ def column_of(corpus: Path, split: str, column: str) -> np.ndarray:
         return np.array([row.get(column) or "" for row in csv.DictReader(handle) if row["split"] == split])
 
 
+def draw_failures(path: Path, clips: list[torch.Tensor], titles: list[str], frames: int = 6) -> None:
+    """One row per clip (``uint8 [T, 3, S, S]``): ``frames`` frames spread over it, titled true -> predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(clips), frames, figsize=(frames * 1.1, len(clips) * 1.25), squeeze=False)
+    for row, (clip, title) in enumerate(zip(clips, titles, strict=True)):
+        for k, t in enumerate(np.linspace(0, len(clip) - 1, frames).round().astype(int)):
+            axes[row, k].imshow(clip[t].permute(1, 2, 0).numpy())
+            axes[row, k].axis("off")
+        axes[row, 0].set_title(title, fontsize=6, loc="left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True, help="a rendered corpus (tinyact data synth --profile pretrain)")
@@ -85,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-clips", type=int, default=5000, help="train clips the probe is fitted on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--failures", type=Path, help="draw some misclassified test clips into this PNG")
     args = parser.parse_args(argv)
 
     from sklearn.linear_model import LogisticRegression
@@ -141,6 +161,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print("hardest classes: " + ", ".join(f"{k} {v * 100:.0f}" for k, v in worst))
     if args.json:
         save_results(args.json, result)
+    wrong = np.flatnonzero(~correct)
+    if args.failures and len(wrong):
+        picks = np.random.default_rng(args.seed).permutation(wrong)[:10]
+        draw_failures(args.failures, [splits["test"][int(chosen["test"][i])][0] for i in picks],
+                      [f"{names[labels['test'][i]]} -> {names[predicted[i]]} ({factors['style'][i]}, "
+                       f"{factors['camera'][i]}, area {factors['person_area'][i] or '?'})" for i in picks])
     return result
 
 

@@ -235,7 +235,7 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
     save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
                                                        latent_dim=16))
     result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
-                   "--train-clips", "60", "--json", str(tmp_path / "r.json")])
+                   "--train-clips", "60", "--json", str(tmp_path / "r.json"), "--failures", str(tmp_path / "f.png")])
     assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * 3  # 2 readings x 3 values of C
     best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
     assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
@@ -244,6 +244,7 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
         assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
     assert {s.removesuffix("-inverted") for s in result["test_top1_by_style"]} <= {"rgb", "grey", "ir", "mask"}
     assert (tmp_path / "r.json").is_file()
+    assert result["test_top1"] == 1 or (tmp_path / "f.png").stat().st_size > 1000  # failures drawn when there are some
 
 
 def test_a_person_disjoint_probe_does_not_reward_latents_that_recognise_the_person():
