@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     correct = predicted == labels["test"]
     factors = {f: column_of(args.corpus, "test", f)[chosen["test"]] for f in RECORDED_FACTORS}
     factors["person_area"] = np.array([area_bin(v) for v in factors["person_area"]])
+    # The same probe on the clips it was fitted on: what of a group is hard even for actors it has seen.
+    fitted = probe.predict(latents["train"][best[0]]) == labels["train"]
+    fitted_area = np.array([area_bin(v) for v in column_of(args.corpus, "train", "person_area")[chosen["train"]]])
     names = splits["test"].label_names
     result = {
         "protocol": "frozen encoder; standardised logistic regression fitted on train actors' clips, C chosen on "
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # Corpora rendered before clips.csv recorded these factors have none: no breakdown then.
         **{f"test_top1_by_{f}": {v: float(correct[values == v].mean()) for v in sorted(set(values)) if v}
            for f, values in factors.items()},
+        "train_top1_by_person_area": {v: float(fitted[fitted_area == v].mean()) for v in sorted(set(fitted_area)) if v},
         "test_clips_by_person_area": {v: int((factors["person_area"] == v).sum())
                                       for v in sorted(set(factors["person_area"])) if v},
         "test_top1_by_class": {names[c]: float(correct[labels["test"] == c].mean()) for c in np.unique(labels["test"])},
@@ -157,6 +161,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if result[f"test_top1_by_{factor}"]:
             console.print(f"test by {factor}: "
                           + ", ".join(f"{k} {v * 100:.1f}" for k, v in result[f"test_top1_by_{factor}"].items()))
+    if result["train_top1_by_person_area"]:
+        console.print("the probe on its own (train-actor) clips, by person_area: "
+                      + ", ".join(f"{k} {v * 100:.1f}" for k, v in result["train_top1_by_person_area"].items()))
     worst = sorted(result["test_top1_by_class"].items(), key=lambda kv: kv[1])[:6]
     console.print("hardest classes: " + ", ".join(f"{k} {v * 100:.0f}" for k, v in worst))
     if args.json:

@@ -243,6 +243,7 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
         groups = result[f"test_top1_by_{factor}"]
         assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
     assert {s.removesuffix("-inverted") for s in result["test_top1_by_style"]} <= {"rgb", "grey", "ir", "mask"}
+    assert result["train_top1_by_person_area"] and all(0 <= v <= 1 for v in result["train_top1_by_person_area"].values())
     assert (tmp_path / "r.json").is_file()
     assert result["test_top1"] == 1 or (tmp_path / "f.png").stat().st_size > 1000  # failures drawn when there are some
 

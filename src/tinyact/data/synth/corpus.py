@@ -270,11 +270,12 @@ def render_corpus_clip(cfg: CorpusConfig, index: int) -> tuple[np.ndarray, ClipI
         draw_figure(draw, person, pose, (x + off_x, ground + off_y), fig * scale)
         # What of the person a viewer can see: the body alone, white on black, under the same occluder and camera.
         body = Image.new("RGB", canvas.size, (0, 0, 0))
-        draw_figure(ImageDraw.Draw(body), silhouette, pose, (x + off_x, ground + off_y), fig * scale)
+        body_draw = ImageDraw.Draw(body)
+        draw_figure(body_draw, silhouette, pose, (x + off_x, ground + off_y), fig * scale)
         if occluder is not None:
             x0, y0, x1, y1, fill = occluder
             draw.rectangle([x0 + off_x, y0 + off_y, x1 + off_x, y1 + off_y], fill=fill)
-            ImageDraw.Draw(body).rectangle([x0 + off_x, y0 + off_y, x1 + off_x, y1 + off_y], fill=(0, 0, 0))
+            body_draw.rectangle([x0 + off_x, y0 + off_y, x1 + off_x, y1 + off_y], fill=(0, 0, 0))
         u = t / duration
         if camera == "pan":
             box = (off_x * (2 * u), off_y, off_x * (2 * u) + width, off_y + height)
