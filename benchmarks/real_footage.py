@@ -298,8 +298,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
     videos = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
     calibration = videos.reshape(-1, *videos.shape[-4:])  # every window of those videos
     started = time.perf_counter()
-    runtime = load_runtime(backend, checkpoint, calibration=calibration,
-                           **({"float_modules": float_modules or ()} if backend == "torch-int8" else {}))
+    runtime = load_runtime(backend, checkpoint, calibration=calibration, float_modules=float_modules or ())
     quantize_s = time.perf_counter() - started
     clips = cached_clips(run, table.clip_ids)
     started = time.perf_counter()

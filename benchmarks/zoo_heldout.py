@@ -72,10 +72,12 @@ def area_bin(value: str) -> str:
     return f"{edges[index]}-{edges[index + 1]} %" if index < len(AREA_BINS) else f">= {edges[-1]} %"
 
 
-def column_of(corpus: Path, split: str, column: str) -> np.ndarray:
-    """One recorded factor (style, view, camera) of every clip of ``split``, in CorpusDataset's order."""
+def recorded_factors(corpus: Path, split: str) -> dict[str, np.ndarray]:
+    """Each :data:`RECORDED_FACTORS` column for every clip of ``split``, in CorpusDataset's order ('' where the
+    corpus did not record it)."""
     with open(corpus / "clips.csv", newline="") as handle:
-        return np.array([row.get(column) or "" for row in csv.DictReader(handle) if row["split"] == split])
+        rows = [row for row in csv.DictReader(handle) if row["split"] == split]
+    return {factor: np.array([row.get(factor) or "" for row in rows]) for factor in RECORDED_FACTORS}
 
 
 def draw_failures(path: Path, clips: list[torch.Tensor], titles: list[str], frames: int = 6) -> None:
@@ -131,11 +133,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probe = scores[best][1]
     predicted = probe.predict(latents["test"][best[0]])
     correct = predicted == labels["test"]
-    factors = {f: column_of(args.corpus, "test", f)[chosen["test"]] for f in RECORDED_FACTORS}
+    factors = {f: values[chosen["test"]] for f, values in recorded_factors(args.corpus, "test").items()}
     factors["person_area"] = np.array([area_bin(v) for v in factors["person_area"]])
     # The same probe on the clips it was fitted on: what of a group is hard even for actors it has seen.
     fitted = probe.predict(latents["train"][best[0]]) == labels["train"]
-    fitted_area = np.array([area_bin(v) for v in column_of(args.corpus, "train", "person_area")[chosen["train"]]])
+    fitted_area = np.array([area_bin(v) for v in recorded_factors(args.corpus, "train")["person_area"][chosen["train"]]])
     names = splits["test"].label_names
     result = {
         "protocol": "frozen encoder; standardised logistic regression fitted on train actors' clips, C chosen on "
