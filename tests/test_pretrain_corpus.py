@@ -225,7 +225,7 @@ def test_a_later_stage_starts_from_the_earlier_model_and_keeps_it_unless_the_pro
     assert all(s["pretrain"].get("init") == "previous" for s in stages[1:])
 
 
-def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
+def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(tmp_path):
     from benchmarks.zoo_heldout import READINGS, main
     from tinyact.models.autoencoder3d import VideoAutoEncoder3D
     from tinyact.models.checkpoint import save_model
@@ -235,10 +235,16 @@ def test_the_heldout_benchmark_chooses_reading_and_c_on_val(tmp_path):
     save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
                                                        latent_dim=16))
     result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
-                   "--train-clips", "60", "--json", str(tmp_path / "r.json"), "--failures", str(tmp_path / "f.png")])
-    assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * 3  # 2 readings x 3 values of C
-    best = result["val_top1"][f"{result['chosen_reading']} C={result['chosen_C']}"]
+                   "--train-clips", "60", "--json", str(tmp_path / "r.json"), "--failures", str(tmp_path / "f.png"),
+                   "--classifiers", "logistic,svm"])
+    # 2 readings x (3 values of C + the SVM's 6 grid points)
+    assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * (3 + 6)
+    best = result["val_top1"][f"{result['chosen_reading']} {result['chosen_classifier']}"]
     assert best == max(result["val_top1"].values()) and 0 <= result["test_top1"] <= 1
+    by_kind = result["by_classifier"]
+    assert set(by_kind) == {"logistic", "svm"} and max(v["val_top1"] for v in by_kind.values()) == best
+    chosen_kind = by_kind[result["chosen_classifier"].split()[0]]
+    assert chosen_kind["test_top1"] == result["test_top1"]  # the overall choice is its classifier's own choice
     for factor in ("style", "view", "camera", "person_area"):  # the overall top-1: a weighted mean of the groups'
         groups = result[f"test_top1_by_{factor}"]
         assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
