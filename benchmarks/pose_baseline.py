@@ -17,7 +17,9 @@ path, class, person). Nothing is downloaded: the ``full`` pose model ships insid
 Features of a video (every decoded frame, MediaPipe's video mode): per frame the 33 landmarks' image (x, y),
 centred on the hip midpoint and scaled by the torso (hip to shoulder midpoints); over the frames where a person
 was found, the mean and standard deviation of each coordinate and the mean absolute frame-to-frame change; plus
-the share of frames with a person. A video with no person found gets zeros (it is still scored).
+the share of frames with a person. A video with no person found gets zeros (it is still scored). Binary masks
+(Weizmann silhouettes: a white figure on black) are also read as their negatives (``--invert NAME``): the pose
+model finds few people in white-on-black masks and most in dark-on-light ones.
 """
 
 from __future__ import annotations
@@ -93,8 +95,9 @@ def leave_one_person_out(x: np.ndarray, y: np.ndarray, persons: np.ndarray) -> f
     return float((predicted == y).mean())
 
 
-def evaluate(name: str, folder: Path, clips_csv: Path) -> dict[str, Any]:
-    """Detection rate and leave-one-person-out top-1 of the pose features on one dataset."""
+def evaluate(name: str, folder: Path, clips_csv: Path, invert: bool = False) -> dict[str, Any]:
+    """Detection rate and leave-one-person-out top-1 of the pose features on one dataset (``invert``: each frame
+    as its negative first, e.g. a white-on-black mask as a dark figure on a light ground)."""
     import mediapipe as mp
 
     rows = read_clips(clips_csv)
@@ -102,7 +105,8 @@ def evaluate(name: str, folder: Path, clips_csv: Path) -> dict[str, Any]:
     started = time.perf_counter()
     with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose:
         for index, row in enumerate(rows):
-            vector, rate = clip_features(frame_landmarks(pose, video_frames(folder / row["path"])))
+            frames = video_frames(folder / row["path"])
+            vector, rate = clip_features(frame_landmarks(pose, [255 - f for f in frames] if invert else frames))
             features.append(vector)
             rates.append(rate)
             print(f"\r{name}: {index + 1}/{len(rows)} videos", end="", file=sys.stderr, flush=True)
@@ -111,7 +115,7 @@ def evaluate(name: str, folder: Path, clips_csv: Path) -> dict[str, Any]:
     persons = np.array([row["person"] for row in rows])
     rates_arr = np.array(rates)
     return {
-        "videos": len(rows), "classes": len(set(labels)), "persons": len(set(persons)),
+        "videos": len(rows), "classes": len(set(labels)), "persons": len(set(persons)), "inverted": invert,
         "frames_with_person_mean": float(rates_arr.mean()),
         "videos_with_no_person": int((rates_arr == 0).sum()),
         "leave_one_person_out_top1": leave_one_person_out(np.stack(features), labels, persons),
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER:CLIPSCSV",
                         help="a folder of videos and its clip list (path, class, person); repeatable")
+    parser.add_argument("--invert", action="append", default=[], metavar="NAME",
+                        help="feed this dataset's frames as their negatives (white-on-black masks); repeatable")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     datasets = {}
@@ -137,7 +143,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not datasets:
         raise SystemExit("no dataset: pass --dataset NAME=FOLDER:CLIPSCSV (the Weizmann default is absent)")
 
-    results = {name: evaluate(name, folder, clips) for name, (folder, clips) in datasets.items()}
+    unknown = set(args.invert) - set(datasets)
+    if unknown:
+        raise SystemExit(f"--invert {', '.join(sorted(unknown))}: no such --dataset")
+    results = {name: evaluate(name, folder, clips, name in args.invert) for name, (folder, clips) in datasets.items()}
     print("| dataset | videos | frames with a person (mean) | videos with none | pose LOPO top-1 |")
     print("|---|---|---|---|---|")
     for name, r in results.items():

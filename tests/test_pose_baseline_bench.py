@@ -43,3 +43,5 @@ def test_leave_one_person_out_separates_classes_that_the_features_carry():
 def test_a_malformed_dataset_option_is_a_clear_error():
     with pytest.raises(SystemExit, match="NAME=FOLDER:CLIPSCSV"):
         main(["--dataset", "ud810=/somewhere"])
+    with pytest.raises(SystemExit, match="no such --dataset"):
+        main(["--dataset", "a=/x:/x.csv", "--invert", "b"])
