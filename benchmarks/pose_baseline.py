@@ -84,7 +84,9 @@ def clip_features(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def leave_one_person_out(x: np.ndarray, y: np.ndarray, persons: np.ndarray) -> float:
-    """Top-1 of a standardised logistic regression (C = 0.5), each person predicted by a model of the others."""
+    """Top-1 of a standardised logistic regression (C = 0.5), each person predicted by a model of the others:
+    ``tinyact.training.pretrain.probe_predictions``' fit, written out here because this script runs in an
+    environment without torch, which importing tinyact's training code would need."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
     from sklearn.pipeline import make_pipeline

@@ -65,7 +65,7 @@ from tinyact.experiments.table1_report import reading  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
 from tinyact.models.quantize import Int8Options  # noqa: E402
 from tinyact.models.runtime import load_runtime  # noqa: E402
-from tinyact.training.pretrain import read_persons  # noqa: E402
+from tinyact.training.pretrain import probe_classifier, read_persons  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
 
 WEIZMANN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "weizmann"
@@ -131,10 +131,7 @@ def leave_one_person_out(run: Path, folder: Path, split: Path, feature: str = "t
     All persons: a second view with less variance than a small test split (every clip scored once, nothing chosen
     on it, the protocol of the published Weizmann numbers). Non-test persons: a person-disjoint figure that never
     reads the test persons, so a design can be chosen on it."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     person = persons(folder, split)
     out: dict[str, dict[str, float]] = {"leave_one_person_out": {}, "leave_one_person_out_non_test": {}}
@@ -145,11 +142,10 @@ def leave_one_person_out(run: Path, folder: Path, split: Path, feature: str = "t
         groups = np.array([person[str(i)] for i in latents.clip_ids])
         for key, keep in (("leave_one_person_out", slice(None)),
                           ("leave_one_person_out_non_test", latents.splits != "test")):
-            # probe_accuracy's fit, without its one-thread limit: the recorded figures were fitted with the
+            # probe_predictions' fit, without its one-thread limit: the recorded figures were fitted with the
             # machine's BLAS threads, and one borderline clip of 93 tips with the thread count.
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
             labels = latents.labels[keep]
-            predicted = cross_val_predict(model, latents.latents[keep], labels, groups=groups[keep],
+            predicted = cross_val_predict(probe_classifier(), latents.latents[keep], labels, groups=groups[keep],
                                           cv=LeaveOneGroupOut())
             out[key][label] = float((predicted == labels).mean())
     return out

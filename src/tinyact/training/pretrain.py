@@ -255,7 +255,7 @@ def read_persons(path: Path) -> dict[str, str]:
     return {row["path"]: row["person"] for row in rows}
 
 
-def _probe_classifier() -> Any:
+def probe_classifier() -> Any:
     """The probe's classifier: a standardised logistic regression with a fixed C (nothing is tuned on a probe)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -273,7 +273,7 @@ def probe_predictions(latents: np.ndarray, labels: np.ndarray, groups: np.ndarra
     if len(set(groups)) < 2:
         raise ConfigError("a person-disjoint probe needs clips of at least two persons outside its test split")
     with threadpool_limits(1):
-        return cross_val_predict(_probe_classifier(), latents, labels, groups=groups, cv=LeaveOneGroupOut())
+        return cross_val_predict(probe_classifier(), latents, labels, groups=groups, cv=LeaveOneGroupOut())
 
 
 def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0,
@@ -290,7 +290,7 @@ def probe_accuracy(latents: np.ndarray, labels: np.ndarray, folds: int, seed: in
         raise ConfigError("a probe needs at least two clips of every class outside its test split")
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with threadpool_limits(1):  # a small fit: more BLAS threads only contend with the training that runs beside it
-        return float(cross_val_score(_probe_classifier(), latents, labels, cv=cv).mean())
+        return float(cross_val_score(probe_classifier(), latents, labels, cv=cv).mean())
 
 
 def _evaluate(model: nn.Module, head: ClassifierHead, loader: DataLoader, device: torch.device,
