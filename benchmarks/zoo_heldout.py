@@ -39,6 +39,7 @@ from tinyact.zoo import load_model_spec  # noqa: E402
 
 C_GRID = (0.05, 0.5, 5.0)
 READINGS = ("recorded", "mirrored")
+CROP_READINGS = ("motion crop", "motion crop mirrored", "full + motion crop mirrored")  # with --motion-crop
 CLASSIFIERS = ("logistic", "svm")
 DEFAULT_CLASSIFIERS = "logistic"  # the SVM did no better on stage 9's corpus (docs/BENCHMARKS.md)
 
@@ -75,16 +76,26 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
-def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarray,
-                 batch: int = 256) -> dict[str, np.ndarray]:
-    """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too."""
-    plain, mirrored = [], []
+def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarray, batch: int = 256,
+                 motion_crop: bool = False) -> dict[str, np.ndarray]:
+    """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too (with
+    ``motion_crop`` also :data:`CROP_READINGS`, benchmarks/test_time_reading.py's crop)."""
+    from benchmarks.test_time_reading import motion_crop as crop
+
+    def both(clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        z = encode_clips(model, clips, torch.device("cpu"))
+        return z, (z + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2
+
+    parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(indices), batch):
         clips = torch.stack([data[int(i)][0] for i in indices[start : start + batch]])
-        z = encode_clips(model, clips, torch.device("cpu"))
-        plain.append(z)
-        mirrored.append((z + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2)
-    return {"recorded": np.concatenate(plain), "mirrored": np.concatenate(mirrored)}
+        found = dict(zip(READINGS, both(clips)))
+        if motion_crop:
+            found["motion crop"], found["motion crop mirrored"] = both(crop(clips)[0])
+            found["full + motion crop mirrored"] = (found["mirrored"] + found["motion crop mirrored"]) / 2
+        for reading, z in found.items():
+            parts.setdefault(reading, []).append(z)
+    return {reading: np.concatenate(z) for reading, z in parts.items()}
 
 
 RECORDED_FACTORS = ("style", "view", "camera", "person_area")
@@ -138,6 +149,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--failures", type=Path, help="draw some misclassified test clips into this PNG")
+    parser.add_argument("--motion-crop", action="store_true",
+                        help="also the motion-crop readings of benchmarks/test_time_reading.py (a candidate, not "
+                             "what the encoder ships with)")
     args = parser.parse_args(argv)
 
     from sklearn.base import clone
@@ -148,19 +162,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = {name: CorpusDataset(args.corpus, name) for name in ("train", "val", "test")}
     chosen = {"train": balanced_subset(splits["train"].labels, args.train_clips, args.seed),
               "val": np.arange(len(splits["val"])), "test": np.arange(len(splits["test"]))}
-    latents = {name: encode_split(model, splits[name], idx) for name, idx in chosen.items()}
+    latents = {name: encode_split(model, splits[name], idx, motion_crop=args.motion_crop) for name, idx in chosen.items()}
+    readings = READINGS + (CROP_READINGS if args.motion_crop else ())
     labels = {name: splits[name].labels[idx] for name, idx in chosen.items()}
     encode_s = time.perf_counter() - started
 
     scores = {}
-    for reading in READINGS:
+    for reading in readings:
         for name, template in probes:
             probe = clone(template).fit(latents["train"][reading], labels["train"])
             scores[reading, name] = (float(probe.score(latents["val"][reading], labels["val"])), probe)
     order = [name for name, _ in probes]
 
     def val_best(keys: list[tuple[str, str]]) -> tuple[str, str]:
-        return max(keys, key=lambda key: (scores[key][0], -READINGS.index(key[0]), -order.index(key[1])))
+        return max(keys, key=lambda key: (scores[key][0], -readings.index(key[0]), -order.index(key[1])))
 
     best = val_best(list(scores))
     probe = scores[best][1]

@@ -254,6 +254,22 @@ def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(tmp_path):
     assert result["test_top1"] == 1 or (tmp_path / "f.png").stat().st_size > 1000  # failures drawn when there are some
 
 
+def test_the_heldout_benchmark_can_also_read_through_the_motion_crop(tmp_path):
+    from benchmarks.zoo_heldout import CROP_READINGS, READINGS, main
+    from tinyact.models.autoencoder3d import VideoAutoEncoder3D
+    from tinyact.models.checkpoint import save_model
+
+    build_corpus(tiny_corpus(tmp_path / "corpus", clips=120))
+    torch.manual_seed(0)
+    save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
+                                                       latent_dim=16))
+    result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
+                   "--train-clips", "60", "--motion-crop"])
+    readings = {key.rsplit(" logistic", 1)[0] for key in result["val_top1"]}
+    assert readings == set(READINGS + CROP_READINGS) and len(result["val_top1"]) == 5 * 3
+    assert result["chosen_reading"] in readings
+
+
 def test_a_person_disjoint_probe_does_not_reward_latents_that_recognise_the_person():
     # Latents that carry only who the person is, and classes that go with the person in this small set: folds
     # that mix persons score them perfectly, leave-one-person-out sees through it.
