@@ -13,8 +13,9 @@ The synthetic held-out actors fail where the person is small (< 1 % of the frame
 * **motion crop**: a square around where the window moves (frame differences minus their median, so a panning
   camera leaves the whole frame), ``margin`` added on each side, at least ``min_side`` of the frame, resized back
   to the encoder's size: a small person is zoomed up to 2.5x. ``side_from`` sizes the square by the moving
-  region's larger extent or its height (a person who walks across moves farther than they are tall). The
-  readings are the cropped windows alone and the mean latent of the full and cropped windows.
+  region's larger extent or its height (a person who walks across moves farther than they are tall);
+  ``max_side`` zooms only where the square is at most that share of the frame (a large person is left whole).
+  The readings are the cropped windows alone and the mean latent of the full and cropped windows.
 
 Protocol: the probe of pretraining (:func:`tinyact.training.pretrain.probe_accuracy`): a standardised logistic
 regression with a fixed C, leave-one-person-out over the **non-test** persons of each dataset (Weizmann: the
@@ -51,17 +52,19 @@ CROPS: dict[str, dict[str, Any]] = {
     "extent, min side 0.6": {"min_side": 0.6},
     "height": {"side_from": "height"},
     "height, margin 0.5": {"side_from": "height", "margin": 0.5},
+    "extent, small persons only": {"max_side": 0.5},
 }
 
 
 def motion_crop(clips: torch.Tensor, threshold: float = 0.3, margin: float = 0.25, min_side: float = 0.4,
-                side_from: str = "extent", pool: int = 5) -> tuple[torch.Tensor, np.ndarray]:
+                side_from: str = "extent", max_side: float = 1.0, pool: int = 5) -> tuple[torch.Tensor, np.ndarray]:
     """uint8 windows ``[N, T, 3, S, S]`` -> the same windows cropped to a square around their motion and resized
     back to ``S``; also each crop's side in pixels (``S`` where nothing moved).
 
     Motion energy is the mean absolute frame difference of the grey windows minus its median over the frame (a
     panning camera moves everything, and the square then spans the frame), smoothed over ``pool`` pixels; the
-    moving region is where it reaches ``threshold`` of its maximum.
+    moving region is where it reaches ``threshold`` of its maximum. A square wider than ``max_side`` of the frame
+    leaves the window whole (the zoom only for a small moving region).
     """
     n, _, _, s, _ = clips.shape
     grey = clips.float().mean(2)  # [N, T, S, S]
@@ -77,6 +80,8 @@ def motion_crop(clips: torch.Tensor, threshold: float = 0.3, margin: float = 0.2
         y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
         extent = max(y1 - y0, x1 - x0) if side_from == "extent" else y1 - y0
         side = int(round(min(s, max(min_side * s, extent * (1 + 2 * margin)))))
+        if side > max_side * s:
+            continue
         top = int(round(min(max((y0 + y1 - side) / 2, 0), s - side)))
         left = int(round(min(max((x0 + x1 - side) / 2, 0), s - side)))
         out[i] = resize_short_side_center_crop(clips[i, :, :, top : top + side, left : left + side], s)

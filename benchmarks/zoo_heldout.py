@@ -77,9 +77,10 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarray, batch: int = 256,
-                 motion_crop: bool = False) -> dict[str, np.ndarray]:
+                 motion_crop: str | None = None) -> dict[str, np.ndarray]:
     """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too (with
-    ``motion_crop`` also :data:`CROP_READINGS`, benchmarks/test_time_reading.py's crop)."""
+    ``motion_crop``, a variant of benchmarks/test_time_reading.py's ``CROPS``, also :data:`CROP_READINGS`)."""
+    from benchmarks.test_time_reading import CROPS
     from benchmarks.test_time_reading import motion_crop as crop
 
     def both(clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +90,9 @@ def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarra
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(indices), batch):
         clips = torch.stack([data[int(i)][0] for i in indices[start : start + batch]])
-        found = dict(zip(READINGS, both(clips)))
+        found = dict(zip(READINGS, both(clips), strict=True))
         if motion_crop:
-            found["motion crop"], found["motion crop mirrored"] = both(crop(clips)[0])
+            found["motion crop"], found["motion crop mirrored"] = both(crop(clips, **CROPS[motion_crop])[0])
             found["full + motion crop mirrored"] = (found["mirrored"] + found["motion crop mirrored"]) / 2
         for reading, z in found.items():
             parts.setdefault(reading, []).append(z)
@@ -149,10 +150,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--failures", type=Path, help="draw some misclassified test clips into this PNG")
-    parser.add_argument("--motion-crop", action="store_true",
-                        help="also the motion-crop readings of benchmarks/test_time_reading.py (a candidate, not "
-                             "what the encoder ships with)")
+    parser.add_argument("--motion-crop", nargs="?", const="extent", default=None, metavar="VARIANT",
+                        help="also the motion-crop readings of benchmarks/test_time_reading.py, its CROPS variant "
+                             "VARIANT [extent] (a candidate, not what the encoder ships with)")
     args = parser.parse_args(argv)
+    from benchmarks.test_time_reading import CROPS
+
+    if args.motion_crop is not None and args.motion_crop not in CROPS:
+        parser.error(f"--motion-crop {args.motion_crop!r}: one of {', '.join(map(repr, CROPS))}")
 
     from sklearn.base import clone
 

@@ -14,7 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.test_time_reading import main, motion_crop  # noqa: E402
-from tests.test_real_footage_bench import CLASSES, PERSONS, tiny_dataset  # noqa: E402,F401  (a fixture)
+from tests.test_real_footage_bench import CLASSES, FPS, PERSONS, motion  # noqa: E402
+from tinyact.data.encode import encode_video  # noqa: E402
 
 S = 64
 
@@ -48,6 +49,17 @@ def test_a_still_window_is_left_whole_and_a_pan_barely_zoomed():
     assert sides[0] >= 0.8 * S  # the whole frame moves: no region to zoom into
 
 
+def test_max_side_zooms_only_a_small_moving_region():
+    small = small_walker()
+    large = torch.full((1, 8, 3, S, S), 90, dtype=torch.uint8)
+    for t in range(8):  # a 40 px tall figure stepping right
+        large[0, t, :, 10:50, 10 + 2 * t : 22 + 2 * t] = 255
+    both = torch.cat([small, large])
+    cropped, sides = motion_crop(both, max_side=0.5)
+    assert sides[0] <= 0.5 * S and not torch.equal(cropped[0], both[0])
+    assert sides[1] == S and torch.equal(cropped[1], both[1])
+
+
 def test_height_sizing_zooms_a_walker_more_than_extent_sizing():
     clip = small_walker(frames=16, left=10)  # travels 16 px while 6 px tall
     _, by_extent = motion_crop(clip, min_side=0.1)
@@ -56,16 +68,19 @@ def test_height_sizing_zooms_a_walker_more_than_extent_sizing():
 
 
 @pytest.mark.slow
-def test_the_benchmark_runs_on_a_tiny_dataset(tiny_dataset, tmp_path):
+def test_the_benchmark_runs_on_a_tiny_dataset(tmp_path):
     from tinyact.models.autoencoder3d import VideoAutoEncoder3D
     from tinyact.models.checkpoint import save_model
 
-    root, split_file = tiny_dataset
-    persons = tmp_path / "persons.csv"
+    # ROOT/<class>/<person>_<class>.mp4 (H.264, 3 classes x 4 persons), a person-disjoint split and the persons
+    root, split_file, persons = tmp_path / "tiny", tmp_path / "split.csv", tmp_path / "persons.csv"
+    rows = [(f"{kind}/{p}_{kind}.mp4", kind, p, split) for kind in CLASSES for p, split in PERSONS.items()]
+    for rel, kind, person, _ in rows:
+        encode_video(root / rel, motion(kind, list(PERSONS).index(person)), FPS, crf=18)
+    with open(split_file, "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "split"), *((r[0], r[3]) for r in rows)])
     with open(persons, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "class", "person"])
-        writer.writerows([f"{kind}/{p}_{kind}.mp4", kind, p] for kind in CLASSES for p in PERSONS)
+        csv.writer(handle).writerows([("path", "class", "person"), *(r[:3] for r in rows)])
     torch.manual_seed(0)
     save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 8),
                                                        latent_dim=16))
