@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import console, print_table, save_results  # noqa: E402
 from tinyact.data.transforms import resize_short_side_center_crop  # noqa: E402
 from tinyact.training.pretrain import ProbeSpec, encode_clips, load_probe, probe_accuracy  # noqa: E402
-from tinyact.zoo import load_model_spec  # noqa: E402
+from tinyact.zoo import DEFAULT_ENCODER, load_model_spec  # noqa: E402
 
 #: The crop variants measured (name -> motion_crop keyword arguments).
 CROPS: dict[str, dict[str, Any]] = {
@@ -107,7 +107,7 @@ def recipe_probes(encoder_spec: str) -> list[ProbeSpec]:
 
     if not encoder_spec.startswith("zoo:"):
         return []
-    stage = recipe_stages(read_recipe(encoder_spec[4:] or "everyday-64"))[-1]
+    stage = recipe_stages(read_recipe(encoder_spec[4:] or DEFAULT_ENCODER))[-1]
     specs = [ProbeSpec.model_validate(p) for p in stage["pretrain"].get("probes", [])]
     return [s for s in specs if Path(s.data).is_dir() and s.persons_file is not None]
 

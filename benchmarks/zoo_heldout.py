@@ -12,7 +12,9 @@ class depends on direction). Classifier, grid point and reading are chosen toget
 (ties: the reading as recorded, then the earlier candidate), and top-1 reported once on the *test* actors' clips —
 actors never seen in pretraining; each classifier's own val-chosen point is scored on test too. The default is
 ``logistic`` alone: ``--classifiers logistic,svm`` on stage 9's corpus chose an SVM on val that scored no better on
-test than the logistic regression (docs/BENCHMARKS.md), and costs 12 more fits.
+test than the logistic regression (docs/BENCHMARKS.md), and costs 12 more fits. ``--motion-crop [VARIANT]`` adds the
+readings of a crop around the motion (:data:`CROP_READINGS`; a measured candidate that does not ship,
+benchmarks/test_time_reading.py) to those val chooses among.
 Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion,
 the share of the frame the person visibly covers, and class. The corpus must be one the encoder was not selected
 on for its test split (every corpus keeps 10 % of its actors out of training).
@@ -33,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
+from benchmarks.test_time_reading import CROPS, motion_crop  # noqa: E402
 from tinyact.data.synth.corpus_files import CorpusDataset  # noqa: E402
 from tinyact.training.pretrain import encode_clips  # noqa: E402
 from tinyact.zoo import load_model_spec  # noqa: E402
@@ -77,12 +80,9 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarray, batch: int = 256,
-                 motion_crop: str | None = None) -> dict[str, np.ndarray]:
+                 crop: str | None = None) -> dict[str, np.ndarray]:
     """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too (with
-    ``motion_crop``, a variant of benchmarks/test_time_reading.py's ``CROPS``, also :data:`CROP_READINGS`)."""
-    from benchmarks.test_time_reading import CROPS
-    from benchmarks.test_time_reading import motion_crop as crop
-
+    ``crop``, a variant of benchmarks/test_time_reading.py's ``CROPS``, also :data:`CROP_READINGS`)."""
     def both(clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         z = encode_clips(model, clips, torch.device("cpu"))
         return z, (z + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2
@@ -91,8 +91,8 @@ def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarra
     for start in range(0, len(indices), batch):
         clips = torch.stack([data[int(i)][0] for i in indices[start : start + batch]])
         found = dict(zip(READINGS, both(clips), strict=True))
-        if motion_crop:
-            found["motion crop"], found["motion crop mirrored"] = both(crop(clips, **CROPS[motion_crop])[0])
+        if crop:
+            found["motion crop"], found["motion crop mirrored"] = both(motion_crop(clips, **CROPS[crop])[0])
             found["full + motion crop mirrored"] = (found["mirrored"] + found["motion crop mirrored"]) / 2
         for reading, z in found.items():
             parts.setdefault(reading, []).append(z)
@@ -150,14 +150,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--failures", type=Path, help="draw some misclassified test clips into this PNG")
-    parser.add_argument("--motion-crop", nargs="?", const="extent", default=None, metavar="VARIANT",
-                        help="also the motion-crop readings of benchmarks/test_time_reading.py, its CROPS variant "
-                             "VARIANT [extent] (a candidate, not what the encoder ships with)")
+    parser.add_argument("--motion-crop", nargs="?", const="extent", default=None, choices=list(CROPS),
+                        metavar="VARIANT", help="also the motion-crop readings of benchmarks/test_time_reading.py "
+                        f"(a candidate, not what the encoder ships with); VARIANT one of {', '.join(CROPS)} [extent]")
     args = parser.parse_args(argv)
-    from benchmarks.test_time_reading import CROPS
-
-    if args.motion_crop is not None and args.motion_crop not in CROPS:
-        parser.error(f"--motion-crop {args.motion_crop!r}: one of {', '.join(map(repr, CROPS))}")
 
     from sklearn.base import clone
 
@@ -167,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = {name: CorpusDataset(args.corpus, name) for name in ("train", "val", "test")}
     chosen = {"train": balanced_subset(splits["train"].labels, args.train_clips, args.seed),
               "val": np.arange(len(splits["val"])), "test": np.arange(len(splits["test"]))}
-    latents = {name: encode_split(model, splits[name], idx, motion_crop=args.motion_crop) for name, idx in chosen.items()}
+    latents = {name: encode_split(model, splits[name], idx, crop=args.motion_crop) for name, idx in chosen.items()}
     readings = READINGS + (CROP_READINGS if args.motion_crop else ())
     labels = {name: splits[name].labels[idx] for name, idx in chosen.items()}
     encode_s = time.perf_counter() - started

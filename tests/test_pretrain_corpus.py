@@ -225,17 +225,23 @@ def test_a_later_stage_starts_from_the_earlier_model_and_keeps_it_unless_the_pro
     assert all(s["pretrain"].get("init") == "previous" for s in stages[1:])
 
 
-def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(tmp_path):
-    from benchmarks.zoo_heldout import READINGS, main
+@pytest.fixture(scope="module")
+def heldout_inputs(tmp_path_factory) -> list[str]:
+    """zoo_heldout's arguments for a tiny corpus and a tiny random encoder."""
     from tinyact.models.autoencoder3d import VideoAutoEncoder3D
     from tinyact.models.checkpoint import save_model
 
-    build_corpus(tiny_corpus(tmp_path / "corpus", clips=120))
+    folder = tmp_path_factory.mktemp("heldout")
+    build_corpus(tiny_corpus(folder / "corpus", clips=120))
     torch.manual_seed(0)
-    save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
-                                                       latent_dim=16))
-    result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
-                   "--train-clips", "60", "--json", str(tmp_path / "r.json"), "--failures", str(tmp_path / "f.png"),
+    save_model(folder / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8), latent_dim=16))
+    return ["--corpus", str(folder / "corpus"), "--encoder", str(folder / "enc.pt"), "--train-clips", "60"]
+
+
+def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(heldout_inputs, tmp_path):
+    from benchmarks.zoo_heldout import READINGS, main
+
+    result = main([*heldout_inputs, "--json", str(tmp_path / "r.json"), "--failures", str(tmp_path / "f.png"),
                    "--classifiers", "logistic,svm"])
     # 2 readings x (3 values of C + the SVM's 6 grid points)
     assert result["chosen_reading"] in READINGS and len(result["val_top1"]) == 2 * (3 + 6)
@@ -254,17 +260,10 @@ def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(tmp_path):
     assert result["test_top1"] == 1 or (tmp_path / "f.png").stat().st_size > 1000  # failures drawn when there are some
 
 
-def test_the_heldout_benchmark_can_also_read_through_the_motion_crop(tmp_path):
+def test_the_heldout_benchmark_can_also_read_through_the_motion_crop(heldout_inputs):
     from benchmarks.zoo_heldout import CROP_READINGS, READINGS, main
-    from tinyact.models.autoencoder3d import VideoAutoEncoder3D
-    from tinyact.models.checkpoint import save_model
 
-    build_corpus(tiny_corpus(tmp_path / "corpus", clips=120))
-    torch.manual_seed(0)
-    save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=6, input_size=24, channels=(4, 8, 8, 8),
-                                                       latent_dim=16))
-    result = main(["--corpus", str(tmp_path / "corpus"), "--encoder", str(tmp_path / "enc.pt"),
-                   "--train-clips", "60", "--motion-crop"])
+    result = main([*heldout_inputs, "--motion-crop"])
     readings = {key.rsplit(" logistic", 1)[0] for key in result["val_top1"]}
     assert readings == set(READINGS + CROP_READINGS) and len(result["val_top1"]) == 5 * 3
     assert result["chosen_reading"] in readings
