@@ -58,8 +58,14 @@ def test_kinetics_per_class_folder_variant(tmp_path):
 
 
 def test_kinetics_without_annotations_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetError, match="no annotations/ folder"):
+    with pytest.raises(DatasetError, match="no annotations/ folder") as plain:
         read_kinetics(tmp_path)
+    assert "--layout folder" not in str(plain.value)
+    _video(tmp_path / "wave" / "a.mp4")  # a folder of class sub-folders: the error names the layout it needs
+    with pytest.raises(DatasetError, match="no annotations/ folder.*--layout folder"):
+        read_kinetics(tmp_path)
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        read_kinetics(tmp_path / "typo")
 
 
 def test_annotation_list_names_and_indices(tmp_path):

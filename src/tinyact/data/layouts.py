@@ -74,8 +74,14 @@ def read_kinetics(root: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[l
     """Entries for the Kinetics CVDF layout under ``root`` (see module docstring)."""
     root = Path(root)
     annotations = root / "annotations"
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
     if not annotations.is_dir():
-        raise DatasetError(f"{root} is not a Kinetics CVDF copy: no annotations/ folder (expected annotations/train.csv …)")
+        # The layout defaults to kinetics, so a user's folder of class sub-folders most often lands here.
+        folders = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+        hint = "; it holds sub-folders: for ROOT/<class>/<video> use the folder layout (--layout folder)" if folders else ""
+        raise DatasetError(f"{root} is not a Kinetics CVDF copy: no annotations/ folder (expected "
+                           f"annotations/train.csv …){hint}")
     report = LayoutReport()
     entries: list[ManifestEntry] = []
     found_any = False
