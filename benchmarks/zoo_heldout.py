@@ -14,7 +14,7 @@ actors never seen in pretraining; each classifier's own val-chosen point is scor
 ``logistic`` alone: ``--classifiers logistic,svm`` on stage 9's corpus chose an SVM on val that scored no better on
 test than the logistic regression (docs/BENCHMARKS.md), and costs 12 more fits. ``--motion-crop [VARIANT]`` adds the
 readings of a crop around the motion (:data:`CROP_READINGS`; a measured candidate that does not ship,
-benchmarks/test_time_reading.py) to those val chooses among.
+benchmarks/reading_at_test_time.py) to those val chooses among.
 Also reported: test top-1 per rendering style (rgb, grey, ir, mask; inverted masks apart), view, camera motion,
 the share of the frame the person visibly covers, and class. The corpus must be one the encoder was not selected
 on for its test split (every corpus keeps 10 % of its actors out of training).
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
-from benchmarks.test_time_reading import CROPS, motion_crop  # noqa: E402
+from benchmarks.reading_at_test_time import CROPS, motion_crop  # noqa: E402
 from tinyact.data.synth.corpus_files import CorpusDataset  # noqa: E402
 from tinyact.training.pretrain import encode_clips  # noqa: E402
 from tinyact.zoo import load_model_spec  # noqa: E402
@@ -82,7 +82,7 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarray, batch: int = 256,
                  crop: str | None = None) -> dict[str, np.ndarray]:
     """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too (with
-    ``crop``, a variant of benchmarks/test_time_reading.py's ``CROPS``, also :data:`CROP_READINGS`)."""
+    ``crop``, a variant of benchmarks/reading_at_test_time.py's ``CROPS``, also :data:`CROP_READINGS`)."""
     def both(clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         z = encode_clips(model, clips, torch.device("cpu"))
         return z, (z + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--failures", type=Path, help="draw some misclassified test clips into this PNG")
     parser.add_argument("--motion-crop", nargs="?", const="extent", default=None, choices=list(CROPS),
-                        metavar="VARIANT", help="also the motion-crop readings of benchmarks/test_time_reading.py "
+                        metavar="VARIANT", help="also the motion-crop readings of benchmarks/reading_at_test_time.py "
                         f"(a candidate, not what the encoder ships with); VARIANT one of {', '.join(CROPS)} [extent]")
     args = parser.parse_args(argv)
 

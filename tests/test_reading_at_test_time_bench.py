@@ -1,4 +1,4 @@
-"""``benchmarks/test_time_reading.py``: the motion crop finds and enlarges a small moving figure, leaves a still or
+"""``benchmarks/reading_at_test_time.py``: the motion crop finds and enlarges a small moving figure, leaves a still or
 panning window whole, and the benchmark runs end to end on a tiny generated dataset (never ../shared)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.test_time_reading import main, motion_crop  # noqa: E402
+from benchmarks.reading_at_test_time import main, motion_crop  # noqa: E402
 from tests.test_real_footage_bench import CLASSES, FPS, PERSONS, motion  # noqa: E402
 from tinyact.data.encode import encode_video  # noqa: E402
 

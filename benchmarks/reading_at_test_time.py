@@ -1,6 +1,6 @@
 """Two test-time readings of the shipped encoder, measured on real footage before either could become the default.
 
-    python benchmarks/test_time_reading.py [--encoder zoo:everyday-64] [--sizes 64,68,72,76,80] \\
+    python benchmarks/reading_at_test_time.py [--encoder zoo:everyday-64] [--sizes 64,68,72,76,80] \\
         [--probe ud810=/path/ud810_ps7:/path/ud810-split.csv:/path/ud810-clips.csv:all] [--json …]
 
 The synthetic held-out actors fail where the person is small (< 1 % of the frame: ~54 %, against 92-94 % from
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", default="64,68,72,76,80", help="comma-separated read sizes (px)")
     parser.add_argument("--probe", action="append", type=parse_probe, default=[],
                         metavar="NAME=FOLDER:SPLITCSV:PERSONSCSV[:all]", help="more real footage (repeatable)")
-    parser.add_argument("--work", type=Path, default=Path("runs/test_time_reading"), help="clip caches")
+    parser.add_argument("--work", type=Path, default=Path("runs/reading_at_test_time"), help="clip caches")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
 
