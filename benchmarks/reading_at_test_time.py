@@ -122,17 +122,19 @@ def all_persons(spec: ProbeSpec, folder: Path) -> ProbeSpec:
     return spec.model_copy(update={"split_file": path})
 
 
+def recorded_and_mirrored(model: torch.nn.Module, clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Latents of uint8 ``clips`` as recorded, and the mean of those and of the clips mirrored left-right."""
+    plain = encode_clips(model, clips, torch.device("cpu"))
+    return plain, (plain + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2
+
+
 def lopo(model: torch.nn.Module, clips: torch.Tensor, labels: np.ndarray, groups: np.ndarray,
          cropped: torch.Tensor | None = None) -> dict[str, float]:
     """Leave-one-person-out top-1 (%) as recorded and mirrored, of the windows ``clips`` ``[N, K, T, 3, S, S]``
     (with ``cropped``: of the mean latent of the full and the cropped windows)."""
-    def latents(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        plain = encode_clips(model, x, torch.device("cpu"))
-        return plain, (plain + encode_clips(model, x.flip(-1), torch.device("cpu"))) / 2
-
-    plain, mirrored = latents(clips)
+    plain, mirrored = recorded_and_mirrored(model, clips)
     if cropped is not None:
-        crop_plain, crop_mirrored = latents(cropped)
+        crop_plain, crop_mirrored = recorded_and_mirrored(model, cropped)
         plain, mirrored = (plain + crop_plain) / 2, (mirrored + crop_mirrored) / 2
     return {"recorded": round(100 * probe_accuracy(plain, labels, 0, groups=groups), 1),
             "mirrored": round(100 * probe_accuracy(mirrored, labels, 0, groups=groups), 1)}
@@ -164,11 +166,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for spec, every in probes:
             spec = all_persons(spec, Path(tmp)) if every else spec
             rows: dict[str, Any] = {}
+            loaded = {}
             for size in sizes:
-                data = load_probe(spec, frames, size, args.work, sampling)
+                loaded[size] = data = load_probe(spec, frames, size, args.work, sampling)
                 rows[f"size {size}"] = lopo(model, data.clips, data.labels, data.groups)
                 console.print(f"{spec.name} size {size}: {rows[f'size {size}']}")
-            data = load_probe(spec, frames, trained, args.work, sampling)
+            data = loaded.get(trained) or load_probe(spec, frames, trained, args.work, sampling)
             clips = data.clips if data.clips.dim() == 6 else data.clips[:, None]  # [N, K windows, T, 3, S, S]
             windows = clips.reshape(-1, *clips.shape[2:])
             for name, options in CROPS.items():

@@ -35,9 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
-from benchmarks.reading_at_test_time import CROPS, motion_crop  # noqa: E402
+from benchmarks.reading_at_test_time import CROPS, motion_crop, recorded_and_mirrored  # noqa: E402
 from tinyact.data.synth.corpus_files import CorpusDataset  # noqa: E402
-from tinyact.training.pretrain import encode_clips  # noqa: E402
 from tinyact.zoo import load_model_spec  # noqa: E402
 
 C_GRID = (0.05, 0.5, 5.0)
@@ -83,16 +82,13 @@ def encode_split(model: torch.nn.Module, data: CorpusDataset, indices: np.ndarra
                  crop: str | None = None) -> dict[str, np.ndarray]:
     """Latents ``[N, D]`` of the chosen clips of one corpus split, by reading: as recorded and mirrored too (with
     ``crop``, a variant of benchmarks/reading_at_test_time.py's ``CROPS``, also :data:`CROP_READINGS`)."""
-    def both(clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        z = encode_clips(model, clips, torch.device("cpu"))
-        return z, (z + encode_clips(model, clips.flip(-1), torch.device("cpu"))) / 2
-
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(indices), batch):
         clips = torch.stack([data[int(i)][0] for i in indices[start : start + batch]])
-        found = dict(zip(READINGS, both(clips), strict=True))
+        found = dict(zip(READINGS, recorded_and_mirrored(model, clips), strict=True))
         if crop:
-            found["motion crop"], found["motion crop mirrored"] = both(motion_crop(clips, **CROPS[crop])[0])
+            cropped, _ = motion_crop(clips, **CROPS[crop])
+            found["motion crop"], found["motion crop mirrored"] = recorded_and_mirrored(model, cropped)
             found["full + motion crop mirrored"] = (found["mirrored"] + found["motion crop mirrored"]) / 2
         for reading, z in found.items():
             parts.setdefault(reading, []).append(z)
