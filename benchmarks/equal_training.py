@@ -24,8 +24,8 @@
    reported once). Beside it, leave-one-person-out over every clip with a fixed logistic regression (less
    variance than a 30-clip test split; nothing is chosen on it). ``--reference`` runs the shipped
    ``zoo:everyday-64`` through the same code, as the check that this path reproduces the README's figures.
-4. **Latency**: one 16 x 64² clip, batch 1, fp32, encoder only, both networks in the same process (median of
-   ``--repeats`` after a warm-up), with X3D-XS at its native 4 x 160² beside it.
+4. **Latency**: one 16 x 64² clip, batch 1, fp32, encoder only, both networks in the same process, taking turns in
+   five rounds (median of the rounds' medians, ``--repeats`` calls in all), with X3D-XS at its native 4 x 160² beside it.
 
 The budget is equal (clips x epochs, batch, schedule), not the wall time: X3D-XS trains ~10x slower per clip on
 a CPU. It is also far below the shipped model's (4 stages, ~440,000 clip presentations): both networks are
@@ -64,6 +64,7 @@ QUICK_CORPUS = {"size": 24, "frames": 6, "actors": 30, "shard_size": 25, "min_ca
                 "workers": 1}
 QUICK_TRAIN = {"batch_size": 8, "max_batches": 2, "threads": 1, "probes": [], "select_on": "val"}
 QUICK_TABLE1 = {"classifiers": ["svm"], "folds": 2, "grids": {"svm": {"clf__C": [1.0]}}}
+LATENCY_ROUNDS = 5  # latency: the models take turns, five times
 WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyday-64 reads a video
 #: TinyAct encoders: the recipe's preset (fast-motion, the default's architecture) and variants of it
 #: (VideoAutoEncoder3D overrides; fast-motion-t1: no temporal stride in the stem; fast-motion-s2: spatial stride 2
@@ -139,21 +140,28 @@ def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
     """Batch-1 CPU latency of the TinyAct encoders at the corpus's input, X3D-XS in both memory formats (``x3d-xs``
-    is the faster: the peer gets its best) and X3D-XS at its native 4 x 160²."""
+    is the faster: the peer gets its best) and X3D-XS at its native 4 x 160². The models take turns in
+    ``LATENCY_ROUNDS`` rounds of ``--repeats / LATENCY_ROUNDS`` calls each, so that a drift of a shared CPU's
+    speed (tens of percent between runs here) falls on every model alike; each figure is the median of its calls."""
     from tinyact.zoo import load_model_spec
 
     t, s = args.input
-    times = {}
+    clip = (t, 3, s, s)
+    models: dict[str, tuple[Any, tuple[int, ...]]] = {}
     for name in [n for n in VARIANTS if n == "fast-motion" or n in args.networks]:
         config = PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": VARIANTS[name]})
-        times[name] = latency_ms(build_encoder(config, t, s).eval(), (t, 3, s, s), args.repeats)
-    times[SHIPPED] = latency_ms(load_model_spec(SHIPPED)[0].eval(), (t, 3, s, s), args.repeats)
+        models[name] = (build_encoder(config, t, s).eval(), clip)
+    models[SHIPPED] = (load_model_spec(SHIPPED)[0].eval(), clip)
     plain = x3d_xs().eval()  # [B, 3, T, H, W], contiguous
-    times |= {
-        "x3d-xs channels-last": latency_ms(X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), (t, 3, s, s), args.repeats),
-        "x3d-xs contiguous": latency_ms(plain, (3, t, s, s), args.repeats),
-        "x3d-xs native 4x160": latency_ms(plain, (3, 4, 160, 160), args.repeats),
-    }
+    models["x3d-xs channels-last"] = (X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), clip)
+    models["x3d-xs contiguous"] = (plain, (3, t, s, s))
+    models["x3d-xs native 4x160"] = (plain, (3, 4, 160, 160))
+    calls: dict[str, list[float]] = {name: [] for name in models}
+    per_round = max(1, args.repeats // LATENCY_ROUNDS)
+    for _ in range(LATENCY_ROUNDS):
+        for name, (model, shape) in models.items():
+            calls[name].append(latency_ms(model, shape, per_round))  # the median of this round's calls
+    times = {name: median(values) for name, values in calls.items()}
     times["x3d-xs"] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
     return times
 
