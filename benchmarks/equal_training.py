@@ -28,7 +28,7 @@
    five rounds (median of the rounds' medians, ``--repeats`` calls in all), with X3D-XS at its native 4 x 160² beside it.
 
 The budget is equal (clips x epochs, batch, schedule), not the wall time: X3D-XS trains ~10x slower per clip on
-a CPU. It is also far below the shipped model's (4 stages, ~440,000 clip presentations): both networks are
+a CPU. It is also far below the shipped model's (7 stages, ~820,000 clip presentations): both networks are
 compared young, which is what this task's 2-core CPU allows (docs/BENCHMARKS.md says at which budget).
 """
 
@@ -142,7 +142,8 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
     """Batch-1 CPU latency of the TinyAct encoders at the corpus's input, X3D-XS in both memory formats (``x3d-xs``
     is the faster: the peer gets its best) and X3D-XS at its native 4 x 160². The models take turns in
     ``LATENCY_ROUNDS`` rounds of ``--repeats / LATENCY_ROUNDS`` calls each, so that a drift of a shared CPU's
-    speed (tens of percent between runs here) falls on every model alike; each figure is the median of its calls."""
+    speed (tens of percent between runs here) falls on every model alike; each figure is the median of the
+    rounds' medians."""
     from tinyact.zoo import load_model_spec
 
     t, s = args.input
