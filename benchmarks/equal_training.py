@@ -174,6 +174,7 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(8.4, 4.2))
     colours = iter(plt.get_cmap("tab10").colors[:7] + plt.get_cmap("tab10").colors[8:])  # grey is the shipped row's
@@ -187,6 +188,8 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     ax.axvline(0.5 * x3d_ms, color="black", linestyle="--", linewidth=1)
     ax.text(0.5 * x3d_ms, 2, " 0.5x X3D-XS latency", fontsize=8, rotation=90, va="bottom")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # "15", not "1.5 x 10^1"
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.set_ylim(0, 105)
     ax.set_xlabel("batch-1 CPU latency of one clip, fp32 (ms, log)")
     ax.set_ylabel("real footage, test top-1 (%)")
