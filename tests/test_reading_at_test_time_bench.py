@@ -14,8 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reading_at_test_time import main, motion_crop  # noqa: E402
-from tests.test_real_footage_bench import CLASSES, FPS, PERSONS, motion  # noqa: E402
-from tinyact.data.encode import encode_video  # noqa: E402
+from tests.test_real_footage_bench import CLASSES, PERSONS, tiny_dataset  # noqa: E402,F401 (a fixture)
 
 S = 64
 
@@ -68,19 +67,15 @@ def test_height_sizing_zooms_a_walker_more_than_extent_sizing():
 
 
 @pytest.mark.slow
-def test_the_benchmark_runs_on_a_tiny_dataset(tmp_path):
+def test_the_benchmark_runs_on_a_tiny_dataset(request, tmp_path):
     from tinyact.models.autoencoder3d import VideoAutoEncoder3D
     from tinyact.models.checkpoint import save_model
 
-    # ROOT/<class>/<person>_<class>.mp4 (H.264, 3 classes x 4 persons), a person-disjoint split and the persons
-    root, split_file, persons = tmp_path / "tiny", tmp_path / "split.csv", tmp_path / "persons.csv"
-    rows = [(f"{kind}/{p}_{kind}.mp4", kind, p, split) for kind in CLASSES for p, split in PERSONS.items()]
-    for rel, kind, person, _ in rows:
-        encode_video(root / rel, motion(kind, list(PERSONS).index(person)), FPS, crf=18)
-    with open(split_file, "w", newline="") as handle:
-        csv.writer(handle).writerows([("path", "split"), *((r[0], r[3]) for r in rows)])
+    root, split_file = request.getfixturevalue("tiny_dataset")  # 3 classes x 4 persons, encoded videos
+    persons = tmp_path / "persons.csv"
     with open(persons, "w", newline="") as handle:
-        csv.writer(handle).writerows([("path", "class", "person"), *(r[:3] for r in rows)])
+        csv.writer(handle).writerows([("path", "class", "person"),
+                                      *((f"{kind}/{p}_{kind}.mp4", kind, p) for kind in CLASSES for p in PERSONS)])
     torch.manual_seed(0)
     save_model(tmp_path / "enc.pt", VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 8),
                                                        latent_dim=16))
