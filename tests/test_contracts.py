@@ -78,6 +78,10 @@ def test_latents_file_round_trip(tmp_path):
     assert back.y.dtype == np.int64 and back.y[:3].tolist() == [0, 1, 2]
     with pytest.raises(DatasetError, match="not found"):
         LatentsFile.load(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("a,b\n")  # e.g. a CSV saved under the wrong name
+    with pytest.raises(DatasetError, match="not an .npz archive") as error:
+        LatentsFile.load(tmp_path / "text.npz")
+    assert "pickle" not in str(error.value)  # numpy's advice to load it unsafely is not passed on
 
 
 def test_saved_classifier_round_trip_and_checks(tmp_path):

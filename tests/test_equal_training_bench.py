@@ -26,6 +26,9 @@ def test_recipe_settings_are_the_windowed_corpus_and_training_from_random_weight
     assert corpus["clips"] == 1234 and corpus["sample_fps"]  # windows at a camera's rate
     assert "init" not in train and train["lr"] == 0.002 and train["objective"] == "supervised"
     assert train["probe_sampling"]["strategy"] == "multi"
+    other_corpus, other_train = recipe_settings(1234, seed=3)  # another draw: both seeds move, nothing else
+    assert other_corpus == {**corpus, "seed": corpus["seed"] + 3}
+    assert other_train == {**train, "seed": train["seed"] + 3}
 
 
 def test_x3d_trains_with_the_recipe_and_reloads_as_a_model_file(tmp_path):

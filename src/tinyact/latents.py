@@ -124,4 +124,6 @@ class LatentsFile:
                     meta=json.loads(str(data["meta_json"])) if "meta_json" in data.files else {},
                 )
         except (OSError, ValueError) as error:
-            raise DatasetError(f"cannot read latents file {path}: {error}") from None
+            # numpy takes any bytes that are not an archive for pickled data and suggests allow_pickle: not for users
+            detail = "not an .npz archive" if "pickle" in str(error) else str(error)
+            raise DatasetError(f"cannot read latents file {path}: {detail} (write one with `tinyact extract`)") from None
