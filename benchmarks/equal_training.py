@@ -1,6 +1,6 @@
 """Accuracy at equal training: the default encoder's architecture against X3D-XS, same corpus, recipe and budget.
 
-    python benchmarks/equal_training.py [--clips 6000] [--epochs 8] [--work tinyact-data/equal-training]
+    python benchmarks/equal_training.py [--clips 6000] [--epochs 8] [--seed 0] [--work tinyact-data/equal-training]
         [--json docs/results/equal_training.json] [--plot docs/img/equal-training.png] [--device auto]
         [--dataset NAME=FOLDER:SPLITCSV ...]      # default: both Weizmann sets in ../shared
     python benchmarks/equal_training.py --quick --dataset ... --work /tmp/w     # seconds (the test suite)
