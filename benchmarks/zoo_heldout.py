@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "test_clips_by_person_area": {v: int((factors["person_area"] == v).sum())
                                       for v in sorted(set(factors["person_area"])) if v},
         "test_top1_by_class": {names[c]: float(correct[labels["test"] == c].mean()) for c in np.unique(labels["test"])},
+        "test_correct": "".join("1" if c else "0" for c in correct),  # per test clip, for paired comparisons
         "encode_s": round(encode_s, 1),
     }
     chosen_of_kind = {v["chosen"]: v["test_top1"] for v in by_kind.values()}

@@ -194,3 +194,23 @@ def test_a_grown_model_starts_as_the_smaller_one_and_refuses_what_it_cannot_grow
         VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="rgb").grow_from(small)
     with pytest.raises(ValueError, match="can only be added"):
         VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), input_mode="residual").grow_from(small)
+
+
+def test_a_finer_stem_keeps_every_weight_and_a_coarser_one_is_refused():
+    torch.manual_seed(0)
+    coarse = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stem_stride=(2, 4, 4),
+                                stage_blocks=(1, 0, 0, 0))
+    fine = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stem_stride=(2, 2, 2),
+                              stage_blocks=(1, 0, 0, 0))
+    fresh_from_latent = fine.from_latent.weight.clone()
+    fine.grow_from(coarse)
+    ours, theirs = fine.state_dict(), coarse.state_dict()
+    shared = [k for k in theirs if k in ours and ours[k].shape == theirs[k].shape]
+    assert all(torch.equal(ours[k], theirs[k]) for k in shared)  # the encoder and decoder convolutions
+    # Sized by the pre-pool grid, and the kernel that undoes the stem's stride: those keep their fresh start.
+    assert set(theirs) - set(shared) == {"from_latent.weight", "from_latent.bias", "decoder.3.deconv.weight"}
+    assert torch.equal(fine.from_latent.weight, fresh_from_latent)
+    x = torch.randn(2, 8, 3, 32, 32)
+    assert fine.encode(x).shape == (2, 1024) and fine(x)[1].shape == x.shape
+    with pytest.raises(ValueError, match="a stem can only get finer"):
+        coarse.grow_from(fine)

@@ -256,6 +256,9 @@ def test_the_heldout_benchmark_chooses_classifier_and_reading_on_val(heldout_inp
         assert groups and min(groups.values()) <= result["test_top1"] <= max(groups.values())
     assert {s.removesuffix("-inverted") for s in result["test_top1_by_style"]} <= {"rgb", "grey", "ir", "mask"}
     assert result["train_top1_by_person_area"] and all(0 <= v <= 1 for v in result["train_top1_by_person_area"].values())
+    correct = result["test_correct"]  # clip by clip, for paired comparisons of two encoders
+    assert len(correct) == result["n_test"] and set(correct) <= {"0", "1"}
+    assert correct.count("1") / result["n_test"] == pytest.approx(result["test_top1"])
     assert (tmp_path / "r.json").is_file()
     assert result["test_top1"] == 1 or (tmp_path / "f.png").stat().st_size > 1000  # failures drawn when there are some
 

@@ -253,16 +253,22 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
 
     def grow_from(self, smaller: VideoAutoEncoder3D) -> None:
         """Start from ``smaller``'s weights where this model only adds to it: more bottleneck blocks
-        (``stage_blocks``) and/or the frames beside the residual (``rgb+residual`` grown from ``residual``).
+        (``stage_blocks``), the frames beside the residual (``rgb+residual`` grown from ``residual``) and/or a
+        finer stem (a smaller ``stem_stride`` in some dimension and no larger in any).
 
         Every layer the two share is copied; the stem's new input channels start at zero and a new block is the
-        identity (:class:`Bottleneck3d`), so this model computes ``smaller``'s latents and reconstructions exactly
-        until it trains: growing a pretrained network keeps what it learned.
+        identity (:class:`Bottleneck3d`), so with the same stem this model computes ``smaller``'s latents and
+        reconstructions exactly until it trains: growing a pretrained network keeps what it learned. A finer stem
+        keeps every weight (a convolution's weights do not depend on its stride) but applies them at more
+        positions, so the latents change and training has to adapt the rest; the decoder's two layers whose
+        shapes follow the stem (``from_latent`` and the last transposed convolution) keep their fresh start.
         """
         mine, theirs = self.config, smaller.config
-        same = ("num_frames", "input_size", "in_channels", "channels", "stem_stride", "block_stride", "pool_size",
+        same = ("num_frames", "input_size", "in_channels", "channels", "block_stride", "pool_size",
                 "latent_dim", "seed_channels")
         differ = [name for name in same if getattr(mine, name) != getattr(theirs, name)]
+        if any(m > t for m, t in zip(mine.stem_stride, theirs.stem_stride, strict=True)):
+            differ.append(f"stem_stride ({theirs.stem_stride} -> {mine.stem_stride}: a stem can only get finer)")
         if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
             differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
         stages = [_stages(self.encoder), _stages(smaller.encoder)]
@@ -280,7 +286,12 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                     else:
                         target.load_state_dict(source.state_dict())
             for name in ("to_latent", "from_latent", "seed_expand", "decoder"):
-                getattr(self, name).load_state_dict(getattr(smaller, name).state_dict())
+                target, source = getattr(self, name), getattr(smaller, name)
+                shapes = {key: tensor.shape for key, tensor in target.state_dict().items()}
+                # Only a finer stem changes shapes here: from_latent's (sized by the pre-pool grid) and the last
+                # transposed convolution's kernel (it undoes the stem's stride); those keep their fresh start.
+                target.load_state_dict({key: tensor for key, tensor in source.state_dict().items()
+                                        if shapes.get(key) == tensor.shape}, strict=False)
 
     def freeze_stages(self, count: int) -> None:
         """Keep the encoder's first ``count`` stages (the stem first) as they are while the rest trains.

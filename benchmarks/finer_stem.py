@@ -1,0 +1,171 @@
+"""A finer stem for small persons: the shipped encoder fine-tuned with its stem's spatial stride as shipped (4) and
+halved (2), same corpus, recipe and budget; synthetic held-out actors by the person's size, real footage, latency.
+
+    python benchmarks/finer_stem.py [--clips 10000] [--epochs 2] [--seed 9] [--work tinyact-data/finer-stem]
+        [--json docs/results/finer_stem.json] [--dataset NAME=FOLDER:SPLITCSV ...]   # default: both Weizmann sets
+    python benchmarks/finer_stem.py --quick --dataset ... --work /tmp/w               # seconds (the test suite)
+
+Why: on rendered actors the shipped encoder scores 53-60 % where the person covers < 1 % of the frame (a ~10 px
+figure in its 64 px input) and over 90 % from 3 % up (docs/BENCHMARKS.md). Its stem strides space by 4, so such a
+figure spans two or three positions after the first layer; halving that stride gives every later layer 4x the
+positions (and ~2-4x the work). Whether that lets it see a small person, and what it costs on real footage and in
+latency, is what this measures before anyone spends a GPU's hours on it.
+
+1. **Corpus**: the windowed stage of the recipe (as ``benchmarks/equal_training.py``) with ``--seed`` added to its
+   seeds: actors (train, val and test) the shipped encoder never trained on.
+2. **Fine-tuning**, both arms alike: from ``zoo:everyday-64``'s weights (a convolution's weights do not depend
+   on its stride), the recipe's later-stage training (stage 7's AdamW at 5e-4 with warm-up and cosine, crops,
+   flips, label smoothing) for ``--epochs`` epochs; the epoch with the best corpus val top-1 kept (val actors;
+   the test actors choose nothing).
+3. **Synthetic held-out actors**: ``benchmarks/zoo_heldout.py``'s protocol (frozen encoder, standardised logistic
+   regression on up to 5,000 train-actor clips, C and reading chosen on the val actors, top-1 on the test actors)
+   for the shipped encoder and both arms, grouped by the share of the frame the person covers; the two arms
+   compared clip by clip (exact McNemar test on the clips only one gets right).
+4. **Real footage**: the README's table1 protocol and leave-one-person-out (``equal_training.evaluate``).
+5. **Latency**: one 16 x 64² clip, batch 1, fp32, the arms taking turns in five rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import zoo_heldout  # noqa: E402
+from benchmarks.common import console, latency_ms, machine_info, median, print_table, save_results  # noqa: E402
+from benchmarks.equal_training import DEFAULT_DATASETS, evaluate, recipe_settings, train_network  # noqa: E402
+from benchmarks.probe_paired import mcnemar_p  # noqa: E402
+from benchmarks.real_footage import parse_dataset  # noqa: E402
+from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
+from tinyact.data.synth.corpus_files import build_corpus  # noqa: E402
+from tinyact.training.pretrain import PretrainConfig, build_encoder  # noqa: E402
+from tinyact.zoo import materialize  # noqa: E402
+
+SHIPPED = "zoo:everyday-64"
+FINE_TUNE_LR = 5e-4  # the recipe's later stages (7 and 8) from a trained start
+#: The arms: the shipped architecture (fast-motion with two bottleneck blocks after each of its first three strided
+#: convolutions) with its stem as shipped and with half its spatial stride.
+ARMS: dict[str, dict[str, Any]] = {
+    "stride 4 (as shipped)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 4, 4]},
+    "stride 2 (finer)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 2, 2]},
+}
+LATENCY_ROUNDS = 5
+
+
+def fine_tune(arm: str, corpus: Path, train: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune the shipped encoder as ``arm`` with the recipe (resumable in ``--work``)."""
+    start = materialize(SHIPPED, args.work / "init")
+    settings = {**train, "init": str(start), "lr": FINE_TUNE_LR, "select_on": "val",
+                "model_overrides": {**train.get("model_overrides", {}), **ARMS[arm]}}
+    return train_network(folder_name(arm), corpus, settings, args)
+
+
+def folder_name(arm: str) -> str:
+    return "stride" + arm.split()[1]
+
+
+def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
+    """Batch-1 CPU latency (ms) of each arm at the corpus's input: the median of the rounds' medians."""
+    t, s = args.input
+    models = {arm: build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".",
+                                                           "model_overrides": overrides}), t, s).eval()
+              for arm, overrides in ARMS.items()}
+    calls: dict[str, list[float]] = {arm: [] for arm in models}
+    for _ in range(LATENCY_ROUNDS):
+        for arm, model in models.items():
+            calls[arm].append(latency_ms(model, (t, 3, s, s), max(1, args.repeats // LATENCY_ROUNDS)))
+    return {arm: median(values) for arm, values in calls.items()}
+
+
+def held_out(encoder: str, corpus: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks/zoo_heldout.py`` on ``corpus``'s held-out actors with ``encoder``."""
+    return zoo_heldout.main(["--corpus", str(corpus), "--encoder", encoder,
+                             "--train-clips", str(args.train_clips)])
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Clip-by-clip comparison of two held-out runs on the same test clips."""
+    only_a = sum(x == "1" and y == "0" for x, y in zip(a["test_correct"], b["test_correct"], strict=True))
+    only_b = sum(x == "0" and y == "1" for x, y in zip(a["test_correct"], b["test_correct"], strict=True))
+    return {"only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_p(only_a, only_b)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=10000, help="corpus clips (10 %% of the actors each for val "
+                        "and test)")
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs of each arm")
+    parser.add_argument("--seed", type=int, default=9, help="added to the recipe's seeds (9: corpus seed 11, actors "
+                        "no stage of the shipped encoder trained on; its corpora used seeds 0-7)")
+    parser.add_argument("--train-clips", type=int, default=5000, help="train clips the held-out probe is fitted on")
+    parser.add_argument("--work", type=Path, default=Path("tinyact-data/finer-stem"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dataset", action="append", type=parse_dataset, metavar="NAME=FOLDER:SPLITCSV",
+                        help="real footage to evaluate on (repeatable; default: both Weizmann sets)")
+    parser.add_argument("--repeats", type=int, default=100, help="latency calls per arm, over all rounds")
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and training (the test suite)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.datasets = {name: (folder, split) for name, folder, split in
+                     (args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS])}
+    missing = [str(f) for f, _ in args.datasets.values() if not f.is_dir()]
+    if missing:
+        parser.error(f"real footage not found: {', '.join(missing)} (see ../shared/README.md)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.perf_counter()
+    corpus_settings, train = recipe_settings(args.clips, args.quick, args.seed)
+    args.input = (int(corpus_settings["frames"]), int(corpus_settings["size"]))
+    corpus = args.work / "corpus"
+    build_corpus(CorpusConfig.from_dict({**corpus_settings, "out": corpus}, source="finer stem: corpus"))
+    rows: dict[str, dict[str, Any]] = {SHIPPED: {"held_out": held_out(SHIPPED, corpus, args)}}
+    for arm in ARMS:
+        trained = fine_tune(arm, corpus, train, args)
+        rows[arm] = {**trained, "held_out": held_out(trained["model"], corpus, args),
+                     "real": evaluate(folder_name(arm), trained["model"], args)}
+    lat = latencies(args, train)
+    for arm in ARMS:
+        rows[arm]["latency_ms"] = lat[arm]
+    arms = list(ARMS)
+    comparison = paired(rows[arms[0]]["held_out"], rows[arms[1]]["held_out"])
+    report(args, rows, comparison)
+    result = {"command": " ".join(sys.argv), "machine": machine_info(), "protocol": __doc__, "clips": args.clips,
+              "epochs": args.epochs, "seed": args.seed, "input": {"frames": args.input[0], "size": args.input[1]},
+              "rows": rows, "paired_held_out": {"a": arms[0], "b": arms[1], **comparison},
+              "seconds": round(time.perf_counter() - started, 1)}
+    if args.json:
+        save_results(args.json, result)
+    return result
+
+
+def report(args: argparse.Namespace, rows: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> None:
+    """The result tables on the console."""
+    areas = list(rows[SHIPPED]["held_out"]["test_top1_by_person_area"])
+    print_table(f"Synthetic held-out actors ({rows[SHIPPED]['held_out']['n_test']} test clips), top-1 %: all and by "
+                "the share of the frame the person covers",
+                ["encoder", "epoch kept (corpus val %)", "test", *areas],
+                [[name, f"{r['selected_epoch'] + 1} ({100 * r['selection']['val_top1']:.1f})" if "selection" in r
+                  else "", f"{100 * r['held_out']['test_top1']:.1f}",
+                  *(f"{100 * r['held_out']['test_top1_by_person_area'].get(a, float('nan')):.1f}" for a in areas)]
+                 for name, r in rows.items()])
+    console.print(f"clip by clip: right only with {list(ARMS)[0]} {comparison['only_a']}, only with "
+                  f"{list(ARMS)[1]} {comparison['only_b']}, exact McNemar p = {comparison['mcnemar_p']:.3f}")
+    names = list(args.datasets)
+    print_table("Real footage: test top-1 % (classifier and reading chosen on val) | leave-one-person-out, all "
+                "persons (as recorded / mirrored) | batch-1 ms", ["arm", *names, *(f"LOPO {d}" for d in names), "ms"],
+                [[arm, *(f"{100 * r['real'][d]['test_top1']:.1f}" for d in names),
+                  *("{:.1f} / {:.1f}".format(*(100 * v for v in r["real"][d]["leave_one_person_out"].values()))
+                    for d in names), f"{r['latency_ms']:.1f}"] for arm, r in rows.items() if "real" in r])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""``benchmarks/finer_stem.py``: the shipped encoder fine-tuned with a finer stem starts from the shipped weights,
+and two held-out runs are compared clip by clip (tiny generated corpus; no real footage)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.equal_training import recipe_settings
+from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, paired
+from tinyact.data.synth.corpus import CorpusConfig
+from tinyact.data.synth.corpus_files import build_corpus
+from tinyact.models.checkpoint import load_model
+from tinyact.zoo import load_model_spec
+
+
+def test_paired_counts_the_clips_only_one_encoder_gets_right():
+    result = paired({"test_correct": "11001"}, {"test_correct": "10101"})
+    assert (result["only_a"], result["only_b"]) == (1, 1) and result["mcnemar_p"] == 1.0
+    lopsided = paired({"test_correct": "1" * 12}, {"test_correct": "0" * 12})
+    assert (lopsided["only_a"], lopsided["only_b"]) == (12, 0) and lopsided["mcnemar_p"] < 0.001
+    with pytest.raises(ValueError):  # two runs on different clips cannot be paired
+        paired({"test_correct": "10"}, {"test_correct": "101"})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("finer-stem") / "corpus"
+    # The shipped encoder's input (16 x 64²), five blocks of 25 classes: train, val and test clips.
+    build_corpus(CorpusConfig(out=root, clips=125, size=64, frames=16, actors=30, shard_size=25, workers=1,
+                              min_canvas=64, max_canvas=96))
+    return root
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_each_arm_fine_tunes_the_shipped_weights_with_its_stem(arm, corpus, tmp_path):
+    _, train = recipe_settings(125, quick=True)
+    args = argparse.Namespace(work=tmp_path / "work", epochs=1, device="cpu", input=(16, 64), seed=0)
+    result = fine_tune(arm, corpus, train, args)
+    tuned, info = load_model(result["model"])
+    assert list(tuned.config.stem_stride) == ARMS[arm]["stem_stride"]
+    assert list(tuned.config.stage_blocks) == ARMS[arm]["stage_blocks"]
+    assert info["extra"]["pretrain"]["lr"] == 5e-4 and info["extra"]["pretrain"]["select_on"] == "val"
+    shipped = load_model_spec(SHIPPED)[0].state_dict()
+    weights = tuned.state_dict()
+    # Two small steps from the shipped weights, not a new start: every trained tensor is still close to them.
+    stem = "encoder.0.weight"  # the first convolution, whose stride the arms differ in
+    assert weights[stem].shape == shipped[stem].shape
+    assert torch.allclose(weights[stem], shipped[stem].float(), atol=5e-3)
+    assert not torch.equal(weights[stem], shipped[stem].float())  # and it did train
