@@ -35,8 +35,15 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("arm", list(ARMS))
-def test_each_arm_fine_tunes_the_shipped_weights_with_its_stem(arm, corpus, tmp_path):
+def test_the_control_arm_is_the_shipped_architecture():
+    config = load_model_spec(SHIPPED)[0].config
+    control, finer = ARMS.values()
+    assert control == {"stage_blocks": list(config.stage_blocks), "stem_stride": list(config.stem_stride)}
+    assert finer == {**control, "stem_stride": [2, 2, 2]}  # only the stem's spatial stride differs
+
+
+def test_the_finer_arm_fine_tunes_the_shipped_weights_with_its_stem(corpus, tmp_path):
+    arm = "stride 2 (finer)"  # the new start (a stem made finer); the control loads the shipped weights as they are
     _, train = recipe_settings(125, quick=True)
     args = argparse.Namespace(work=tmp_path / "work", epochs=1, device="cpu", input=(16, 64), seed=0)
     result = fine_tune(arm, corpus, train, args)

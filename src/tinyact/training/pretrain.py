@@ -472,7 +472,9 @@ def start_from(model: nn.Module, init: Path) -> None:
             model.grow_from(start)
         except ValueError as error:
             raise ConfigError(f"init {init}: {error}") from None
-        logger.info("pretrain: grew %s into %s", init, model.config.stage_blocks or model.config.input_mode)
+        config = model.config
+        logger.info("pretrain: grew %s into stage_blocks %s, input %s, stem stride %s", init, config.stage_blocks,
+                    config.input_mode, config.stem_stride)
     else:
         raise ConfigError(f"init {init} holds another architecture than this stage's model")
 
