@@ -226,22 +226,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args(argv)
-    args.datasets = {name: (folder, split) for name, folder, split in
-                     (args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS])}
-    missing = [str(f) for f, _ in args.datasets.values() if not f.is_dir()]
+    args.datasets = real_datasets(parser, args.dataset)
+    return args
+
+
+def real_datasets(parser: argparse.ArgumentParser, given: list[tuple[str, Path, Path]] | None
+                  ) -> dict[str, tuple[Path, Path]]:
+    """``{name: (folder, split file)}`` of ``--dataset`` (default: both Weizmann sets); a parser error (exit 2)
+    names the folders that are not there."""
+    datasets = {name: (folder, split) for name, folder, split in
+                (given or [parse_dataset(text) for text in DEFAULT_DATASETS])}
+    missing = [str(f) for f, _ in datasets.values() if not f.is_dir()]
     if missing:
         parser.error(f"real footage not found: {', '.join(missing)} (see ../shared/README.md)")
-    return args
+    return datasets
+
+
+def render_recipe_corpus(args: argparse.Namespace, source: str, quick: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Render (or resume) the windowed corpus of ``args.clips`` clips (``quick``: tiny) into ``args.work /
+    "corpus"``; sets ``args.input`` to its ``(frames, size)`` and returns the corpus folder and the recipe's
+    training settings."""
+    corpus_settings, train = recipe_settings(args.clips, quick, args.seed)
+    args.input = (int(corpus_settings["frames"]), int(corpus_settings["size"]))
+    corpus = args.work / "corpus"
+    build_corpus(CorpusConfig.from_dict({**corpus_settings, "out": corpus}, source=source))
+    return corpus, train
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
-    corpus_settings, train = recipe_settings(args.clips, args.quick, args.seed)
-    args.input = (int(corpus_settings["frames"]), int(corpus_settings["size"]))
-    corpus = args.work / "corpus"
-    build_corpus(CorpusConfig.from_dict({**corpus_settings, "out": corpus}, source="equal training: corpus"))
+    corpus, train = render_recipe_corpus(args, "equal training: corpus", args.quick)
     lat = latencies(args, train)
     rows: list[dict[str, Any]] = []
     for network in args.networks:

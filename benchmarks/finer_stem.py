@@ -3,7 +3,6 @@ halved (2), same corpus, recipe and budget; synthetic held-out actors by the per
 
     python benchmarks/finer_stem.py [--clips 10000] [--epochs 2] [--seed 9] [--work tinyact-data/finer-stem]
         [--json docs/results/finer_stem.json] [--dataset NAME=FOLDER:SPLITCSV ...]   # default: both Weizmann sets
-    python benchmarks/finer_stem.py --quick --dataset ... --work /tmp/w               # seconds (the test suite)
 
 Why: on rendered actors the shipped encoder scores 53-60 % where the person covers < 1 % of the frame (a ~10 px
 figure in its 64 px input) and over 90 % from 3 % up (docs/BENCHMARKS.md). Its stem strides space by 4, so such a
@@ -23,6 +22,9 @@ latency, is what this measures before anyone spends a GPU's hours on it.
    compared clip by clip (exact McNemar test on the clips only one gets right).
 4. **Real footage**: the README's table1 protocol and leave-one-person-out (``equal_training.evaluate``).
 5. **Latency**: one 16 x 64² clip, batch 1, fp32, the arms taking turns in five rounds.
+
+No ``--quick`` run: the shipped weights need the corpus at their own 16 x 64², too large for seconds; the test suite
+checks the parts (the arms, the fine-tuning start, the pairing; tests/test_finer_stem_bench.py).
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import zoo_heldout  # noqa: E402
 from benchmarks.common import console, latency_ms, machine_info, median, print_table, save_results  # noqa: E402
-from benchmarks.equal_training import DEFAULT_DATASETS, evaluate, recipe_settings, train_network  # noqa: E402
+from benchmarks.equal_training import (  # noqa: E402
+    evaluate,
+    real_datasets,
+    render_recipe_corpus,
+    train_network,
+)
 from benchmarks.probe_paired import mcnemar_p  # noqa: E402
 from benchmarks.real_footage import parse_dataset  # noqa: E402
-from tinyact.data.synth.corpus import CorpusConfig  # noqa: E402
-from tinyact.data.synth.corpus_files import build_corpus  # noqa: E402
 from tinyact.training.pretrain import PretrainConfig, build_encoder  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
 
@@ -108,14 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", action="append", type=parse_dataset, metavar="NAME=FOLDER:SPLITCSV",
                         help="real footage to evaluate on (repeatable; default: both Weizmann sets)")
     parser.add_argument("--repeats", type=int, default=100, help="latency calls per arm, over all rounds")
-    parser.add_argument("--quick", action="store_true", help="tiny corpus and training (the test suite)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    args.datasets = {name: (folder, split) for name, folder, split in
-                     (args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS])}
-    missing = [str(f) for f, _ in args.datasets.values() if not f.is_dir()]
-    if missing:
-        parser.error(f"real footage not found: {', '.join(missing)} (see ../shared/README.md)")
+    args.datasets = real_datasets(parser, args.dataset)
     return args
 
 
@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
-    corpus_settings, train = recipe_settings(args.clips, args.quick, args.seed)
-    args.input = (int(corpus_settings["frames"]), int(corpus_settings["size"]))
-    corpus = args.work / "corpus"
-    build_corpus(CorpusConfig.from_dict({**corpus_settings, "out": corpus}, source="finer stem: corpus"))
+    corpus, train = render_recipe_corpus(args, "finer stem: corpus")
     rows: dict[str, dict[str, Any]] = {SHIPPED: {"held_out": held_out(SHIPPED, corpus, args)}}
     for arm in ARMS:
         trained = fine_tune(arm, corpus, train, args)
