@@ -162,14 +162,20 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
     models["x3d-xs channels-last"] = (X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), clip)
     models["x3d-xs contiguous"] = (plain, (3, t, s, s))
     models["x3d-xs native 4x160"] = (plain, (3, 4, 160, 160))
+    times = latencies_in_turns(models, args.repeats)
+    times["x3d-xs"] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
+    return times
+
+
+def latencies_in_turns(models: dict[str, tuple[Any, tuple[int, ...]]], repeats: int) -> dict[str, float]:
+    """Batch-1 latency (ms) of each ``name: (model, clip shape)``: the models take turns in ``LATENCY_ROUNDS``
+    rounds of ``repeats / LATENCY_ROUNDS`` calls each; each figure is the median of the rounds' medians."""
     calls: dict[str, list[float]] = {name: [] for name in models}
-    per_round = max(1, args.repeats // LATENCY_ROUNDS)
+    per_round = max(1, repeats // LATENCY_ROUNDS)
     for _ in range(LATENCY_ROUNDS):
         for name, (model, shape) in models.items():
             calls[name].append(latency_ms(model, shape, per_round))  # the median of this round's calls
-    times = {name: median(values) for name, values in calls.items()}
-    times["x3d-xs"] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
-    return times
+    return {name: median(values) for name, values in calls.items()}
 
 
 def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:

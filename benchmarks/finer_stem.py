@@ -39,9 +39,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import zoo_heldout  # noqa: E402
-from benchmarks.common import console, latency_ms, machine_info, median, print_table, save_results  # noqa: E402
+from benchmarks.common import console, machine_info, print_table, save_results  # noqa: E402
 from benchmarks.equal_training import (  # noqa: E402
+    SHIPPED,
     evaluate,
+    latencies_in_turns,
     real_datasets,
     render_recipe_corpus,
     train_network,
@@ -51,7 +53,6 @@ from benchmarks.real_footage import parse_dataset  # noqa: E402
 from tinyact.training.pretrain import PretrainConfig, build_encoder  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
 
-SHIPPED = "zoo:everyday-64"
 FINE_TUNE_LR = 5e-4  # the recipe's later stages (7 and 8) from a trained start
 #: The arms: the shipped architecture (fast-motion with two bottleneck blocks after each of its first three strided
 #: convolutions) with its stem as shipped and with half its spatial stride.
@@ -59,7 +60,6 @@ ARMS: dict[str, dict[str, Any]] = {
     "stride 4 (as shipped)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 4, 4]},
     "stride 2 (finer)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 2, 2]},
 }
-LATENCY_ROUNDS = 5
 
 
 def fine_tune(arm: str, corpus: Path, train: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -75,16 +75,12 @@ def folder_name(arm: str) -> str:
 
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
-    """Batch-1 CPU latency (ms) of each arm at the corpus's input: the median of the rounds' medians."""
+    """Batch-1 CPU latency (ms) of each arm at the corpus's input, the arms taking turns."""
     t, s = args.input
-    models = {arm: build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".",
-                                                           "model_overrides": overrides}), t, s).eval()
+    models = {arm: (build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".",
+                                                            "model_overrides": overrides}), t, s).eval(), (t, 3, s, s))
               for arm, overrides in ARMS.items()}
-    calls: dict[str, list[float]] = {arm: [] for arm in models}
-    for _ in range(LATENCY_ROUNDS):
-        for arm, model in models.items():
-            calls[arm].append(latency_ms(model, (t, 3, s, s), max(1, args.repeats // LATENCY_ROUNDS)))
-    return {arm: median(values) for arm, values in calls.items()}
+    return latencies_in_turns(models, args.repeats)
 
 
 def held_out(encoder: str, corpus: Path, args: argparse.Namespace) -> dict[str, Any]:
