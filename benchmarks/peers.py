@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from benchmarks.peer_models import PEERS, build_peer, count_macs, count_params  
 from benchmarks.synth_clips import synthetic_clips  # noqa: E402
 from tinyact.models.allocator import release_freed_buffers  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
+from tinyact.models.quantize import Int8Options  # noqa: E402
 
 COMMON = (16, 224, 224)
 RUNTIMES = [
@@ -190,7 +192,7 @@ def runtime_rows(args) -> tuple[list[dict], dict]:
             onnx_path = fp32_onnx
         started = time.perf_counter()
         runtime = load_runtime(backend, model, onnx_path=onnx_path,
-                               calibration=x_calib if opts.get("calibrate") else None)
+                               calibration=x_calib if opts.get("calibrate") else None, int8_options=args.int8_options)
         one, five = x_test[:1], x_test[:5]
         runtime.encode(one)  # first call: compiles (torch.compile) or plans (ONNX Runtime)
         setup_s = time.perf_counter() - started
@@ -224,6 +226,7 @@ def runtime_rows(args) -> tuple[list[dict], dict]:
         r["speedup"] = eager / r["b1"]["median_ms"]
     info = {"encoder": encoder, "input": f"{t}×{h}²", "train_clips": len(x_train), "test_clips": len(x_test),
             "calibration_clips": len(x_calib), "classes": int(len(set(y_train.tolist()))),
+            "int8_options": asdict(args.int8_options),
             "classifier": "StandardScaler + LogisticRegression fitted on eager-fp32 latents of the train split"}
     return rows, info
 
@@ -291,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.train_clips, args.test_clips, args.calib_clips = 12, 6, 2
         args.common = (2, 64, 64)
         args.shape_of = lambda shape: args.common
+    # --quick: PyTorch int8 with 3 of the default 100 quantisation-aware steps (those were half its seconds).
+    args.int8_options = Int8Options(finetune_steps=3) if args.quick else Int8Options()
 
     threads = pin_threads(args.threads)
     apply_malloc_option(args)

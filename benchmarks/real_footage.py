@@ -287,14 +287,17 @@ def drift(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dict[str, Any], chosen: str,
                max_calibration: int, float_modules: list[str] | None = None,
-               backend: str = "torch-int8") -> dict[str, Any]:
-    """The int8 runtime (``backend``), calibrated on train clips only, on every cached clip; test top-1 per classifier."""
+               backend: str = "torch-int8", options: Int8Options | None = None) -> dict[str, Any]:
+    """The int8 runtime (``backend``, ``options``: default :class:`Int8Options`), calibrated on train clips only,
+    on every cached clip; test top-1 per classifier."""
+    options = options or Int8Options()
     train_ids = table.clip_ids[table.splits == "train"]
     pick = np.unique(np.linspace(0, len(train_ids) - 1, min(max_calibration, len(train_ids))).round().astype(int))
     videos = cached_clips(run, train_ids[pick])  # [N, (K,) T, 3, S, S] uint8, train split only
     calibration = videos.reshape(-1, *videos.shape[-4:])  # every window of those videos
     started = time.perf_counter()
-    runtime = load_runtime(backend, checkpoint, calibration=calibration, float_modules=float_modules or ())
+    runtime = load_runtime(backend, checkpoint, calibration=calibration, float_modules=float_modules or (),
+                           int8_options=options)
     quantize_s = time.perf_counter() - started
     clips = cached_clips(run, table.clip_ids)
     started = time.perf_counter()
@@ -326,7 +329,7 @@ def int8_check(run: Path, table: LatentsFile, checkpoint: Path, classifiers: dic
             "predict_rule": "SavedClassifier.predict (serving: argmax of predict_proba / decision values)", "by_classifier": rows,
             "calibration_clips": len(videos), "calibration_windows": len(calibration), "calibration_split": "train",
             "backend": backend, "float_modules": list(float_modules or []),
-            "int8_options": asdict(Int8Options()) if backend == "torch-int8" else {"ranges": Int8Options().ranges},
+            "int8_options": asdict(options) if backend == "torch-int8" else {"ranges": options.ranges},
             **drift(*readings[mirrored(chosen)]),
             "quantize_s": round(quantize_s, 1), "encode_ms_per_clip": round(encode_ms, 1)}
 
@@ -421,8 +424,9 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
     classifiers = saved_classifiers(run, list(metrics["classifiers"]), table.dim, str(enc["hash"]))
     chosen = encoder["val_chosen"]
     console.print(f"[bold]{name}[/]: int8 runtime and edge path ...")
+    # --quick: 3 of the 100 quantisation-aware steps (those were most of the test's minute); the rest as shipped.
     int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips, args.int8_float_modules,
-                      args.int8_backend)
+                      args.int8_backend, Int8Options(finetune_steps=3) if args.quick else None)
     edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen)
     result = {
         "data": str(folder), "split_file": str(split), "run": str(run),
@@ -535,7 +539,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="the int8 runtime scored in step 2 (onnx-int8: ONNX Runtime static QDQ)")
     parser.add_argument("--workers", type=int, default=0, help="decoder processes for the cache (0 = one per core)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
-    parser.add_argument("--quick", action="store_true", help="2 folds, svm only, a 2-point grid (the test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 folds, svm only, a 2-point grid, 3 int8 fine-tuning steps (the test)")
     parser.add_argument("--json", type=Path, default=None, help="[default: docs/results/real_footage.json; none with --quick]")
     args = parser.parse_args(argv)
     datasets = args.dataset or [parse_dataset(text) for text in DEFAULT_DATASETS]

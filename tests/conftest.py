@@ -16,6 +16,10 @@ import torch
 from tinyact.data.encode import encode_video
 
 os.environ.setdefault("TINYACT_NO_PROGRESS", "1")
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    # pytest-xdist (scripts/check.sh): the cores shared among the workers, so that N workers do not each start one
+    # torch thread per core and spin against each other.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def ramp_frames(n: int, height: int = 48, width: int = 64, step: int = 6) -> list[np.ndarray]:

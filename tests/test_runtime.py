@@ -27,6 +27,9 @@ from tinyact.models.quantize import (
 from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
 
 FRAMES, SIZE = 8, 32
+#: int8 with a few quantisation-aware fine-tuning steps where the fine-tuning is not what a test checks (the
+#: default's 100 steps cost ~15 s a quantisation here); test_int8_fine_tuning_… checks the fine-tuning itself.
+QUICK_INT8 = Int8Options(finetune_steps=3)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def _drift(z: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch-compile"])
 def test_backend_shape_and_drift(setup, backend):
     checkpoint, clips, reference = setup
-    kwargs = {"calibration": clips} if "int8" in backend else {}
+    kwargs = {"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {}
     runtime = load_runtime(backend, checkpoint, **kwargs)
     assert isinstance(runtime, EncoderRuntime) and runtime.backend == backend
     assert runtime.input_shape == (FRAMES, 3, SIZE, SIZE) and runtime.encoder_hash
@@ -117,14 +120,14 @@ def test_runtime_errors(setup, tmp_path):
 def test_torch_int8_quantises_saves_and_loads(setup, tmp_path):
     checkpoint, clips, reference = setup
     model, _ = load_model(checkpoint)
-    module = quantize_encoder(model, clips[:4])
+    module = quantize_encoder(model, clips[:4], options=QUICK_INT8)
     # Really int8: the convolutions are quantised modules, and the file is much smaller than the fp32 weights.
     graph = str(module.inlined_graph)
     assert graph.count("quantized::conv3d_relu") == 4 and "quantized::linear" in graph
     path = save_int8(module, tmp_path / "enc.int8.pt", encoder_hash=load_runtime("torch", checkpoint).encoder_hash)
     assert path.stat().st_size < 0.4 * checkpoint.stat().st_size
     fresh = load_runtime("torch-int8", checkpoint, int8_path=path).encode(clips)
-    calibrated = load_runtime("torch-int8", checkpoint, calibration=clips[:4]).encode(clips)
+    calibrated = load_runtime("torch-int8", checkpoint, calibration=clips[:4], int8_options=QUICK_INT8).encode(clips)
     np.testing.assert_array_equal(fresh, calibrated)  # the same calibration gives the same int8 model
     rel, cos = _drift(fresh, reference)
     assert rel < 0.15 and cos > 0.98
@@ -134,7 +137,7 @@ def test_torch_int8_quantises_saves_and_loads(setup, tmp_path):
     with pytest.raises(TinyActError, match="calibration clips or a quantised file"):
         load_runtime("torch-int8", checkpoint)
     with pytest.raises(TinyActError, match="calibration clips must be uint8"):
-        quantize_encoder(model, clips[:, :4])
+        quantize_encoder(model, clips[:, :4], options=QUICK_INT8)
     with pytest.raises(TinyActError, match="not found"):
         load_runtime("torch-int8", checkpoint, int8_path=tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
@@ -178,7 +181,7 @@ def test_residual_input_mode_survives_export(tmp_path):
     clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
     reference = load_runtime("torch", checkpoint).encode(clips)
     for backend, bound in (("onnx", 1e-4), ("onnx-int8", 0.15), ("torch-int8", 0.15)):
-        kwargs = {"calibration": clips} if "int8" in backend else {}
+        kwargs = {"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {}
         rel, cos = _drift(load_runtime(backend, checkpoint, **kwargs).encode(clips), reference)
         assert rel < bound and cos > 1 - bound, (backend, rel, cos)
 
@@ -197,7 +200,7 @@ def test_a_grown_encoder_runs_on_every_edge_backend(tmp_path):
     clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
     reference = load_runtime("torch", checkpoint).encode(clips)
     for backend in ("onnx", "torch-int8", "onnx-int8"):
-        z = load_runtime(backend, checkpoint, **({"calibration": clips} if "int8" in backend else {})).encode(clips)
+        z = load_runtime(backend, checkpoint, **({"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {})).encode(clips)
         rel, cos = _drift(z, reference)
         assert z.shape == (6, 1024) and rel < (0.15 if "int8" in backend else 1e-4) and cos > 0.98, (backend, rel)
 
@@ -206,7 +209,7 @@ def test_int8_keeps_the_named_units_in_float(setup):
     checkpoint, clips, reference = setup
     model, _ = load_model(checkpoint)
     assert quantizable_units(model) == ["encoder.0", "encoder.3", "encoder.6", "encoder.9", "to_latent"]
-    mixed = quantize_encoder(model, clips[:4], float_modules=["encoder.0", "to_latent"])
+    mixed = quantize_encoder(model, clips[:4], float_modules=["encoder.0", "to_latent"], options=QUICK_INT8)
     graph = str(mixed.inlined_graph)
     # The stem convolution and the projection run in float; the other three convolutions stay int8.
     assert graph.count("quantized::conv3d_relu") == 3 and "quantized::linear" not in graph
@@ -216,13 +219,14 @@ def test_int8_keeps_the_named_units_in_float(setup):
     rel, cos = _drift(z, reference)
     assert rel < 0.15 and cos > 0.98
     with pytest.raises(TinyActError, match="cannot keep 'encoder.1' in float: choose from encoder.0"):
-        quantize_encoder(model, clips[:4], float_modules=["encoder.1"])  # a BatchNorm goes with its convolution
+        quantize_encoder(model, clips[:4], float_modules=["encoder.1"], options=QUICK_INT8)  # a BatchNorm goes with its convolution
 
 
 def test_torch_int8_runtime_takes_float_modules(setup):
     checkpoint, clips, reference = setup
-    mixed = load_runtime("torch-int8", checkpoint, calibration=clips[:4], float_modules=["encoder.3"])
-    plain = load_runtime("torch-int8", checkpoint, calibration=clips[:4])
+    mixed = load_runtime("torch-int8", checkpoint, calibration=clips[:4], float_modules=["encoder.3"],
+                         int8_options=QUICK_INT8)
+    plain = load_runtime("torch-int8", checkpoint, calibration=clips[:4], int8_options=QUICK_INT8)
     z = mixed.encode(clips)
     assert not np.array_equal(z, plain.encode(clips))  # the unit really ran in float
     rel, cos = _drift(z, reference)
