@@ -1,19 +1,24 @@
-"""How many distinct generated actors the demo's dataset should have, chosen on actors neither candidate saw.
+"""The demo's dataset and fine-tuning budget, chosen on actors no candidate saw.
 
-    python benchmarks/demo_actors.py [--actors 20 40] [--work /tmp/demo-actors] [--json docs/results/demo_actors.json]
+    python benchmarks/demo_actors.py [--actors 20 40] [--finetune-epochs 4 3] [--finetune-frozen-stages 0 1]
+        [--work /tmp/demo-actors] [--json docs/results/demo_actors.json]
 
 Each candidate is the demo's own preparation (``tinyact demo``'s dataset of 10 classes x 20 clips, the zoo encoder
-fine-tuned on its training actors, the SVM on their windows) with another ``actors`` setting. More actors spread
+fine-tuned on its training actors, the SVM on their windows) with other settings: every combination of the
+``actors``, fine-tuning epochs and frozen stages given, the first one the reference that each later one is paired
+against (windows only one of the two gets right, exact McNemar test), with the seconds each step took. More actors spread
 the same 200 clips over more people, so the candidates' own val and test actors differ and their val scores are
 not comparable. Both are therefore scored on one common set: the clips of actors 40-59 of a 60-actor set (its
 val and test pools, minus actors 36-39, which are test actors of the 40-actor candidate), 20 people no candidate
 trains, validates or tests on. Reported: top-1 per window (4 windows at 8 frames/s per clip, as the cameras send
-them) on that set, and its spread over the 20 actors.
+them) on that set, and its spread over the 20 actors. Step seconds are the run's own: a fine-tuning run that an
+earlier call made is reused and shows none.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -25,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
+from benchmarks.probe_paired import mcnemar_p  # noqa: E402
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.cache import build_cache  # noqa: E402
 from tinyact.data.layouts import read_kinetics  # noqa: E402
@@ -48,47 +54,67 @@ def common_set(work: Path, cfg: DemoConfig) -> Manifest:
     return Manifest(keep, synth.out.resolve())
 
 
+def candidates(args: argparse.Namespace) -> list[dict[str, int]]:
+    """Every combination of the settings given (an unset one: the demo's default), the first one first."""
+    return [{"actors": a, "finetune_epochs": e, "finetune_frozen_stages": f}
+            for a, e, f in itertools.product(args.actors, args.finetune_epochs or [None],
+                                             args.finetune_frozen_stages or [None])]
+
+
+def paired(first: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Windows only ``first`` / only ``other`` gets right, and the exact McNemar p-value (same windows, same order)."""
+    pairs = list(zip(first["common_correct"], other["common_correct"], strict=True))
+    only_first, only_other = pairs.count(("1", "0")), pairs.count(("0", "1"))
+    return {"only_first": only_first, "only_this": only_other, "mcnemar_p": mcnemar_p(only_first, only_other)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-actors"))
-    parser.add_argument("--finetune-epochs", type=int, default=None, help="[default: the demo's]")
-    parser.add_argument("--finetune-frozen-stages", type=int, default=None, help="[default: the demo's]")
+    parser.add_argument("--finetune-epochs", type=int, nargs="+", default=None, help="[default: the demo's]")
+    parser.add_argument("--finetune-frozen-stages", type=int, nargs="+", default=None, help="[default: the demo's]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    settings = {name: value for name, value in (("finetune_epochs", args.finetune_epochs),
-                                                 ("finetune_frozen_stages", args.finetune_frozen_stages))
-                if value is not None}
-    base = with_encoder_input_size(DemoConfig(data=args.work / "unused", **settings))
+    base = with_encoder_input_size(DemoConfig(data=args.work / "unused"))
     common = common_set(args.work, base)
     reading = encoder_reading(base)
     common_cache = args.work / "common-cache"
     build_cache(common, common_cache, reading)
+    actor_of = {e.clip_id: e.extra["actor"] for e in common.entries}
     rows: list[dict[str, Any]] = []
-    for actors in args.actors:
-        cfg = base.model_copy(update={"data": args.work / f"synth-a{actors}", "actors": actors})
+    for candidate in candidates(args):
+        settings = {k: v for k, v in candidate.items() if v is not None}
+        # One dataset per actors value; fine-tuning runs are keyed by their settings, so candidates share data.
+        cfg = base.model_copy(update={"data": args.work / f"synth-a{candidate['actors']}", **settings})
         ready = prepare(cfg)
         latents = window_latents(ready.checkpoint, common, common_cache, ready.encoder_hash)
         classifier = load_classifier(ready.classifier_dir)
         correct = np.asarray(classifier.label_names)[classifier.predict(latents.latents)] == latents.labels
-        actor_of = {e.clip_id: e.extra["actor"] for e in common.entries}
         window_actors = np.asarray([actor_of[str(i).split("#")[0]] for i in latents.clip_ids])
         per_actor = {a: float(correct[window_actors == a].mean()) for a in sorted(set(window_actors), key=int)}
         own = ready.classifier_metrics
         rows.append({
-            "actors": actors, "train_actors": len({e.extra["actor"] for e in ready.manifest.split("train").entries}),
+            "actors": cfg.actors, "finetune_epochs": cfg.finetune_epochs,
+            "finetune_frozen_stages": cfg.finetune_frozen_stages, "steps_s": ready.steps,
+            "train_actors": len({e.extra["actor"] for e in ready.manifest.split("train").entries}),
             "common_windows": len(correct), "common_top1": float(correct.mean()), "common_per_actor": per_actor,
             "common_actor_range": [min(per_actor.values()), max(per_actor.values())],
+            "common_correct": "".join("1" if c else "0" for c in correct),  # per window, for paired comparisons
             "own_val_probe": (ready.finetuned or {}).get("after"), "own_test_top1": own.get("top1"),
         })
-        console.print(rows[-1])
-    print_table("Demo dataset: distinct actors, scored on actors 40-59 (no candidate's split)",
-                ["actors", "train actors", "common windows", "common top-1", "per actor", "own val (probe)",
-                 "own test"],
-                [[r["actors"], r["train_actors"], r["common_windows"], f"{r['common_top1']:.1%}",
-                  "{:.0%}-{:.0%}".format(*r["common_actor_range"]),
-                  f"{r['own_val_probe'] or 0:.1%}", f"{r['own_test_top1'] or 0:.1%}"] for r in rows])
+        if len(rows) > 1:
+            rows[-1]["vs_first"] = paired(rows[0], rows[-1])
+        console.print({k: v for k, v in rows[-1].items() if k not in ("common_correct", "common_per_actor")})
+    print_table("Demo candidates, scored on actors 40-59 (no candidate's split); paired against the first row",
+                ["actors", "epochs", "frozen stages", "fine-tuning s", "common top-1", "per actor", "own val (probe)",
+                 "own test", "only first / only this (p)"],
+                [[r["actors"], r["finetune_epochs"], r["finetune_frozen_stages"], r["steps_s"].get("finetune", "-"),
+                  f"{r['common_top1']:.1%}", "{:.0%}-{:.0%}".format(*r["common_actor_range"]),
+                  f"{r['own_val_probe'] or 0:.1%}", f"{r['own_test_top1'] or 0:.1%}",
+                  "{only_first} / {only_this} ({mcnemar_p:.2f})".format(**r["vs_first"]) if "vs_first" in r else "-"]
+                 for r in rows])
     if args.json:
         save_results(args.json, {"protocol": __doc__, "rows": rows, "torch_threads": torch.get_num_threads(),
                                  "seconds": round(time.perf_counter() - started, 1)})

@@ -34,8 +34,9 @@ class DemoConfig(TinyActConfig):
         description="zoo:NAME / a model.pt (e.g. a KD student): its input size replaces clip_size; scratch trains "
                     "the paper's autoencoder briefly on the demo's clips (close to chance: it shows the plumbing)")
     finetune_epochs: int = Field(
-        4, ge=0, title="Fine-tune a zoo encoder on the training actors' clips (epochs; 0: keep it frozen)",
-        description="`tinyact train finetune` on one 2 s window per example, kept only if the val probe improves")
+        3, ge=0, title="Fine-tune a zoo encoder on the training actors' clips (epochs; 0: keep it frozen)",
+        description="`tinyact train finetune` on one 2 s window per example, kept only if the val probe improves; "
+                    "3: as good as 4 on 20 unseen actors, ~20 s less (benchmarks/demo_actors.py)")
     finetune_frozen_stages: int = Field(
         0, ge=0, title="Encoder stages fine-tuning keeps as pretrained (the stem first)",
         description="FinetuneConfig.frozen_stages: fewer layers to train, a faster fine-tune")
