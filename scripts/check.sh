@@ -15,8 +15,9 @@ check() {
 check ruff .venv/bin/ruff check src tests benchmarks
 check mypy .venv/bin/mypy src
 check import-layers .venv/bin/lint-imports
-# Two pytest-xdist workers: half the suite's tests wait on servers, subprocesses or sockets, so two keep a 2-core
-# machine busy (13 min -> under 8 on a 2-core EPYC). TINYACT_TEST_WORKERS=0 runs them in one process.
+# Two pytest-xdist workers: run one after another, the tests kept one of two cores busy on average (many wait on
+# servers, subprocesses or sockets); two workers took the suite from 13 to 6.5 min on a 2-core EPYC.
+# TINYACT_TEST_WORKERS=0 runs it in one process.
 check pytest .venv/bin/python -m pytest -n "${TINYACT_TEST_WORKERS:-2}"
 
 if ((${#failed[@]})); then

@@ -41,6 +41,7 @@ def test_peers_benchmark_quick(tmp_path):
     int8 = runtimes["ONNX static int8 (QDQ)"]
     assert 0 < int8["rel_l2"] < 0.2 and int8["cosine"] > 0.98
     assert int8["size_mb"] < 0.4 * runtimes["ONNX Runtime fp32"]["size_mb"]
+    assert result["runtimes"]["int8_options"]["finetune_steps"] == 3  # --quick: a few quantisation-aware steps
     torch_int8 = runtimes["PyTorch static int8 (oneDNN)"]
     assert 0 < torch_int8["rel_l2"] < 0.2 and torch_int8["cosine"] > 0.98
     assert torch_int8["size_mb"] < 0.4 * runtimes["eager fp32"]["size_mb"]

@@ -94,6 +94,7 @@ def test_real_footage_quick(tiny_dataset, tmp_path):
 
     int8 = result["int8"]
     assert int8["classifier"] == features["encoder"]["val_chosen"] and int8["calibration_split"] == "train" and int8["calibration_clips"] == 6
+    assert int8["int8_options"]["finetune_steps"] == 3 and int8["int8_options"]["ranges"] == "batch-mean"  # --quick
     # The saved classifier on Table 1's own latents, with Table 1's rule, gives Table 1's test top-1.
     for kind in rows:  # the +mirror row through the runtime's mirrored reading, too
         assert int8["by_classifier"][kind]["table1_rule"]["fp32_test_top1"] == pytest.approx(

@@ -110,7 +110,7 @@ class Camera:
         """Crop the shaken view out of the rendered ``canvas`` and apply light and noise -> uint8 ``[H, W, 3]``."""
         dx, dy = self.shake[index]
         x0, y0 = self.margin + dx, self.margin + dy
-        view = np.asarray(canvas)[y0 : y0 + height, x0 : x0 + width].astype(np.float32)  # the view only: 1/3 less
+        view = np.asarray(canvas)[y0 : y0 + height, x0 : x0 + width].astype(np.float32)  # the margin is never seen
         gain = self.gain * (1.0 + self.flicker * np.sin(2 * np.pi * self.flicker_rate * t))
         lit = view * (self.light_map * (self.tint * gain))
         noise = self.noise_bank[self.rng.integers(len(self.noise_bank))]
