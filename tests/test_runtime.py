@@ -32,6 +32,11 @@ FRAMES, SIZE = 8, 32
 QUICK_INT8 = Int8Options(finetune_steps=3)
 
 
+def _calibrated(backend: str, clips: np.ndarray) -> dict:
+    """``load_runtime``'s int8 arguments for ``backend`` (none for float backends)."""
+    return {"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {}
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     torch.manual_seed(0)
@@ -53,8 +58,7 @@ def _drift(z: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch-compile"])
 def test_backend_shape_and_drift(setup, backend):
     checkpoint, clips, reference = setup
-    kwargs = {"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {}
-    runtime = load_runtime(backend, checkpoint, **kwargs)
+    runtime = load_runtime(backend, checkpoint, **_calibrated(backend, clips))
     assert isinstance(runtime, EncoderRuntime) and runtime.backend == backend
     assert runtime.input_shape == (FRAMES, 3, SIZE, SIZE) and runtime.encoder_hash
     z = runtime.encode(clips)
@@ -181,8 +185,7 @@ def test_residual_input_mode_survives_export(tmp_path):
     clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
     reference = load_runtime("torch", checkpoint).encode(clips)
     for backend, bound in (("onnx", 1e-4), ("onnx-int8", 0.15), ("torch-int8", 0.15)):
-        kwargs = {"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {}
-        rel, cos = _drift(load_runtime(backend, checkpoint, **kwargs).encode(clips), reference)
+        rel, cos = _drift(load_runtime(backend, checkpoint, **_calibrated(backend, clips)).encode(clips), reference)
         assert rel < bound and cos > 1 - bound, (backend, rel, cos)
 
 
@@ -200,7 +203,7 @@ def test_a_grown_encoder_runs_on_every_edge_backend(tmp_path):
     clips, _ = synthetic_clips(6, frames=FRAMES, size=SIZE, seed=3)
     reference = load_runtime("torch", checkpoint).encode(clips)
     for backend in ("onnx", "torch-int8", "onnx-int8"):
-        z = load_runtime(backend, checkpoint, **({"calibration": clips, "int8_options": QUICK_INT8} if "int8" in backend else {})).encode(clips)
+        z = load_runtime(backend, checkpoint, **_calibrated(backend, clips)).encode(clips)
         rel, cos = _drift(z, reference)
         assert z.shape == (6, 1024) and rel < (0.15 if "int8" in backend else 1e-4) and cos > 0.98, (backend, rel)
 
