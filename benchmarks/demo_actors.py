@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, print_table, save_results  # noqa: E402
-from benchmarks.probe_paired import mcnemar_p  # noqa: E402
+from benchmarks.probe_paired import discordant  # noqa: E402
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.cache import build_cache  # noqa: E402
 from tinyact.data.layouts import read_kinetics  # noqa: E402
@@ -54,7 +54,7 @@ def common_set(work: Path, cfg: DemoConfig) -> Manifest:
     return Manifest(keep, synth.out.resolve())
 
 
-def candidates(args: argparse.Namespace) -> list[dict[str, int]]:
+def candidates(args: argparse.Namespace) -> list[dict[str, int | None]]:
     """Every combination of the settings given (an unset one: the demo's default), the first one first."""
     return [{"actors": a, "finetune_epochs": e, "finetune_frozen_stages": f}
             for a, e, f in itertools.product(args.actors, args.finetune_epochs or [None],
@@ -63,9 +63,8 @@ def candidates(args: argparse.Namespace) -> list[dict[str, int]]:
 
 def paired(first: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Windows only ``first`` / only ``other`` gets right, and the exact McNemar p-value (same windows, same order)."""
-    pairs = list(zip(first["common_correct"], other["common_correct"], strict=True))
-    only_first, only_other = pairs.count(("1", "0")), pairs.count(("0", "1"))
-    return {"only_first": only_first, "only_this": only_other, "mcnemar_p": mcnemar_p(only_first, only_other)}
+    only_first, only_this, p = discordant(first["common_correct"], other["common_correct"])
+    return {"only_first": only_first, "only_this": only_this, "mcnemar_p": p}
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ from benchmarks.equal_training import (  # noqa: E402
     render_recipe_corpus,
     train_network,
 )
-from benchmarks.probe_paired import mcnemar_p  # noqa: E402
+from benchmarks.probe_paired import discordant  # noqa: E402
 from benchmarks.real_footage import parse_dataset  # noqa: E402
 from tinyact.training.pretrain import PretrainConfig, build_encoder  # noqa: E402
 from tinyact.zoo import materialize  # noqa: E402
@@ -91,9 +91,8 @@ def held_out(encoder: str, corpus: Path, args: argparse.Namespace) -> dict[str, 
 
 def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Clip-by-clip comparison of two held-out runs on the same test clips."""
-    only_a = sum(x == "1" and y == "0" for x, y in zip(a["test_correct"], b["test_correct"], strict=True))
-    only_b = sum(x == "0" and y == "1" for x, y in zip(a["test_correct"], b["test_correct"], strict=True))
-    return {"only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_p(only_a, only_b)}
+    only_a, only_b, p = discordant(a["test_correct"], b["test_correct"])
+    return {"only_a": only_a, "only_b": only_b, "mcnemar_p": p}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -44,6 +44,7 @@ from benchmarks.common import (  # noqa: E402
     machine_info,
     markdown_table,
     print_table,
+    quick_int8_options,
     save_results,
 )
 from benchmarks.modelbench import RssPeak, latency, load_info, matmul_peak, pin_threads  # noqa: E402
@@ -294,8 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.train_clips, args.test_clips, args.calib_clips = 12, 6, 2
         args.common = (2, 64, 64)
         args.shape_of = lambda shape: args.common
-    # --quick: PyTorch int8 with 3 of the default 100 quantisation-aware steps (those were half its seconds).
-    args.int8_options = Int8Options(finetune_steps=3) if args.quick else Int8Options()
+    # --quick: PyTorch int8 with a few of the default 100 quantisation-aware steps (those were half its seconds).
+    args.int8_options = quick_int8_options() if args.quick else Int8Options()
 
     threads = pin_threads(args.threads)
     apply_malloc_option(args)

@@ -30,6 +30,18 @@ from tinyact.training.zoo_build import read_recipe, recipe_stages  # noqa: E402
 from tinyact.zoo import load_model_spec  # noqa: E402
 
 
+def discordant(a: str, b: str) -> tuple[int, int, float]:
+    """Two per-item correctness strings ("1" right, "0" wrong) of the same items in the same order -> (items only
+    ``a`` gets right, items only ``b`` gets right, their exact McNemar p-value).
+
+    Raises:
+        ValueError: when the strings differ in length (not the same items).
+    """
+    pairs = list(zip(a, b, strict=True))
+    only_a, only_b = pairs.count(("1", "0")), pairs.count(("0", "1"))
+    return only_a, only_b, mcnemar_p(only_a, only_b)
+
+
 def mcnemar_p(only_a: int, only_b: int) -> float:
     """Two-sided exact McNemar p-value of ``only_a`` against ``only_b`` discordant clips (1.0 when there are none)."""
     from scipy.stats import binomtest

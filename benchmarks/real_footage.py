@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import console, markdown_table, print_table, save_results  # noqa: E402
+from benchmarks.common import console, markdown_table, print_table, quick_int8_options, save_results  # noqa: E402
 from tinyact.classifiers.saved import load_classifier  # noqa: E402
 from tinyact.data.cache import ClipCache  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
@@ -424,9 +424,9 @@ def run_dataset(name: str, folder: Path, split: Path, args: argparse.Namespace) 
     classifiers = saved_classifiers(run, list(metrics["classifiers"]), table.dim, str(enc["hash"]))
     chosen = encoder["val_chosen"]
     console.print(f"[bold]{name}[/]: int8 runtime and edge path ...")
-    # --quick: 3 of the 100 quantisation-aware steps (those were most of the test's minute); the rest as shipped.
+    # --quick: a few of the 100 quantisation-aware steps (those were most of the test's minute); the rest as shipped.
     int8 = int8_check(run, table, checkpoint, classifiers, chosen, args.calibration_clips, args.int8_float_modules,
-                      args.int8_backend, Int8Options(finetune_steps=3) if args.quick else None)
+                      args.int8_backend, quick_int8_options() if args.quick else None)
     edge = edge_check(run, manifest, table, checkpoint, classifiers, chosen)
     result = {
         "data": str(folder), "split_file": str(split), "run": str(run),

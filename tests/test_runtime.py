@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.ao.quantization.observer import MinMaxObserver
 
+from benchmarks.common import quick_int8_options
 from benchmarks.synth_clips import synthetic_clips
 from tinyact.data.transforms import normalize
 from tinyact.errors import TinyActError
@@ -27,9 +28,9 @@ from tinyact.models.quantize import (
 from tinyact.models.runtime import BACKENDS, EncoderRuntime, load_runtime
 
 FRAMES, SIZE = 8, 32
-#: int8 with a few quantisation-aware fine-tuning steps where the fine-tuning is not what a test checks (the
-#: default's 100 steps cost ~15 s a quantisation here); test_int8_fine_tuning_… checks the fine-tuning itself.
-QUICK_INT8 = Int8Options(finetune_steps=3)
+#: int8 with a few quantisation-aware fine-tuning steps where the fine-tuning is not what a test checks;
+#: test_int8_fine_tuning_… checks the fine-tuning itself.
+QUICK_INT8 = quick_int8_options()
 
 
 def _calibrated(backend: str, clips: np.ndarray) -> dict:
