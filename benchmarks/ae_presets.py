@@ -30,6 +30,7 @@ from tinyact.data.cache import build_cache  # noqa: E402
 from tinyact.data.layouts import read_folder, read_kinetics  # noqa: E402
 from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.latents import LatentsFile  # noqa: E402
+from tinyact.models.base import encode_fn  # noqa: E402
 from tinyact.models.checkpoint import load_model  # noqa: E402
 from tinyact.models.factory import build_autoencoder  # noqa: E402
 from tinyact.models.summary import summarize  # noqa: E402
@@ -89,9 +90,9 @@ def supervised_encoder(kind: str, preset: str, overrides: dict, manifest: Manife
 
 def encoder_latency_ms(model: torch.nn.Module, frames: int, size: int, repeats: int) -> float:
     x = torch.randn(1, frames, 3, size, size)
-    model.eval()
+    encode = encode_fn(model.eval())
     with torch.no_grad():
-        return 1000 * median(time_repeats(lambda: model.encode(x), repeats=repeats, warmup=1))
+        return 1000 * median(time_repeats(lambda: encode(x), repeats=repeats, warmup=1))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -29,12 +29,14 @@ from benchmarks.common import (  # noqa: E402
     save_results,
 )
 from tinyact.models import VideoAutoEncoder3D  # noqa: E402
+from tinyact.models.base import encode_fn  # noqa: E402
 from tinyact.training.runtime import Precision, autocast, pick_device  # noqa: E402
 
 
 def time_encode(model: torch.nn.Module, clips: torch.Tensor, repeats: int, precision: Precision) -> float:
     """Median milliseconds of ``model.encode(clips)`` after warm-up calls."""
     cuda = clips.device.type == "cuda"
+    encode = encode_fn(model)
 
     def once() -> float:
         if cuda:
@@ -43,7 +45,7 @@ def time_encode(model: torch.nn.Module, clips: torch.Tensor, repeats: int, preci
         else:
             began = time.perf_counter()
         with autocast(clips.device, precision):
-            model.encode(clips)
+            encode(clips)
         if cuda:
             end.record()
             torch.cuda.synchronize()

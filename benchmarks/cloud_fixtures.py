@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyact.classifiers import estimators
+import tinyact.classifiers.estimators as estimators
 from tinyact.classifiers.saved import SavedClassifier, save_classifier
 from tinyact.wire import ClipIn, WireDtype, encode_latent
 

@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> dict:
     models = {}
     for kind in kinds:
         start = time.perf_counter()
-        models[kind] = fit_toy_classifier(work / kind, kind=kind, labels=labels, latent_dim=args.latent_dim,
-                                          per_class=args.per_class).path
+        fit_toy_classifier(work / kind, kind=kind, labels=labels, latent_dim=args.latent_dim, per_class=args.per_class)
+        models[kind] = work / kind
         print(f"fitted {kind} in {time.perf_counter() - start:.1f} s")
     bodies = Bodies(args.latent_dim, args.labels)
     closed_cells = () if args.open_only else ((1, args.single_concurrency), (args.batch_clips, args.batch_concurrency))
@@ -295,25 +295,23 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for db in [d.strip() for d in args.db.split(",") if d.strip()]:
             with ExitStack() as stack:
-                if db == "sqlite":
-                    def db_url(tag: str) -> str:
-                        return f"sqlite:///{work / f'{tag}.db'}"
-                elif db == "postgres":
+                base: str | None = None  # PostgreSQL's server URL; None: SQLite
+                if db == "postgres":
                     base, why = postgres_base_url()
                     if base is None:
                         notes.append(f"PostgreSQL skipped: {why}")
                         print(notes[-1])
                         continue
-
-                    def db_url(tag: str, base=base) -> str:
-                        return stack.enter_context(postgres_schema(base))
-                else:
+                elif db != "sqlite":
                     raise SystemExit(f"unknown --db {db!r}")
                 for batching in [b.strip() for b in args.batching.split(",") if b.strip()]:
                     window = {"on": 2.0, "off": 0.0}[batching]
                     extra = {"workers": args.workers} if args.mode == "process" else {}
+                    # A fresh database per run: a SQLite file, or a PostgreSQL schema dropped with the stack.
+                    url = (f"sqlite:///{work / f'{db}-{batching}.db'}" if base is None
+                           else stack.enter_context(postgres_schema(base)))
                     with serve_in_background(
-                        models[kinds[0]], db_url(f"{db}-{batching}"), admin_token=ADMIN, mode=args.mode,
+                        models[kinds[0]], url, admin_token=ADMIN, mode=args.mode,
                         batch_window_ms=window, rate_limit_per_s=0, log_level="warning", **extra,
                     ) as cloud:
                         keys = [cloud.add_device(f"dev-{i}") for i in range(args.devices)]

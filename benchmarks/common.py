@@ -151,7 +151,7 @@ def tree_cpu_seconds(pid: int | None) -> float:
 
 def pin_self_away_from_cpu0() -> bool:
     """Move this process to every CPU but 0; False (and unpinned) where there is one CPU or no affinity API."""
-    cpus = getattr(os, "sched_getaffinity", lambda _pid: set())(0) - {0}
+    cpus: set[int] = getattr(os, "sched_getaffinity", lambda _pid: set())(0) - {0}
     if not cpus:
         return False
     os.sched_setaffinity(0, cpus)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
             folder = work / f"{height}p"
             paths = make_sources(folder, height, args.videos, args.seconds)
             label = f"{height}p ({probe_video(paths[0]).width}×{height}, {args.seconds:g} s)"
-            baseline = None
+            baseline: float | None = None
             for strategy in ("uniform", "dense"):
                 for workers in (1, 2):
                     for threads in (False, True):
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
                         rows.append([label, f"decode {strategy}", workers, "on" if threads else "off",
                                      f"{rate:.1f}", f"{rate / baseline:.2f}"])
             rate = cache_rate(paths, ClipSampling(size=args.size), folder)
+            assert baseline is not None  # set by the first decode above
             rows.append([label, "read from cache", 1, "-", f"{rate:.1f}", f"{rate / baseline:.1f}"])
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -87,12 +87,12 @@ def main() -> None:
     config = DemoConfig.from_yaml(args.demo / "config.yaml")
     checkpoint = Path(summary["encoder"]["checkpoint"])
     backend = args.backend or config.backend
-    int8_file: dict[str, Path] = {}
+    int8_file: Path | None = None
     if backend in ("torch-int8", "onnx-int8"):  # the demo's own int8 file (written as the demo writes it if missing)
         manifest = Manifest.read(config.data / "manifest.csv")
-        path = ensure_int8_encoder(backend, checkpoint, manifest, build_uniform_cache(config, manifest))
-        int8_file = {"int8_path" if backend == "torch-int8" else "onnx_path": path}
-    runtime = load_runtime(backend, checkpoint, **int8_file)
+        int8_file = ensure_int8_encoder(backend, checkpoint, manifest, build_uniform_cache(config, manifest))
+    runtime = (load_runtime(backend, checkpoint, int8_path=int8_file) if backend == "torch-int8"
+               else load_runtime(backend, checkpoint, onnx_path=int8_file))
     classifier = load_classifier(summary["classifier"]["folder"])
     size, fps = int(summary["encoder"]["size"]), config.capture_fps
 

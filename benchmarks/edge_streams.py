@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,12 +82,13 @@ def build_encoder(backend: str, checkpoint: Path, calibration: np.ndarray | None
     """An :class:`~tinyact.edge.encoder.EdgeEncoder` for ``backend`` (ONNX graphs exported next to the checkpoint;
     int8 = static QDQ calibrated on real clips)."""
     from tinyact.edge.encoder import EdgeEncoder
+    from tinyact.models.base import config_of
     from tinyact.models.checkpoint import load_model
     from tinyact.models.runtime import load_runtime
 
     model, info = load_model(checkpoint)
     runtime = load_runtime(backend, checkpoint, calibration=calibration if backend == "onnx-int8" else None)
-    config = model.config
+    config = config_of(model)
     return EdgeEncoder(runtime, backend, config.num_frames, tuple(config.input_size), config.latent_dim,
                        str(info.get("hash", "")))
 
@@ -105,9 +107,9 @@ def run_rounds(n: int, files: list[Path], encoder, work: Path, rounds: int, inte
         data_dir=data_dir,
     )
     cameras = []
-    for i, camera in enumerate(cfg.cameras):
+    for i, camera_cfg in enumerate(cfg.cameras):
         offset = 0.37 * i  # every camera at its own place in its file
-        cameras.append(FileCamera(camera.id, camera.source, clock=lambda o=offset: time.monotonic() + o))
+        cameras.append(FileCamera(camera_cfg.id, camera_cfg.source, clock=lambda o=offset: time.monotonic() + o))
     agent = EdgeAgent(cfg, encoder=encoder, cameras=cameras)
     reports = []
     try:
@@ -153,8 +155,9 @@ def keeps_up(n, files, encoder, work, args) -> tuple[bool, dict]:
     return row["ok"], row
 
 
-def find_max_cameras(files, encoder, work, args) -> tuple[int, list[dict]]:
-    """Largest N whose rounds all fit in the interval (see the module docstring)."""
+def find_max_cameras(files, encoder, work, args) -> tuple[int, list[dict], bool]:
+    """Largest N whose rounds all fit in the interval (see the module docstring), every round measured, and
+    whether the search finished within ``--budget-s``."""
     tried: dict[int, dict] = {}
     deadline = time.monotonic() + args.budget_s
 
@@ -257,13 +260,13 @@ def main(argv: list[str] | None = None) -> dict:
         from tinyact.edge.sources import FileCamera
 
         grabber = FileCamera("calib", files[0])
-        clips = []
+        grabbed = []
         for i in range(max(args.k, 8)):
             grabber.t0 = time.monotonic() - 0.5 * i
-            clips.append(grabber.grab(16, args.capture_fps, (args.size, args.size)).frames)
+            grabbed.append(grabber.grab(16, args.capture_fps, (args.size, args.size)).frames)
         grabber.close()
-        clips = np.stack(clips)
-        results = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        clips = np.stack(grabbed)
+        results: dict[str, Any] = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                    "camera_file_mbit_s": bitrate, "backends": {}}
         rows = []
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:

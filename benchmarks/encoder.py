@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,7 +45,7 @@ def encoder_params(model: VideoAutoEncoder3D) -> int:
 
 def make_fn(model: VideoAutoEncoder3D, mode: str):
     """A callable ``x -> z`` for ``mode``; compiled graphs specialise per input shape (batch 1 and 5)."""
-    graph = EncoderGraph(model).eval()
+    graph: Callable[[torch.Tensor], torch.Tensor] = EncoderGraph(model).eval()
     if mode == "compile":
         import torch._inductor.config as inductor_config
 

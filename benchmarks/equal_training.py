@@ -39,6 +39,7 @@ import csv
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ SHIPPED = "zoo:everyday-64"  # the default encoder (since its stage 5: fast-moti
 def build_x3d_encoder(config: dict[str, Any]) -> nn.Module:
     """Rebuild an :class:`X3DEncoder` from the config dict ``save_model`` wrote (``load_model``'s builder)."""
     known = {f.name for f in fields(X3DEncoderConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
     return X3DEncoder(X3DEncoderConfig(**values))
 
 
@@ -125,14 +126,16 @@ def train_network(network: str, corpus: Path, train: dict[str, Any], args: argpa
             "train_clips_per_s": median([r["clips_per_s"] for r in epochs])}
 
 
-def evaluate(name: str, encoder: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Table 1 on each dataset with ``encoder``: the val-chosen classifier's test top-1, every row's val and test,
-    and leave-one-person-out, per dataset."""
+def evaluate(name: str, encoder: str, datasets: dict[str, tuple[Path, Path]], work: Path,
+             quick: bool = False) -> dict[str, Any]:
+    """Table 1 on each of ``datasets`` (name -> folder, split file) with ``encoder``, run in ``work/name``: the
+    val-chosen classifier's test top-1, every row's val and test, and leave-one-person-out, per dataset
+    (``quick``: table1's smallest grids, for the test suite)."""
     results = {}
-    for dataset, (folder, split) in args.datasets.items():
+    for dataset, (folder, split) in datasets.items():
         cfg = Table1Config(data=folder, layout="folder", split_file=split, encoder=encoder, sampling=WINDOWS,
-                           baselines=[], out=args.work / name / f"table1-{dataset}", seed=0,
-                           **(QUICK_TABLE1 if args.quick else {}))
+                           baselines=[], out=work / name / f"table1-{dataset}", seed=0,
+                           **(QUICK_TABLE1 if quick else {}))
         metrics = run_table1(cfg)
         best = metrics["best"]["classifier"]
         results[dataset] = {"classifier": best, "test_top1": metrics["best"]["top1"],
@@ -167,7 +170,7 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
     return times
 
 
-def latencies_in_turns(models: dict[str, tuple[Any, tuple[int, ...]]], repeats: int) -> dict[str, float]:
+def latencies_in_turns(models: Mapping[str, tuple[Any, tuple[int, ...]]], repeats: int) -> dict[str, float]:
     """Batch-1 latency (ms) of each ``name: (model, clip shape)``: the models take turns in ``LATENCY_ROUNDS``
     rounds of ``repeats / LATENCY_ROUNDS`` calls each; each figure is the median of the rounds' medians."""
     calls: dict[str, list[float]] = {name: [] for name in models}
@@ -188,7 +191,8 @@ def plot(rows: list[dict[str, Any]], x3d_ms: float, path: Path) -> None:
     from matplotlib.ticker import ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(8.4, 4.2))
-    colours = iter(plt.get_cmap("tab10").colors[:7] + plt.get_cmap("tab10").colors[8:])  # grey is the shipped row's
+    tab10 = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
+    colours = iter(tab10[:7] + tab10[8:])  # grey is the shipped row's
     for row in rows:
         hollow = "params_m" not in row  # the shipped model: drawn open, so a point under it stays visible
         colour = "tab:grey" if hollow else next(colours)
@@ -269,11 +273,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for network in args.networks:
         trained = train_network(network, corpus, train, args)
         rows.append({"name": network, **trained, "latency_ms": lat[network],
-                     "real": evaluate(network, trained["model"], args)})
+                     "real": evaluate(network, trained["model"], args.datasets, args.work, args.quick)})
         console.print({k: v for k, v in rows[-1].items() if k != "epochs"})
     if args.reference:
         rows.append({"name": f"{SHIPPED} (shipped, full budget)", "latency_ms": lat[SHIPPED],
-                     "real": evaluate("reference", SHIPPED, args)})
+                     "real": evaluate("reference", SHIPPED, args.datasets, args.work, args.quick)})
     ratios = {"default encoder, same input": lat[SHIPPED] / lat["x3d-xs"],
               "default encoder against X3D-XS native 4x160": lat[SHIPPED] / lat["x3d-xs native 4x160"],
               "fast-motion, same input": lat["fast-motion"] / lat["x3d-xs"]}

@@ -95,12 +95,12 @@ def _wait_port(port: int, timeout: float, alive=lambda: True) -> None:
 class Cloud:
     """``tinyact cloud serve`` as a child process that can be SIGKILLed and restarted on the same port/db."""
 
-    def __init__(self, work: Path, model: Path, mqtt_url: str | None) -> None:
+    def __init__(self, work: Path, model: Path, mqtt_url: str | None, db_url: str | None = None) -> None:
         from tinyact.cloud.config import CloudConfig
         from tinyact.cloud.server import free_port
 
         self.port = free_port()
-        self.db = f"sqlite:///{work / 'cloud.db'}"
+        self.db = db_url or f"sqlite:///{work / 'cloud.db'}"
         settings: dict[str, Any] = {"model": str(model), "db": self.db, "host": "127.0.0.1", "port": self.port,
                                     "log_level": "warning"}
         if mqtt_url:
@@ -150,6 +150,8 @@ class Broker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        if self.binary is None:
+            raise RuntimeError("mosquitto is not installed")
         self.process = _spawn([self.binary, "-c", str(self.conf)], self.log)
         _wait_port(self.port, 20, alive=lambda: self.process.poll() is None)
 
@@ -171,7 +173,8 @@ def make_inputs(work: Path, size: int) -> tuple[Path, Path, list[Path]]:
     checkpoint = work / "encoder.pt"
     encoder_hash = save_model(checkpoint, VideoAutoEncoder3D.from_preset("fast", input_size=size))
     # Fitted "on" this encoder: the cloud refuses clips of another encoder than its classifier's (409).
-    model = fit_toy_classifier(work / "classifier", per_class=10, encoder_hash=encoder_hash).path
+    model = work / "classifier"
+    fit_toy_classifier(model, per_class=10, encoder_hash=encoder_hash)
     files = []
     for k in range(2):
         path = work / f"camera-{k}.mp4"
@@ -219,8 +222,9 @@ def _edge_counts(db: Path) -> dict[str, int]:
         return {"captured": 0, "pending": 0, "delivered": 0}
 
 
-def run_scenario(transport: str, args, work: Path) -> dict[str, Any]:
-    """One run of ``args.clips`` clips with the faults of the module docstring; returns the counts."""
+def run_scenario(transport: str, args, work: Path, db_url: str | None = None) -> dict[str, Any]:
+    """One run of ``args.clips`` clips with the faults of the module docstring, the cloud on ``db_url`` (default:
+    SQLite in ``work``); returns the counts."""
     from tinyact.cloud.devices import add_device
 
     work.mkdir(parents=True, exist_ok=True)
@@ -231,7 +235,7 @@ def run_scenario(transport: str, args, work: Path) -> dict[str, Any]:
             return {"transport": transport, "skipped": "mosquitto is not installed (apt-get install mosquitto)"}
         broker.start()
     mqtt_url = broker.url if broker else None
-    cloud = Cloud(work, model, mqtt_url)
+    cloud = Cloud(work, model, mqtt_url, db_url)
     events: list[dict[str, Any]] = []
     agent: subprocess.Popen | None = None
     edge_db = work / "edge" / "edge.db"
@@ -282,6 +286,7 @@ def run_scenario(transport: str, args, work: Path) -> dict[str, Any]:
                     agent = start_agent(run_cfg)
                     event("agent restarted")
                 elif what == "kill broker":
+                    assert broker is not None  # the plan has this fault with MQTT only
                     broker.kill()
                     event("broker SIGKILLed")
                     time.sleep(args.outage)

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for arm in ARMS:
         trained = fine_tune(arm, corpus, train, args)
         rows[arm] = {**trained, "held_out": held_out(trained["model"], corpus, args),
-                     "real": evaluate(folder_name(arm), trained["model"], args)}
+                     "real": evaluate(folder_name(arm), trained["model"], args.datasets, args.work)}
     lat = latencies(args, train)
     for arm in ARMS:
         rows[arm]["latency_ms"] = lat[arm]

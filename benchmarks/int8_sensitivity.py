@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "batch-mean ranges": (Int8Options(finetune_steps=0), ()),
                "batch-mean + fine-tuning (default)": (Int8Options(), ()),
                f"default, {' '.join(args.float_units)} in float": (Int8Options(), tuple(args.float_units))}
-    method_rows = []
+    method_rows: list[dict[str, Any]] = []
     for label, (options, units) in methods.items():
         tic = time.perf_counter()
         per = score(units, options)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ms = latency_ms(quantize_encoder(model, calibration, float_modules=units, options=options), shape, args.repeats)
         method_rows.append({"method": label, "options": asdict(options), "float_modules": list(units), "drift": per,
                             "quantize_s": round(seconds, 1), "batch1_ms": ms})
-    onnx_rows = []
+    onnx_rows: list[dict[str, Any]] = []
     fp32_onnx = export_onnx(model, args.work / "encoder.onnx")
     for ranges in ("minmax", "batch-mean"):
         per = {}
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 [[r["method"], *(f"{r['drift'][n]['latent_rel_l2']:.3f}" for n in data), f"{mean_l2(r['drift']):.3f}",
                   f"{r['quantize_s']:.1f}", f"{r['batch1_ms']:.1f}"] for r in method_rows])
 
-    units = quantizable_units(model)
-    alone = {unit: score((unit,)) for unit in units}
+    all_units = quantizable_units(model)
+    alone = {unit: score((unit,)) for unit in all_units}
     base = score(())
     rows = [["(none: all int8)", *(f"{base[n]['latent_rel_l2']:.3f} / {base[n]['latent_cosine']:.3f}" for n in data)]]
     rows += [[unit, *(f"{per[n]['latent_rel_l2']:.3f} / {per[n]['latent_cosine']:.3f}" for n in data)]
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kept: tuple[str, ...] = ()
     steps: list[dict[str, Any]] = [{"float_modules": [], "drift": base}]
     for _ in range(args.greedy):
-        trials = {unit: (alone[unit] if not kept else score((*kept, unit))) for unit in units if unit not in kept}
+        trials = {unit: (alone[unit] if not kept else score((*kept, unit))) for unit in all_units if unit not in kept}
         best = min(trials, key=lambda u: mean_l2(trials[u]))
         kept = (*kept, best)
         steps.append({"float_modules": list(kept), "drift": trials[best]})

@@ -31,6 +31,7 @@ import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -157,12 +158,15 @@ def runtime_rows(args) -> tuple[list[dict], dict]:
     from tinyact.models.checkpoint import load_model
     from tinyact.models.export import export_onnx, quantize_dynamic, quantize_static
     from tinyact.models.quantize import save_int8
-    from tinyact.models.runtime import load_runtime
+    from tinyact.models.runtime import TorchInt8Runtime, load_runtime
 
     t, h, w = args.common
     if args.checkpoint:
-        model, _ = load_model(args.checkpoint)
-        t, _, h, w = model.input_shape  # type: ignore[attr-defined]
+        loaded, _ = load_model(args.checkpoint)
+        if not isinstance(loaded, VideoAutoEncoder3D):
+            raise SystemExit(f"--checkpoint {args.checkpoint}: a VideoAutoEncoder3D file is needed, not {type(loaded).__name__}")
+        model = loaded
+        t, _, h, w = model.input_shape
         encoder = f"trained checkpoint {args.checkpoint}"
     else:
         torch.manual_seed(0)
@@ -213,8 +217,8 @@ def runtime_rows(args) -> tuple[list[dict], dict]:
         cos = float(np.mean(np.sum(z_test * reference, 1)
                             / (np.linalg.norm(z_test, axis=1) * np.linalg.norm(reference, axis=1))))
         size = onnx_path.stat().st_size if onnx_path is not None else torch_size
-        if backend == "torch-int8":
-            size = save_int8(runtime.module, folder / "encoder.int8.pt").stat().st_size  # type: ignore[attr-defined]
+        if isinstance(runtime, TorchInt8Runtime):
+            size = save_int8(runtime.module, folder / "encoder.int8.pt").stat().st_size
         rows.append({
             "runtime": label, "backend": backend, "b1": b1.as_dict(), "b5": b5.as_dict(), "b1_ms": b1.ms(),
             "clips_per_s_b5": 5 / b5.median, "setup_s": setup_s, "size_mb": size / 1e6,
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         print_table(f"Peers, fp32 eager, {threads} threads, peak {peak / 1e9:.0f} GFLOP/s", model_cols, model_table)
     print_table(f"TinyAct encoder runtimes ({runtime_info['encoder']}, {runtime_info['input']})", rt_cols, rt_table)
 
-    ratios: dict[str, float | None] = {}
+    ratios: dict[str, float | str | None] = {}
     by_backend = {r["runtime"]: r for r in runtimes}
     eager = by_backend.get("eager fp32")
     xs = next((r for r in rows if r["kind"] == "x3d-xs" and r["native"]), None)
@@ -347,12 +351,12 @@ def main(argv: list[str] | None = None) -> dict:
         if xs:
             ratios[f"{key}_latency_over_x3d_xs_native_fp32"] = int8["b1"]["median_ms"] / xs["b1"]["median_ms"]
     if best_fp32:
-        ratios["best_fp32_runtime"] = best_fp32["runtime"]  # type: ignore[assignment]
+        ratios["best_fp32_runtime"] = best_fp32["runtime"]
     fast = next((r for r in rows if r["kind"] == "enc:fast"), None)
     if fast and xs:
         ratios["fast_fp32_latency_over_x3d_xs_native_fp32"] = fast["b1"]["median_ms"] / xs["b1"]["median_ms"]
     console.print(ratios)
-    result = {
+    result: dict[str, Any] = {
         "threads": threads, "matmul_peak_gflops": peak / 1e9, "load_before": load_before, "load_after": load_after,
         "wall_s": time.perf_counter() - started, "models": {"columns": model_cols, "table": model_table, "rows": rows},
         "runtimes": {"columns": rt_cols, "table": rt_table, "rows": runtimes, **runtime_info}, "ratios": ratios,

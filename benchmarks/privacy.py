@@ -37,6 +37,7 @@ from tinyact.data.manifest import Manifest  # noqa: E402
 from tinyact.data.synth import SynthConfig, generate  # noqa: E402
 from tinyact.data.video import ClipSampling  # noqa: E402
 from tinyact.models.autoencoder3d import VideoAutoEncoder3D  # noqa: E402
+from tinyact.models.base import config_of  # noqa: E402
 from tinyact.models.checkpoint import load_model  # noqa: E402
 from tinyact.training.ae import AETrainConfig, train_autoencoder  # noqa: E402
 from tinyact.training.extract import extract_latents  # noqa: E402
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         actors = columns.get("actor", np.array([e.extra.get("actor", "") for e in entries]))
         scenes = columns.get("scene", np.array([e.extra.get("scene", "") for e in entries]))
         data = AuditData(clips=clips, labels=np.array([e.label for e in entries]), actors=actors, scenes=scenes, splits=splits)
-        encoded = [EncodedSet("AE", ae_latents, ae.config, frame_decoder(ae))]
+        encoded = [EncodedSet("AE", ae_latents, config_of(ae), frame_decoder(ae))]
         kd_note: Any = "no KD student (give --kd to train one, or --kd-checkpoint)"
         kd_file = args.kd_checkpoint
         if args.kd and kd_file is None:
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             student, info = load_model(kd_file)
             kd_latents, _, _ = extract(student, manifest, sampling, work, "kd", ids)
             decoder = frame_decoder(student)
-            config = student.config if isinstance(student, VideoAutoEncoder3D) else ae.config
+            config = student.config if isinstance(student, VideoAutoEncoder3D) else config_of(ae)
             encoded.append(EncodedSet("KD", kd_latents, config, decoder))
             kd_note = {"model": str(kd_file), "kind": info.get("kind"), "hash": info.get("hash"), **kd_summary}
         cfg = PrivacyConfig(

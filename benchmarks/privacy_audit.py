@@ -41,6 +41,7 @@ from tinyact.privacy.defences import Defence, latent_scale, wire_roundtrip
 from tinyact.privacy.grid import save_grid
 from tinyact.privacy.metrics import reconstruction_scores
 from tinyact.privacy.probes import conditional_baseline, pixel_features, probe_cv, probe_split
+from tinyact.wire import WireDtype
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class PrivacyConfig(TinyActConfig):
     attack_lr: float = Field(2e-3, gt=0, title="Attack learning rate")
     probe_kinds: list[str] = Field(["logreg", "rf"], title="Probe classifiers", description="logreg and/or rf")
     folds: int = Field(5, ge=2, title="Cross-validation folds of the attribute probes")
-    wire_dtypes: list[str] = Field(["float16", "int8"], title="Wire formats the attack is also scored on")
+    wire_dtypes: list[WireDtype] = Field(["float16", "int8"], title="Wire formats the attack is also scored on")
     defences: list[str] = Field(
         ["noise:0.25", "noise:0.5", "noise:1", "noise:2", "quant:3", "quant:2"],
         title="Defences", description="none | noise:<sigma, in units of the latents' per-dimension std> | quant:<bits>",
@@ -156,8 +157,9 @@ def run_audit(data: AuditData, encoded: list[EncodedSet], cfg: PrivacyConfig, ou
         decoder = train_attack(z[attacker], data.clips[attacker], enc.ae_config, _attack_config(cfg), label=f"attack on {enc.name}")
         if e_index == defended:
             naive_attack = decoder
+        wire: WireDtype
         for wire in ["float32", *cfg.wire_dtypes]:
-            z_wire = z if wire == "float32" else wire_roundtrip(z, wire)  # type: ignore[arg-type]
+            z_wire = z if wire == "float32" else wire_roundtrip(z, wire)
             recon = reconstruct(decoder, z_wire[victim])
             results["attack"].append(_row(enc.name, wire, "attack decoder", reconstruction_scores(recon, target)))
             if enc.own_decoder is not None:
@@ -185,6 +187,7 @@ def run_audit(data: AuditData, encoded: list[EncodedSet], cfg: PrivacyConfig, ou
     # classifier and an adaptive attacker both train on defended latents; a naive attacker keeps its decoder.
     if encoded:
         enc = encoded[defended]
+        assert naive_attack is not None  # trained above, on this encoder's latents
         z = np.asarray(enc.latents, np.float32)
         scale = latent_scale(z[data.splits == "train"] if (data.splits == "train").any() else z[attacker])
         results["defence_scale"] = scale

@@ -114,6 +114,7 @@ def recipe_probes(encoder_spec: str) -> list[ProbeSpec]:
 
 def all_persons(spec: ProbeSpec, folder: Path) -> ProbeSpec:
     """``spec`` with a split file that puts every clip outside the test split (a probe over all persons)."""
+    assert spec.split_file is not None  # probes() keeps only specs with person lists
     with open(spec.split_file, newline="") as handle:
         rows = list(csv.reader(handle))
     path = folder / f"{spec.name}-all-split.csv"
@@ -169,19 +170,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             loaded = {}
             for size in sizes:
                 loaded[size] = data = load_probe(spec, frames, size, args.work, sampling)
+                assert data.groups is not None  # probes() keeps only specs with person lists
                 rows[f"size {size}"] = lopo(model, data.clips, data.labels, data.groups)
                 console.print(f"{spec.name} size {size}: {rows[f'size {size}']}")
             data = loaded.get(trained) or load_probe(spec, frames, trained, args.work, sampling)
+            groups = data.groups
+            assert groups is not None
             clips = data.clips if data.clips.dim() == 6 else data.clips[:, None]  # [N, K windows, T, 3, S, S]
             windows = clips.reshape(-1, *clips.shape[2:])
             for name, options in CROPS.items():
                 cropped, sides = motion_crop(windows, **options)
                 cropped = cropped.reshape(clips.shape)
-                rows[f"crop {name}"] = {**lopo(model, cropped, data.labels, data.groups),
+                rows[f"crop {name}"] = {**lopo(model, cropped, data.labels, groups),
                                         "mean_side_px": round(float(sides.mean()), 1)}
-                rows[f"full + crop {name}"] = lopo(model, clips, data.labels, data.groups, cropped)
+                rows[f"full + crop {name}"] = lopo(model, clips, data.labels, groups, cropped)
                 console.print(f"{spec.name} crop {name}: {rows[f'crop {name}']}, with full {rows[f'full + crop {name}']}")
-            results[spec.name] = {"clips": len(data.labels), "persons": len(set(data.groups)),
+            results[spec.name] = {"clips": len(data.labels), "persons": len(set(groups)),
                                   "test_persons_included": every, "top1": rows}
     names = list(results)
     readings = list(results[names[0]]["top1"])

@@ -339,6 +339,8 @@ def edge_grab(path: Path, sampling: ClipSampling) -> np.ndarray:
     centres of the file; or each of a ``multi`` sampling's K), one grab of T frames at the window's rate whose
     last frame is the window's last instant. uint8 ``[T, 3, S, S]``, or ``[K, T, 3, S, S]``."""
     info = probe_video(path)
+    if sampling.size is None:
+        raise ValueError("edge_grab needs a sampling with a size (cameras resize as they grab)")
     grabs = []
     for instants in clip_timestamps(info, sampling):
         now = [100.0]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyact.wire import WireDtype
+
 HOST = "127.0.0.1"  # the only address this benchmark ever talks to (and PostgreSQL's test URL)
 ADMIN = "reliability-admin-token"
 DIM = 64
@@ -78,7 +80,8 @@ def toy_model(work: Path) -> Path:
     from benchmarks.cloud_fixtures import fit_toy_classifier
 
     if "m" not in _model_cache or not _model_cache["m"].exists():  # one model per run (main() deletes its folder)
-        _model_cache["m"] = fit_toy_classifier(work / "model", labels=LABELS, latent_dim=DIM, per_class=15).path
+        fit_toy_classifier(work / "model", labels=LABELS, latent_dim=DIM, per_class=15)
+        _model_cache["m"] = work / "model"
     return _model_cache["m"]
 
 
@@ -106,7 +109,7 @@ def postgres_url() -> Iterator[str]:
 
 
 def good_clip(rng: np.random.Generator, camera: str = "cam-1", clip_id: uuid.UUID | None = None,
-              dtype: str | None = "float16") -> dict:
+              dtype: WireDtype | None = "float16") -> dict:
     from benchmarks.cloud_fixtures import clip_message
 
     return clip_message(rng.normal(0, 1, DIM).astype(np.float32), camera_id=camera, clip_id=clip_id, dtype=dtype)

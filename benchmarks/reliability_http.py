@@ -46,6 +46,8 @@ def st_binary() -> str | None:
 
 def run_schemathesis(url: str, header: str, seconds: float, work: Path, name: str, seed: int) -> dict[str, Any]:
     binary = st_binary()
+    if binary is None:
+        raise RuntimeError("schemathesis (st) is not installed")
     report = work / f"st-{name}.ndjson"
     command = [binary, "run", f"{url}/openapi.json", "-H", header, "--max-time", str(max(1, int(seconds))),
                "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing,stateful",
@@ -297,24 +299,7 @@ def part_sigkill(args, work: Path, backend: str) -> dict[str, Any]:
         result = faults.run_scenario("http", scenario, work / "sigkill-sqlite")
     else:
         with postgres_url() as pg:
-            original = faults.Cloud
-
-            class PostgresCloud(original):  # faults.Cloud on PostgreSQL: same process, same faults
-                def __init__(self, *a, **k) -> None:
-                    import yaml
-
-                    from tinyact.cloud.config import CloudConfig
-
-                    super().__init__(*a, **k)
-                    settings = yaml.safe_load(self.config.read_text())
-                    settings["db"] = self.db = pg
-                    self.config.write_text(CloudConfig.from_dict(settings).to_yaml())
-
-            faults.Cloud = PostgresCloud
-            try:
-                result = faults.run_scenario("http", scenario, work / "sigkill-postgres")
-            finally:
-                faults.Cloud = original
+            result = faults.run_scenario("http", scenario, work / "sigkill-postgres", db_url=pg)
     note = (f"cloud SIGKILLed twice, agent once; captured {result['captured']}, cloud rows {result['cloud_rows']}, "
             f"phantoms {result['phantoms']}, dropped {result['dropped']}, {result['seconds']} s")
     name = f"4. SIGKILL cloud + edge ({'SQLite' if backend == 'sqlite' else 'PostgreSQL'})"

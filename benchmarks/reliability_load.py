@@ -173,7 +173,8 @@ def part_dashboard(args, work: Path) -> dict[str, Any]:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         with httpx.Client(base_url=service.url, timeout=120) as client:
             for path in ("/v1/dashboard/summary", "/v1/dashboard/latest", "/v1/dashboard/timeline?hours=24"):
-                times, codes = [], Counter()
+                times: list[float] = []
+                codes: Counter[int] = Counter()
                 repeats = 5 if args.quick else 30
                 for _ in range(repeats + 1):
                     start = time.perf_counter()

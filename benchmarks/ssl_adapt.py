@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     manifest_csv = Manifest(entries, args.data.resolve()).write(args.out / "manifest.csv")
     manifest = Manifest.read(manifest_csv)
     start = load_start_encoder(args.encoder)
-    frames = start.config.num_frames  # type: ignore[attr-defined]
+    frames = start.config.num_frames
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "loadavg": list(os.getloadavg()),
                      "clips": {s: len(manifest.split(s)) for s in ("train", "val", "test")}, "objectives": {}}
     for objective in args.objectives.split(","):

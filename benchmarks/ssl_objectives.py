@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     manifest_csv = Manifest(entries, args.data.resolve()).write(args.out / "manifest.csv")
     manifest = Manifest.read(manifest_csv)
     overrides = {"channels": [int(c) for c in args.channels.split(",")]}
+    windows = args.out / "windows"  # the clip cache every objective shares
     common = dict(manifest=manifest_csv, preset=args.preset, model_overrides=overrides, size=args.size,
                   frames=args.frames, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
-                  device="cpu", workers=1, cache_dir=args.out / "windows")
+                  device="cpu", workers=1, cache_dir=windows)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": {
         "platform": platform.platform(), "cpus": os.cpu_count(), "loadavg": list(os.getloadavg()),
         "torch_threads": torch.get_num_threads()}, "objectives": {}}
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = train_ssl(cfg, resume=(cfg.out / "last.pt").is_file())
         seconds = time.perf_counter() - started
         if probe_test is None:
-            probe_test = load_probe_set(manifest, ClipCache(cfg.cache_dir), args.frames, "train", "test")
+            probe_test = load_probe_set(manifest, ClipCache(windows), args.frames, "train", "test")
             seed_everything(args.seed)
             random_test = _test_probe(build_model(cfg), probe_test)  # the start every objective shares
         rows = read_metrics(result.metrics_csv)

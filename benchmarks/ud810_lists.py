@@ -37,9 +37,9 @@ def main(folder: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     with open(folder.parent / "ud810-split.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "split"])
-        writer.writerows([row["path"], SPLIT[row["person"]]] for row in rows)
+        split_writer = csv.writer(handle)
+        split_writer.writerow(["path", "split"])
+        split_writer.writerows([row["path"], SPLIT[row["person"]]] for row in rows)
     print(f"{len(rows)} clips, {len({r['person'] for r in rows})} persons -> {folder.parent}/ud810-{{clips,split}}.csv")
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine_info, markdown_table, print_table, save_results  # noqa: E402
 from tinyact.data.synth.generator import SynthConfig, plan_dataset, render_clip  # noqa: E402
 from tinyact.data.transforms import resize_short_side_center_crop  # noqa: E402
-from tinyact.wire import ClipIn, encode_latent  # noqa: E402
+from tinyact.wire import ClipIn, WireDtype, encode_latent  # noqa: E402
 
 PAPER_BYTES = 4096  # "1024-dimensional vectors = 4KB per clip"
 ROUND = 5  # clips per request in the batched gzip row (one round of 5 cameras)
@@ -61,7 +61,7 @@ def h264_bytes(frames: list[np.ndarray], fps: float) -> int:
     return len(buffer.getvalue())
 
 
-def message(latent: np.ndarray, dtype: str | None) -> str:
+def message(latent: np.ndarray, dtype: WireDtype | None) -> str:
     clip = ClipIn(clip_id=uuid.uuid4(), camera_id="cam-1", captured_at=datetime.now(UTC),
                   latent=encode_latent(latent, dtype) if dtype else [float(v) for v in latent])
     return clip.model_dump_json(exclude_none=True)
@@ -122,8 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.inference_mode():
             latents.append(model.encode_uint8(small[None])[0].float().numpy())
     dim = len(latents[0])
-    for name, dtype in (("plain JSON numbers (paper)", None), ("float32 base64", "float32"),
-                        ("float16 base64 (default)", "float16"), ("int8 base64 + scale", "int8")):
+    formats: tuple[tuple[str, WireDtype | None], ...] = (
+        ("plain JSON numbers (paper)", None), ("float32 base64", "float32"), ("float16 base64 (default)", "float16"),
+        ("int8 base64 + scale", "int8"))
+    for name, dtype in formats:
         messages = [message(z, dtype) for z in latents]
         for m in messages:
             add(f"message: {name}", len(m))

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     probe = scores[best][1]
     predicted = probe.predict(latents["test"][best[0]])
     correct = predicted == labels["test"]
-    by_kind = {}  # each classifier's own val-chosen point and its test top-1, beside the overall choice
+    by_kind: dict[str, dict[str, Any]] = {}  # each classifier's own val-chosen point and its test top-1, beside the overall choice
     for kind in dict.fromkeys(name.split()[0] for name in order):
         key = val_best([k for k in scores if k[1].split()[0] == kind])
         by_kind[kind] = {"chosen": f"{key[0]} {key[1]}", "val_top1": scores[key][0],

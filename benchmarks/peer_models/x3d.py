@@ -137,7 +137,7 @@ class X3DEncoder(nn.Module):
         super().__init__()
         self.config = config or X3DEncoderConfig()
         self.net = X3D(num_classes=1)  # proj and dropout are not used
-        self.to(memory_format=torch.channels_last_3d)
+        self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # Module.to takes it; the stubs do not say so
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 1, 3, 4).contiguous(memory_format=torch.channels_last_3d)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,14 +32,14 @@ class AgentBase(ABC):
     """
 
     def __init__(self, cfg: EdgeConfig, *, encoder: EdgeEncoder | None = None, transport: Transport | None = None,
-                 store: EdgeStore | None = None, cameras: list[Camera] | None = None) -> None:
+                 store: EdgeStore | None = None, cameras: Sequence[Camera] | None = None) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or EdgeStore(cfg.db_path)
         self.encoder = encoder
         self.transport = transport
         self._owned: list[Transport | CloudReader] = []  # transports this agent created (and closes); injected ones stay open
-        self.cameras = cameras if cameras is not None else [
+        self.cameras: list[Camera] = list(cameras) if cameras is not None else [
             open_camera(c, cfg.schedule.capture_timeout_s) for c in cfg.cameras if c.enabled]
         self.snapshot_dir = cfg.snapshot_dir
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
