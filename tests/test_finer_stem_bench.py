@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.equal_training import recipe_settings
-from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, paired
+from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, latencies, paired
 from tinyact.data.synth.corpus import CorpusConfig
 from tinyact.data.synth.corpus_files import build_corpus
 from tinyact.models.checkpoint import load_model
@@ -58,3 +58,11 @@ def test_the_finer_arm_fine_tunes_the_shipped_weights_with_its_stem(corpus, tmp_
     assert weights[stem].shape == shipped[stem].shape
     assert torch.allclose(weights[stem], shipped[stem].float(), atol=5e-3)
     assert not torch.equal(weights[stem], shipped[stem].float())  # and it did train
+
+
+def test_latencies_time_both_arms_and_the_x3d_xs_bound_in_turns():
+    _, train = recipe_settings(125, quick=True)
+    times = latencies(argparse.Namespace(input=(16, 64), repeats=5), train)
+    assert set(ARMS) | {"x3d-xs"} <= set(times)
+    assert times["x3d-xs"] == min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])  # the peer's best
+    assert all(ms > 0 for ms in times.values())
