@@ -214,3 +214,24 @@ def test_a_finer_stem_keeps_every_weight_and_a_coarser_one_is_refused():
     assert fine.encode(x).shape == (2, 1024) and fine(x)[1].shape == x.shape
     with pytest.raises(ValueError, match="a stem can only get finer"):
         coarse.grow_from(fine)
+
+
+def test_a_wider_stem_kernel_starts_as_the_narrower_one_and_reads_the_rows_it_skipped():
+    torch.manual_seed(0)
+    narrow = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stem_stride=(2, 4, 4)).eval()
+    wide = VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stem_stride=(2, 4, 4),
+                              stem_kernel=(3, 5, 5)).eval()
+    wide.grow_from(narrow)
+    x = torch.randn(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.encode(x), narrow.encode(x))  # the old kernel, centred, new taps at zero
+        # A change on a row the 3-wide kernel never reads (row 2 of every 4; outputs read rows 4i-1 .. 4i+1):
+        moved = x.clone()
+        moved[:, ::2, :, 2::4] += 1.0  # in every other frame: something moves there
+        torch.testing.assert_close(narrow.encode(moved), narrow.encode(x))
+        wide.encoder[0].weight.normal_()  # once its outer taps have trained, the wide stem sees it
+        assert not torch.allclose(wide.encode(moved), wide.encode(x))
+    with pytest.raises(ValueError, match="a kernel can only grow"):
+        narrow.grow_from(wide)
+    with pytest.raises(ValueError, match="odd"):
+        VideoAutoEncoder3D(num_frames=8, input_size=32, channels=(4, 8, 8, 16), stem_kernel=(3, 4, 4))

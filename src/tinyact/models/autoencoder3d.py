@@ -3,7 +3,7 @@
 Encoder (paper, "3D Video autoencoder")::
 
     x [B, T, 3, H, W] ──permute──► [B, 3, T, H, W]
-      ├─ Conv3d 3→64    k3, stride = stem_stride (paper: 2)  ─ BN ─ ReLU
+      ├─ Conv3d 3→64    k = stem_kernel (3), stride = stem_stride (paper: 2)  ─ BN ─ ReLU
       ├─ Conv3d 64→128  k3, stride = block_stride (2)        ─ BN ─ ReLU
       ├─ Conv3d 128→256 k3, stride 2                         ─ BN ─ ReLU
       ├─ Conv3d 256→512 k3, stride 2                         ─ BN ─ ReLU      [B, 512, t, h, w]
@@ -69,6 +69,9 @@ class AutoEncoder3DConfig:
     in_channels: int = 3
     channels: tuple[int, ...] = (64, 128, 256, 512)
     stem_stride: Triple = (2, 2, 2)
+    #: The stem's kernel (odd sizes, centred). Below the stride in a dimension it skips input rows: at the
+    #: ``fast`` presets' spatial stride 4 a kernel of 3 never reads one pixel row and column in four.
+    stem_kernel: Triple = (3, 3, 3)
     block_stride: Triple = (2, 2, 2)
     pool_size: Triple = (1, 1, 1)
     latent_dim: int = 1024
@@ -85,7 +88,7 @@ class AutoEncoder3DConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoEncoder3DConfig:
-        tuples = {"input_size", "channels", "stem_stride", "block_stride", "pool_size", "stage_blocks"}
+        tuples = {"input_size", "channels", "stem_stride", "stem_kernel", "block_stride", "pool_size", "stage_blocks"}
         fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
         return cls(**fields)
 
@@ -184,9 +187,13 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                              f"got {config.stage_blocks}")
         encoder: list[nn.Module] = []
         in_ch = config.in_channels * (2 if config.input_mode == "rgb+residual" else 1)
+        if any(k % 2 == 0 or k < 1 for k in config.stem_kernel):
+            raise ValueError(f"stem_kernel must be odd sizes (centred), got {config.stem_kernel}")
         for i, (out_ch, stride) in enumerate(zip(config.channels, strides, strict=True)):
+            kernel = config.stem_kernel if i == 0 else (3, 3, 3)
             encoder += [
-                nn.Conv3d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False),
+                nn.Conv3d(in_ch, out_ch, kernel_size=kernel, stride=stride,
+                          padding=(kernel[0] // 2, kernel[1] // 2, kernel[2] // 2), bias=False),
                 nn.BatchNorm3d(out_ch),
                 nn.ReLU(inplace=True),
             ]
@@ -253,8 +260,10 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
 
     def grow_from(self, smaller: VideoAutoEncoder3D) -> None:
         """Start from ``smaller``'s weights where this model only adds to it: more bottleneck blocks
-        (``stage_blocks``), the frames beside the residual (``rgb+residual`` grown from ``residual``) and/or a
-        finer stem (a smaller ``stem_stride`` in some dimension and no larger in any).
+        (``stage_blocks``), the frames beside the residual (``rgb+residual`` grown from ``residual``), a
+        finer stem (a smaller ``stem_stride`` in some dimension and no larger in any) and/or a wider stem kernel
+        (``stem_kernel`` no smaller in any dimension: the old kernel sits at its centre, the new taps at zero, so the
+        stem computes what it did until it trains).
 
         Every layer the two share is copied; the stem's new input channels start at zero and a new block is the
         identity (:class:`Bottleneck3d`), so with the same stem this model computes ``smaller``'s latents and
@@ -269,6 +278,8 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         differ = [name for name in same if getattr(mine, name) != getattr(theirs, name)]
         if any(m > t for m, t in zip(mine.stem_stride, theirs.stem_stride, strict=True)):
             differ.append(f"stem_stride ({theirs.stem_stride} -> {mine.stem_stride}: a stem can only get finer)")
+        if any(m < t for m, t in zip(mine.stem_kernel, theirs.stem_kernel, strict=True)):
+            differ.append(f"stem_kernel ({theirs.stem_kernel} -> {mine.stem_kernel}: a kernel can only grow)")
         if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
             differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
         stages = [_stages(self.encoder), _stages(smaller.encoder)]
@@ -279,10 +290,14 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         with torch.no_grad():
             for big, small in zip(*stages, strict=True):
                 for target, source in zip(big, small, strict=False):  # big's extra blocks keep their identity start
-                    if target is stages[0][0][0]:  # the stem: the residual's channels first, the frames' at zero
-                        assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)
+                    if target is stages[0][0][0]:  # the stem: the residual's channels first, the frames' at zero,
+                        assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)  # the kernel centred
                         target.weight.zero_()
-                        target.weight[:, : source.weight.shape[1]].copy_(source.weight)
+                        at = [(big - small) // 2 for big, small in zip(target.weight.shape[2:], source.weight.shape[2:],
+                                                                       strict=True)]
+                        target.weight[:, : source.weight.shape[1], at[0] : at[0] + source.weight.shape[2],
+                                      at[1] : at[1] + source.weight.shape[3],
+                                      at[2] : at[2] + source.weight.shape[4]].copy_(source.weight)
                     else:
                         target.load_state_dict(source.state_dict())
             for name in ("to_latent", "from_latent", "seed_expand", "decoder"):

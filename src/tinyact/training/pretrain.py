@@ -473,8 +473,8 @@ def start_from(model: nn.Module, init: Path) -> None:
         except ValueError as error:
             raise ConfigError(f"init {init}: {error}") from None
         config = model.config
-        logger.info("pretrain: grew %s into stage_blocks %s, input %s, stem stride %s", init, config.stage_blocks,
-                    config.input_mode, config.stem_stride)
+        logger.info("pretrain: grew %s into stage_blocks %s, input %s, stem stride %s, stem kernel %s", init,
+                    config.stage_blocks, config.input_mode, config.stem_stride, config.stem_kernel)
     else:
         raise ConfigError(f"init {init} holds another architecture than this stage's model")
 
