@@ -142,8 +142,8 @@ def check_training_clips(manifest: Manifest, cache_dir: Path) -> None:
 
 def architecture_overrides(config: dict[str, Any]) -> dict[str, Any]:
     """The fields of an ``AutoEncoder3DConfig`` dict that fix its architecture (for a random twin of it)."""
-    keys = ("channels", "stem_stride", "stem_kernel", "block_stride", "pool_size", "latent_dim", "in_channels", "normalization",
-            "input_mode", "residual_gain", "seed_channels")
+    keys = ("channels", "stem_stride", "stem_kernel", "block_stride", "pool_size", "latent_dim", "in_channels",
+            "normalization", "input_mode", "residual_gain", "seed_channels")
     return {k: tuple(config[k]) if isinstance(config[k], list) else config[k] for k in keys if k in config}
 
 

@@ -293,8 +293,8 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                     if target is stages[0][0][0]:  # the stem: the residual's channels first, the frames' at zero,
                         assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)  # the kernel centred
                         target.weight.zero_()
-                        at = [(big - small) // 2 for big, small in zip(target.weight.shape[2:], source.weight.shape[2:],
-                                                                       strict=True)]
+                        at = [(wide - narrow) // 2 for wide, narrow in zip(target.weight.shape[2:],
+                                                                            source.weight.shape[2:], strict=True)]
                         target.weight[:, : source.weight.shape[1], at[0] : at[0] + source.weight.shape[2],
                                       at[1] : at[1] + source.weight.shape[3],
                                       at[2] : at[2] + source.weight.shape[4]].copy_(source.weight)
