@@ -37,11 +37,12 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_the_control_arm_is_the_shipped_architecture():
     config = load_model_spec(SHIPPED)[0].config
-    control, finer, wide = ARMS.values()
+    control, finer, wide, between = ARMS.values()
     assert control == {"stage_blocks": list(config.stage_blocks), "stem_stride": list(config.stem_stride)}
     assert list(config.stem_kernel) == [3, 3, 3]
     assert finer == {**control, "stem_stride": [2, 2, 2]}  # only the stem's spatial stride differs
     assert wide == {**control, "stem_kernel": [3, 5, 5]}  # or only its spatial kernel
+    assert between == {**control, "stem_stride": [2, 3, 3]}
 
 
 def test_the_finer_arm_fine_tunes_the_shipped_weights_with_its_stem(corpus, tmp_path):
