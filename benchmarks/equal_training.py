@@ -161,13 +161,20 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
         config = PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": VARIANTS[name]})
         models[name] = (build_encoder(config, t, s).eval(), clip)
     models[SHIPPED] = (load_model_spec(SHIPPED)[0].eval(), clip)
-    plain = x3d_xs().eval()  # [B, 3, T, H, W], contiguous
-    models["x3d-xs channels-last"] = (X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), clip)
-    models["x3d-xs contiguous"] = (plain, (3, t, s, s))
-    models["x3d-xs native 4x160"] = (plain, (3, 4, 160, 160))
-    times = latencies_in_turns(models, args.repeats)
-    times["x3d-xs"] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
-    return times
+    models |= x3d_xs_models(t, s)
+    models["x3d-xs native 4x160"] = (models["x3d-xs contiguous"][0], (3, 4, 160, 160))
+    return with_best_x3d_xs(latencies_in_turns(models, args.repeats))
+
+
+def x3d_xs_models(frames: int, size: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """X3D-XS at ``frames x size²`` in both memory formats, as :func:`latencies_in_turns` takes models."""
+    return {"x3d-xs channels-last": (X3DEncoder(X3DEncoderConfig(frames, (size, size))).eval(), (frames, 3, size, size)),
+            "x3d-xs contiguous": (x3d_xs().eval(), (3, frames, size, size))}  # [B, 3, T, H, W]
+
+
+def with_best_x3d_xs(times: dict[str, float]) -> dict[str, float]:
+    """``times`` with ``x3d-xs``: the faster of :func:`x3d_xs_models`' two formats (the peer gets its best)."""
+    return {**times, "x3d-xs": min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])}
 
 
 def latencies_in_turns(models: Mapping[str, tuple[Any, tuple[int, ...]]], repeats: int) -> dict[str, float]:

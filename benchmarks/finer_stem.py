@@ -51,8 +51,9 @@ from benchmarks.equal_training import (  # noqa: E402
     real_datasets,
     render_recipe_corpus,
     train_network,
+    with_best_x3d_xs,
+    x3d_xs_models,
 )
-from benchmarks.peer_models.x3d import X3DEncoder, X3DEncoderConfig, x3d_xs  # noqa: E402
 from benchmarks.probe_paired import discordant  # noqa: E402
 from benchmarks.real_footage import parse_dataset  # noqa: E402
 from tinyact.training.pretrain import PretrainConfig, build_encoder  # noqa: E402
@@ -93,15 +94,10 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
     """Batch-1 CPU latency (ms) of each arm and of X3D-XS (the issue's latency bound is half of it; the faster of
     its two memory formats) at the corpus's input, all taking turns."""
     t, s = args.input
-    clip = (t, 3, s, s)
     models: dict[str, tuple[Any, tuple[int, ...]]] = {
         arm: (build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": overrides}),
-                            t, s).eval(), clip) for arm, overrides in ARMS.items()}
-    models["x3d-xs channels-last"] = (X3DEncoder(X3DEncoderConfig(t, (s, s))).eval(), clip)
-    models["x3d-xs contiguous"] = (x3d_xs().eval(), (3, t, s, s))
-    times = latencies_in_turns(models, args.repeats)
-    times[X3D] = min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])
-    return times
+                            t, s).eval(), (t, 3, s, s)) for arm, overrides in ARMS.items()}
+    return with_best_x3d_xs(latencies_in_turns(models | x3d_xs_models(t, s), args.repeats))
 
 
 def held_out(encoder: str, corpus: Path, args: argparse.Namespace) -> dict[str, Any]:
