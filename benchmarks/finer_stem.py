@@ -1,28 +1,31 @@
 """A finer stem for small persons: the shipped encoder fine-tuned with its stem's spatial stride as shipped (4),
-halved (2), and at 4 with a 5-wide kernel that reads every pixel; same corpus, recipe and budget; synthetic
-held-out actors by the person's size, real footage, latency.
+halved (2), at 3, and at 4 with a 5-wide kernel that reads every pixel, and finer stems paid for within the latency
+bound (time for space, fewer blocks at the finest grid); same corpus, recipe and budget; synthetic held-out actors
+by the person's size, real footage, latency.
 
     python benchmarks/finer_stem.py [--clips 10000] [--epochs 2] [--seed 9] [--work tinyact-data/finer-stem]
-        [--json docs/results/finer_stem.json] [--dataset NAME=FOLDER:SPLITCSV ...]   # default: both Weizmann sets
+        [--arms stride4,stride2,...] [--json docs/results/finer_stem.json]
+        [--dataset NAME=FOLDER:SPLITCSV ...]   # default: both Weizmann sets
 
 Why: on rendered actors the shipped encoder scores 53-60 % where the person covers < 1 % of the frame (a ~10 px
 figure in its 64 px input) and over 90 % from 3 % up (docs/BENCHMARKS.md). Its stem strides space by 4, so such a
 figure spans two or three positions after the first layer; halving that stride gives every later layer 4x the
 positions (and ~2-4x the work). Its stem's kernel is also narrower (3) than that stride, so one pixel row and column
-in four never reaches the network at all: a 5-wide kernel reads them, for ~11 % more work. Whether either lets it
-see a small person, and what it costs on real footage and in latency, is what this measures before anyone spends a
-GPU's hours on it.
+in four never reaches the network at all: a 5-wide kernel reads them, for ~11 % more work. A finer stem costs
+latency at every later layer, so the last arms pay for it: a temporal stride of 4 (half the frames' positions) or
+no bottleneck blocks in the first stage (which runs at the finest grid). Whether any lets it see a small person,
+and what it costs on real footage and in latency, is what this measures before anyone spends a GPU's hours on it.
 
 1. **Corpus**: the windowed stage of the recipe (as ``benchmarks/equal_training.py``) with ``--seed`` added to its
    seeds: actors (train, val and test) the shipped encoder never trained on.
-2. **Fine-tuning**, both arms alike: from ``zoo:everyday-64``'s weights (a convolution's weights do not depend
+2. **Fine-tuning**, every arm alike: from ``zoo:everyday-64``'s weights (a convolution's weights do not depend
    on its stride), the recipe's later-stage training (stage 7's AdamW at 5e-4 with warm-up and cosine, crops,
    flips, label smoothing) for ``--epochs`` epochs; the epoch with the best corpus val top-1 kept (val actors;
    the test actors choose nothing).
 3. **Synthetic held-out actors**: ``benchmarks/zoo_heldout.py``'s protocol (frozen encoder, standardised logistic
    regression on up to 5,000 train-actor clips, C and reading chosen on the val actors, top-1 on the test actors)
-   for the shipped encoder and both arms, grouped by the share of the frame the person covers; the two arms
-   compared clip by clip (exact McNemar test on the clips only one gets right).
+   for the shipped encoder and every arm, grouped by the share of the frame the person covers; each arm and the
+   control (the first) compared clip by clip (exact McNemar test on the clips only one gets right).
 4. **Real footage**: the README's table1 protocol and leave-one-person-out (``equal_training.evaluate``).
 5. **Latency**: one 16 x 64² clip, batch 1, fp32, the arms and X3D-XS (the issue bounds the default at half of its
    latency) taking turns in five rounds.
@@ -64,14 +67,21 @@ FINE_TUNE_LR = 5e-4  # the recipe's later stages (7 and 8) from a trained start
 #: The arms: the shipped architecture (fast-motion with two bottleneck blocks after each of its first three strided
 #: convolutions) with its stem as shipped, with half its spatial stride, with a 5 x 5 spatial kernel at the
 #: shipped stride (a 3-wide kernel at stride 4 never reads one pixel row and column in four; 5 reads them all, for
-#: ~11 % more multiply-adds), and at stride 3 (~1.9x the positions of stride 4, where stride 2 has 4x). The first arm
-#: is the control every other is paired with.
+#: ~11 % more multiply-adds), and at stride 3 (~1.9x the positions of stride 4, where stride 2 has 4x). Then three
+#: ways to pay for finer positions within the latency bound: time for space (a temporal stride of 4, half the
+#: frames' positions, with spatial stride 3 or 2), and dropping the two blocks after the stem, which run at the
+#: finest grid. The first arm is the control every other is paired with.
+SHIPPED_BLOCKS = [2, 2, 2, 0]
 ARMS: dict[str, dict[str, Any]] = {
-    "stride 4 (as shipped)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 4, 4]},
-    "stride 2 (finer)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 2, 2]},
-    "stride 4, kernel 5 (reads every pixel)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 4, 4],
+    "stride 4 (as shipped)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 4, 4]},
+    "stride 2 (finer)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 2, 2]},
+    "stride 4, kernel 5 (reads every pixel)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 4, 4],
                                                "stem_kernel": [3, 5, 5]},
-    "stride 3 (between)": {"stage_blocks": [2, 2, 2, 0], "stem_stride": [2, 3, 3]},
+    "stride 3 (between)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 3, 3]},
+    "stride 3, time stride 4": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [4, 3, 3]},
+    "stride 3, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [2, 3, 3]},
+    "stride 2, time stride 4, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [4, 2, 2]},
+    "stride 2, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [2, 2, 2]},
 }
 
 
@@ -84,10 +94,14 @@ def fine_tune(arm: str, corpus: Path, train: dict[str, Any], args: argparse.Name
 
 
 def folder_name(arm: str) -> str:
-    """The arm's run folder in ``--work``: stride4, stride2, stride4-kernel5."""
+    """The arm's run folder in ``--work`` and its name for ``--arms``: stride4, stride2, stride4-kernel5, stride3-t4,
+    stride3-blocks0220 (the shipped temporal stride, kernel and blocks left out)."""
     overrides = ARMS[arm]
+    stride = overrides["stem_stride"]
+    time_stride = f"-t{stride[0]}" if stride[0] != 2 else ""
     kernel = f"-kernel{overrides['stem_kernel'][1]}" if "stem_kernel" in overrides else ""
-    return f"stride{overrides['stem_stride'][1]}{kernel}"
+    blocks = f"-blocks{''.join(map(str, overrides['stage_blocks']))}" if overrides["stage_blocks"] != SHIPPED_BLOCKS else ""
+    return f"stride{stride[1]}{time_stride}{kernel}{blocks}"
 
 
 def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, float]:
@@ -95,8 +109,8 @@ def latencies(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, floa
     its two memory formats) at the corpus's input, all taking turns."""
     t, s = args.input
     models: dict[str, tuple[Any, tuple[int, ...]]] = {
-        arm: (build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": overrides}),
-                            t, s).eval(), (t, 3, s, s)) for arm, overrides in ARMS.items()}
+        arm: (build_encoder(PretrainConfig.from_dict({**train, "corpus": ".", "out": ".", "model_overrides": ARMS[arm]}),
+                            t, s).eval(), (t, 3, s, s)) for arm in args.arms}
     return with_best_x3d_xs(latencies_in_turns(models | x3d_xs_models(t, s), args.repeats))
 
 
@@ -125,8 +139,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", action="append", type=parse_dataset, metavar="NAME=FOLDER:SPLITCSV",
                         help="real footage to evaluate on (repeatable; default: both Weizmann sets)")
     parser.add_argument("--repeats", type=int, default=100, help="latency calls per arm, over all rounds")
+    parser.add_argument("--arms", default=",".join(map(folder_name, ARMS)),
+                        help="comma-separated arms to run (default: all); the control, stride4, always runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    by_name = {folder_name(arm): arm for arm in ARMS}
+    unknown = [name for name in args.arms.split(",") if name not in by_name]
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    chosen = set(args.arms.split(","))
+    args.arms = [arm for arm in ARMS if folder_name(arm) in chosen or arm == next(iter(ARMS))]
     args.datasets = real_datasets(parser, args.dataset)
     return args
 
@@ -137,15 +159,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     corpus, train = render_recipe_corpus(args, "finer stem: corpus")
     rows: dict[str, dict[str, Any]] = {SHIPPED: {"held_out": held_out(SHIPPED, corpus, args)}}
-    for arm in ARMS:
+    for arm in args.arms:
         trained = fine_tune(arm, corpus, train, args)
         rows[arm] = {**trained, "held_out": held_out(trained["model"], corpus, args),
                      "real": evaluate(folder_name(arm), trained["model"], args.datasets, args.work)}
     lat = latencies(args, train)
-    for arm in ARMS:
+    for arm in args.arms:
         rows[arm]["latency_ms"] = lat[arm]
         rows[arm]["latency_over_x3d_xs"] = lat[arm] / lat[X3D]
-    arms = list(ARMS)
+    arms = args.arms
     comparisons = [{"a": arms[0], "b": arm, **paired(rows[arms[0]]["held_out"], rows[arm]["held_out"])}
                    for arm in arms[1:]]
     report(args, rows, comparisons)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.equal_training import recipe_settings
-from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, latencies, paired
+from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, folder_name, latencies, paired, parse_args
 from tinyact.data.synth.corpus import CorpusConfig
 from tinyact.data.synth.corpus_files import build_corpus
 from tinyact.models.checkpoint import load_model
@@ -37,12 +37,25 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_the_control_arm_is_the_shipped_architecture():
     config = load_model_spec(SHIPPED)[0].config
-    control, finer, wide, between = ARMS.values()
+    control, finer, wide, between, traded, *unblocked = ARMS.values()
     assert control == {"stage_blocks": list(config.stage_blocks), "stem_stride": list(config.stem_stride)}
     assert list(config.stem_kernel) == [3, 3, 3]
     assert finer == {**control, "stem_stride": [2, 2, 2]}  # only the stem's spatial stride differs
     assert wide == {**control, "stem_kernel": [3, 5, 5]}  # or only its spatial kernel
     assert between == {**control, "stem_stride": [2, 3, 3]}
+    assert traded == {**control, "stem_stride": [4, 3, 3]}  # time for space
+    assert all(arm["stage_blocks"] == [0, *control["stage_blocks"][1:]] for arm in unblocked)  # only the first stage's
+    names = [folder_name(arm) for arm in ARMS]
+    assert names[:5] == ["stride4", "stride2", "stride4-kernel5", "stride3", "stride3-t4"]  # earlier runs' folders
+    assert len(set(names)) == len(names)
+
+
+def test_arms_are_chosen_by_name_and_the_control_always_runs(tmp_path):
+    footage = ["--dataset", f"clips={tmp_path}:{tmp_path / 'split.csv'}"]  # no real footage needed to parse
+    args = parse_args(["--arms", "stride3-blocks0220", *footage])
+    assert [folder_name(arm) for arm in args.arms] == ["stride4", "stride3-blocks0220"]
+    with pytest.raises(SystemExit):
+        parse_args(["--arms", "stride5", *footage])
 
 
 def test_the_finer_arm_fine_tunes_the_shipped_weights_with_its_stem(corpus, tmp_path):
@@ -65,7 +78,8 @@ def test_the_finer_arm_fine_tunes_the_shipped_weights_with_its_stem(corpus, tmp_
 
 def test_latencies_time_both_arms_and_the_x3d_xs_bound_in_turns():
     _, train = recipe_settings(125, quick=True)
-    times = latencies(argparse.Namespace(input=(16, 64), repeats=5), train)
-    assert set(ARMS) | {"x3d-xs"} <= set(times)
+    arms = list(ARMS)[:2]
+    times = latencies(argparse.Namespace(input=(16, 64), repeats=5, arms=arms), train)
+    assert set(arms) | {"x3d-xs"} <= set(times)
     assert times["x3d-xs"] == min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])  # the peer's best
     assert all(ms > 0 for ms in times.values())

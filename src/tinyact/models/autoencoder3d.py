@@ -259,32 +259,34 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         return (0.5 + self.config.residual_gain * residual).clamp(0.0, 1.0)
 
     def grow_from(self, smaller: VideoAutoEncoder3D) -> None:
-        """Start from ``smaller``'s weights where this model only adds to it: more bottleneck blocks
-        (``stage_blocks``), the frames beside the residual (``rgb+residual`` grown from ``residual``), a
-        finer stem (a smaller ``stem_stride`` in some dimension and no larger in any) and/or a wider stem kernel
-        (``stem_kernel`` no smaller in any dimension: the old kernel sits at its centre, the new taps at zero, so the
-        stem computes what it did until it trains).
+        """Start from ``smaller``'s weights: every layer the two share is copied.
 
-        Every layer the two share is copied; the stem's new input channels start at zero and a new block is the
-        identity (:class:`Bottleneck3d`), so with the same stem this model computes ``smaller``'s latents and
-        reconstructions exactly until it trains: growing a pretrained network keeps what it learned. A finer stem
-        keeps every weight (a convolution's weights do not depend on its stride) but applies them at more
-        positions, so the latents change and training has to adapt the rest; the decoder's two layers whose
-        shapes follow the stem (``from_latent`` and the last transposed convolution) keep their fresh start.
+        Exact where this model only adds to ``smaller``: more bottleneck blocks (``stage_blocks``; a new block is
+        the identity, :class:`Bottleneck3d`), the frames beside the residual (``rgb+residual`` grown from
+        ``residual``; the new input channels start at zero) and a wider stem kernel (``stem_kernel`` no smaller in
+        any dimension: the old kernel sits at its centre, the new taps at zero). Then this model computes
+        ``smaller``'s latents and reconstructions exactly until it trains: growing a pretrained network keeps what
+        it learned.
+
+        A start, not a copy, where it changes what the layers see: another ``stem_stride`` keeps every weight (a
+        convolution's weights do not depend on its stride) but applies them at other positions, and a stage with
+        fewer blocks keeps the first ones and skips the rest; the latents change and training has to adapt. The
+        decoder's two layers whose shapes follow the stem (``from_latent`` and the last transposed convolution)
+        keep their fresh start.
+
+        Raises:
+            ValueError: when the two differ in anything else (channels, input size, latent size, a narrower stem
+                kernel, an input mode that is not a superset).
         """
         mine, theirs = self.config, smaller.config
         same = ("num_frames", "input_size", "in_channels", "channels", "block_stride", "pool_size",
                 "latent_dim", "seed_channels")
         differ = [name for name in same if getattr(mine, name) != getattr(theirs, name)]
-        if any(m > t for m, t in zip(mine.stem_stride, theirs.stem_stride, strict=True)):
-            differ.append(f"stem_stride ({theirs.stem_stride} -> {mine.stem_stride}: a stem can only get finer)")
         if any(m < t for m, t in zip(mine.stem_kernel, theirs.stem_kernel, strict=True)):
             differ.append(f"stem_kernel ({theirs.stem_kernel} -> {mine.stem_kernel}: a kernel can only grow)")
         if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
             differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
         stages = [_stages(self.encoder), _stages(smaller.encoder)]
-        if any(len(big) < len(small) for big, small in zip(*stages, strict=True)):
-            differ.append(f"stage_blocks ({theirs.stage_blocks} -> {mine.stage_blocks}: blocks can only be added)")
         if differ:
             raise ValueError(f"cannot grow a {theirs.preset!r} model into this one: {', '.join(differ)} differ")
         with torch.no_grad():

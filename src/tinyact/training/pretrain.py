@@ -456,7 +456,8 @@ def resume_objective(objective: SupervisedPretraining, resume: bool) -> int:
 
 def start_from(model: nn.Module, init: Path) -> None:
     """Load the encoder weights of model file ``init`` into ``model``: as they are for the same architecture, grown
-    (:meth:`VideoAutoEncoder3D.grow_from`) when ``model`` adds blocks or the frames' channels to it.
+    (:meth:`VideoAutoEncoder3D.grow_from`) when ``model`` adds or drops blocks, adds the frames' channels or
+    strides its stem otherwise.
 
     Raises:
         ConfigError: when ``init`` holds an architecture ``model`` cannot start from.
