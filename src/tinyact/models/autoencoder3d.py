@@ -258,14 +258,14 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
         residual = clips01 - clips01.mean(dim=1, keepdim=True)
         return (0.5 + self.config.residual_gain * residual).clamp(0.0, 1.0)
 
-    def grow_from(self, smaller: VideoAutoEncoder3D) -> None:
-        """Start from ``smaller``'s weights: every layer the two share is copied.
+    def grow_from(self, start: VideoAutoEncoder3D) -> None:
+        """Copy every layer this model shares with ``start`` (usually a smaller model) into it.
 
-        Exact where this model only adds to ``smaller``: more bottleneck blocks (``stage_blocks``; a new block is
+        Exact where this model only adds to ``start``: more bottleneck blocks (``stage_blocks``; a new block is
         the identity, :class:`Bottleneck3d`), the frames beside the residual (``rgb+residual`` grown from
         ``residual``; the new input channels start at zero) and a wider stem kernel (``stem_kernel`` no smaller in
         any dimension: the old kernel sits at its centre, the new taps at zero). Then this model computes
-        ``smaller``'s latents and reconstructions exactly until it trains: growing a pretrained network keeps what
+        ``start``'s latents and reconstructions exactly until it trains: growing a pretrained network keeps what
         it learned.
 
         A start, not a copy, where it changes what the layers see: another ``stem_stride`` keeps every weight (a
@@ -278,7 +278,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
             ValueError: when the two differ in anything else (channels, input size, latent size, a narrower stem
                 kernel, an input mode that is not a superset).
         """
-        mine, theirs = self.config, smaller.config
+        mine, theirs = self.config, start.config
         same = ("num_frames", "input_size", "in_channels", "channels", "block_stride", "pool_size",
                 "latent_dim", "seed_channels")
         differ = [name for name in same if getattr(mine, name) != getattr(theirs, name)]
@@ -286,7 +286,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
             differ.append(f"stem_kernel ({theirs.stem_kernel} -> {mine.stem_kernel}: a kernel can only grow)")
         if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
             differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
-        stages = [_stages(self.encoder), _stages(smaller.encoder)]
+        stages = [_stages(self.encoder), _stages(start.encoder)]
         if differ:
             raise ValueError(f"cannot grow a {theirs.preset!r} model into this one: {', '.join(differ)} differ")
         with torch.no_grad():
@@ -303,7 +303,7 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
                     else:
                         target.load_state_dict(source.state_dict())
             for name in ("to_latent", "from_latent", "seed_expand", "decoder"):
-                target, source = getattr(self, name), getattr(smaller, name)
+                target, source = getattr(self, name), getattr(start, name)
                 shapes = {key: tensor.shape for key, tensor in target.state_dict().items()}
                 # Only a finer stem changes shapes here: from_latent's (sized by the pre-pool grid) and the last
                 # transposed convolution's kernel (it undoes the stem's stride); those keep their fresh start.
