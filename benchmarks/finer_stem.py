@@ -67,7 +67,7 @@ FINE_TUNE_LR = 5e-4  # the recipe's later stages (7 and 8) from a trained start
 #: The arms: the shipped architecture (fast-motion with two bottleneck blocks after each of its first three strided
 #: convolutions) with its stem as shipped, with half its spatial stride, with a 5 x 5 spatial kernel at the
 #: shipped stride (a 3-wide kernel at stride 4 never reads one pixel row and column in four; 5 reads them all, for
-#: ~11 % more multiply-adds), and at stride 3 (~1.9x the positions of stride 4, where stride 2 has 4x). Then three
+#: ~11 % more multiply-adds), and at stride 3 (~1.9x the positions of stride 4, where stride 2 has 4x). Then two
 #: ways to pay for finer positions within the latency bound: time for space (a temporal stride of 4, half the
 #: frames' positions, with spatial stride 3 or 2), and dropping the two blocks after the stem, which run at the
 #: finest grid. The first arm is the control every other is paired with.
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for arm in args.arms:
         rows[arm]["latency_ms"] = lat[arm]
         rows[arm]["latency_over_x3d_xs"] = lat[arm] / lat[X3D]
-    arms = args.arms
-    comparisons = [{"a": arms[0], "b": arm, **paired(rows[arms[0]]["held_out"], rows[arm]["held_out"])}
-                   for arm in arms[1:]]
+    control = args.arms[0]
+    comparisons = [{"a": control, "b": arm, **paired(rows[control]["held_out"], rows[arm]["held_out"])}
+                   for arm in args.arms[1:]]
     report(args, rows, comparisons)
     result = {"command": " ".join(sys.argv), "machine": machine_info(), "protocol": __doc__, "clips": args.clips,
               "epochs": args.epochs, "seed": args.seed, "input": {"frames": args.input[0], "size": args.input[1]},
