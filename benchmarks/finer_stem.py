@@ -72,6 +72,7 @@ FINE_TUNE_LR = 5e-4  # the recipe's later stages (7 and 8) from a trained start
 #: frames' positions, with spatial stride 3 or 2), and dropping the two blocks after the stem, which run at the
 #: finest grid. The first arm is the control every other is paired with.
 SHIPPED_BLOCKS = [2, 2, 2, 0]
+NO_FIRST_STAGE_BLOCKS = [0, *SHIPPED_BLOCKS[1:]]
 ARMS: dict[str, dict[str, Any]] = {
     "stride 4 (as shipped)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 4, 4]},
     "stride 2 (finer)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 2, 2]},
@@ -79,9 +80,9 @@ ARMS: dict[str, dict[str, Any]] = {
                                                "stem_kernel": [3, 5, 5]},
     "stride 3 (between)": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [2, 3, 3]},
     "stride 3, time stride 4": {"stage_blocks": SHIPPED_BLOCKS, "stem_stride": [4, 3, 3]},
-    "stride 3, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [2, 3, 3]},
-    "stride 2, time stride 4, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [4, 2, 2]},
-    "stride 2, no blocks after the stem": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [2, 2, 2]},
+    "stride 3, no blocks after the stem": {"stage_blocks": NO_FIRST_STAGE_BLOCKS, "stem_stride": [2, 3, 3]},
+    "stride 2, time stride 4, no blocks after the stem": {"stage_blocks": NO_FIRST_STAGE_BLOCKS, "stem_stride": [4, 2, 2]},
+    "stride 2, no blocks after the stem": {"stage_blocks": NO_FIRST_STAGE_BLOCKS, "stem_stride": [2, 2, 2]},
 }
 
 
@@ -143,12 +144,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated arms to run (default: all); the control, stride4, always runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    by_name = {folder_name(arm): arm for arm in ARMS}
-    unknown = [name for name in args.arms.split(",") if name not in by_name]
-    if unknown:
-        parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    names = [folder_name(arm) for arm in ARMS]
     chosen = set(args.arms.split(","))
-    args.arms = [arm for arm in ARMS if folder_name(arm) in chosen or arm == next(iter(ARMS))]
+    if unknown := sorted(chosen - set(names)):
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    args.arms = [arm for i, (arm, name) in enumerate(zip(ARMS, names, strict=True)) if i == 0 or name in chosen]
     args.datasets = real_datasets(parser, args.dataset)
     return args
 

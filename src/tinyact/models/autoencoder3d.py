@@ -286,27 +286,28 @@ class VideoAutoEncoder3D(ClipAutoEncoder):
             differ.append(f"stem_kernel ({theirs.stem_kernel} -> {mine.stem_kernel}: a kernel can only grow)")
         if theirs.input_mode != mine.input_mode and (theirs.input_mode, mine.input_mode) != ("residual", "rgb+residual"):
             differ.append(f"input_mode ({theirs.input_mode} -> {mine.input_mode})")
-        stages = [_stages(self.encoder), _stages(start.encoder)]
         if differ:
             raise ValueError(f"cannot grow a {theirs.preset!r} model into this one: {', '.join(differ)} differ")
+        stem = next(self.encoder.children())
         with torch.no_grad():
-            for big, small in zip(*stages, strict=True):
-                for target, source in zip(big, small, strict=False):  # big's extra blocks keep their identity start
-                    if target is stages[0][0][0]:  # the stem: the residual's channels first, the frames' at zero,
-                        assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)  # the kernel centred
+            for mine_stage, their_stage in zip(_stages(self.encoder), _stages(start.encoder), strict=True):
+                # zip stops at the shorter stage: extra blocks of ours keep their identity start, extra ones of
+                # theirs are left out.
+                for target, source in zip(mine_stage, their_stage, strict=False):
+                    if target is stem:  # the residual's channels first, the frames' at zero, the kernel centred
+                        assert isinstance(target, nn.Conv3d) and isinstance(source, nn.Conv3d)
+                        kernel = source.weight.shape[2:]
+                        offsets = [(wide - narrow) // 2 for wide, narrow in zip(target.weight.shape[2:], kernel, strict=True)]
                         target.weight.zero_()
-                        at = [(wide - narrow) // 2 for wide, narrow in zip(target.weight.shape[2:],
-                                                                            source.weight.shape[2:], strict=True)]
-                        target.weight[:, : source.weight.shape[1], at[0] : at[0] + source.weight.shape[2],
-                                      at[1] : at[1] + source.weight.shape[3],
-                                      at[2] : at[2] + source.weight.shape[4]].copy_(source.weight)
+                        target.weight[(slice(None), slice(source.weight.shape[1]),
+                                       *(slice(o, o + n) for o, n in zip(offsets, kernel, strict=True)))] = source.weight
                     else:
                         target.load_state_dict(source.state_dict())
             for name in ("to_latent", "from_latent", "seed_expand", "decoder"):
                 target, source = getattr(self, name), getattr(start, name)
                 shapes = {key: tensor.shape for key, tensor in target.state_dict().items()}
-                # Only a finer stem changes shapes here: from_latent's (sized by the pre-pool grid) and the last
-                # transposed convolution's kernel (it undoes the stem's stride); those keep their fresh start.
+                # Only another stem stride changes shapes here: from_latent's (sized by the pre-pool grid) and the
+                # last transposed convolution's kernel (it undoes the stem's stride); those keep their fresh start.
                 target.load_state_dict({key: tensor for key, tensor in source.state_dict().items()
                                         if shapes.get(key) == tensor.shape}, strict=False)
 
