@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import finer_stem
 from benchmarks.equal_training import recipe_settings
-from benchmarks.finer_stem import ARMS, SHIPPED, fine_tune, folder_name, latencies, paired, parse_args
+from benchmarks.finer_stem import (
+    ARMS,
+    SHIPPED,
+    fine_tune,
+    folder_name,
+    held_out,
+    latencies,
+    paired,
+    parse_args,
+)
 from tinyact.data.synth.corpus import CorpusConfig
 from tinyact.data.synth.corpus_files import build_corpus
 from tinyact.models.checkpoint import load_model
@@ -83,3 +93,18 @@ def test_latencies_time_both_arms_and_the_x3d_xs_bound_in_turns():
     assert set(arms) | {"x3d-xs"} <= set(times)
     assert times["x3d-xs"] == min(times["x3d-xs channels-last"], times["x3d-xs contiguous"])  # the peer's best
     assert all(ms > 0 for ms in times.values())
+
+
+def test_a_held_out_run_is_reloaded_for_the_same_encoder_and_corpus(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> dict:
+        calls.append(argv)
+        return {"corpus": argv[argv.index("--corpus") + 1], "test_correct": "101", "run": len(calls)}
+
+    monkeypatch.setattr(finer_stem.zoo_heldout, "main", fake_main)
+    args = argparse.Namespace(work=tmp_path, train_clips=50)
+    first = held_out(SHIPPED, tmp_path / "corpus", args)
+    assert held_out(SHIPPED, tmp_path / "corpus", args) == first and len(calls) == 1  # reloaded, not run again
+    assert held_out(SHIPPED, tmp_path / "other-corpus", args)["run"] == 2  # another corpus runs again
+    assert held_out(SHIPPED, tmp_path / "corpus", argparse.Namespace(work=tmp_path, train_clips=60))["run"] == 3
