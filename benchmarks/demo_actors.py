@@ -1,11 +1,12 @@
 """The demo's dataset and fine-tuning budget, chosen on actors no candidate saw.
 
     python benchmarks/demo_actors.py [--actors 20 40] [--finetune-epochs 4 3] [--finetune-frozen-stages 0 1]
+        [--finetune-precision fp32 bf16]
         [--work /tmp/demo-actors] [--json docs/results/demo_actors.json]
 
 Each candidate is the demo's own preparation (``tinyact demo``'s dataset of 10 classes x 20 clips, the zoo encoder
 fine-tuned on its training actors, the SVM on their windows) with other settings: every combination of the
-``actors``, fine-tuning epochs and frozen stages given, the first one the reference that each later one is paired
+``actors``, fine-tuning epochs, frozen stages and precisions given, the first one the reference that each later one is paired
 against (windows only one of the two gets right, exact McNemar test), with the seconds each step took. More actors spread
 the same 200 clips over more people, so the candidates' own val and test actors differ and their val scores are
 not comparable. Both are therefore scored on one common set: the clips of actors 40-59 of a 60-actor set (its
@@ -54,11 +55,12 @@ def common_set(work: Path, cfg: DemoConfig) -> Manifest:
     return Manifest(keep, synth.out.resolve())
 
 
-def candidates(args: argparse.Namespace) -> list[dict[str, int | None]]:
+def candidates(args: argparse.Namespace) -> list[dict[str, int | str | None]]:
     """Every combination of the settings given (an unset one: the demo's default), the first one first."""
-    return [{"actors": a, "finetune_epochs": e, "finetune_frozen_stages": f}
-            for a, e, f in itertools.product(args.actors, args.finetune_epochs or [None],
-                                             args.finetune_frozen_stages or [None])]
+    return [{"actors": a, "finetune_epochs": e, "finetune_frozen_stages": f, "finetune_precision": p}
+            for a, e, f, p in itertools.product(args.actors, args.finetune_epochs or [None],
+                                                args.finetune_frozen_stages or [None],
+                                                args.finetune_precision or [None])]
 
 
 def paired(first: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-actors"))
     parser.add_argument("--finetune-epochs", type=int, nargs="+", default=None, help="[default: the demo's]")
     parser.add_argument("--finetune-frozen-stages", type=int, nargs="+", default=None, help="[default: the demo's]")
+    parser.add_argument("--finetune-precision", nargs="+", default=None, choices=["fp32", "bf16"],
+                        help="[default: the demo's]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -96,7 +100,8 @@ def main() -> None:
         own = ready.classifier_metrics
         rows.append({
             "actors": cfg.actors, "finetune_epochs": cfg.finetune_epochs,
-            "finetune_frozen_stages": cfg.finetune_frozen_stages, "steps_s": ready.steps,
+            "finetune_frozen_stages": cfg.finetune_frozen_stages, "finetune_precision": cfg.finetune_precision,
+            "steps_s": ready.steps,
             "train_actors": len({e.extra["actor"] for e in ready.manifest.split("train").entries}),
             "common_windows": len(correct), "common_top1": float(correct.mean()), "common_per_actor": per_actor,
             "common_actor_range": [min(per_actor.values()), max(per_actor.values())],
@@ -107,15 +112,18 @@ def main() -> None:
             rows[-1]["vs_first"] = paired(rows[0], rows[-1])
         console.print({k: v for k, v in rows[-1].items() if k not in ("common_correct", "common_per_actor")})
     print_table("Demo candidates, scored on actors 40-59 (no candidate's split); paired against the first row",
-                ["actors", "epochs", "frozen stages", "fine-tuning s", "common top-1", "per actor", "own val (probe)",
+                ["actors", "epochs", "frozen stages", "precision", "fine-tuning s", "common top-1", "per actor", "own val (probe)",
                  "own test", "only first / only this (p)"],
-                [[r["actors"], r["finetune_epochs"], r["finetune_frozen_stages"], r["steps_s"].get("finetune", "-"),
+                [[r["actors"], r["finetune_epochs"], r["finetune_frozen_stages"], r["finetune_precision"],
+                  r["steps_s"].get("finetune", "-"),
                   f"{r['common_top1']:.1%}", "{:.0%}-{:.0%}".format(*r["common_actor_range"]),
                   f"{r['own_val_probe'] or 0:.1%}", f"{r['own_test_top1'] or 0:.1%}",
                   "{only_first} / {only_this} ({mcnemar_p:.2f})".format(**r["vs_first"]) if "vs_first" in r else "-"]
                  for r in rows])
     if args.json:
         save_results(args.json, {"protocol": __doc__, "rows": rows, "torch_threads": torch.get_num_threads(),
+                                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                 "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
                                  "seconds": round(time.perf_counter() - started, 1)})
 
 

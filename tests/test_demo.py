@@ -108,7 +108,7 @@ def test_a_demo_stopped_while_fine_tuning_continues_that_run(tmp_path, monkeypat
     calls = []
 
     def fake_finetune(ft_cfg, resume=False):
-        calls.append(resume)
+        calls.append((resume, ft_cfg.precision))
         Path(ft_cfg.out).mkdir(parents=True, exist_ok=True)
         (Path(ft_cfg.out) / "finetune.json").write_text(json.dumps({"kept": "zoo"}))
 
@@ -118,6 +118,10 @@ def test_a_demo_stopped_while_fine_tuning_continues_that_run(tmp_path, monkeypat
     (run / "finetune.json").unlink()  # stopped during the run: a checkpoint, no report
     (run / "last.pt").write_bytes(b"checkpoint")
     ensure_finetuned(cfg, tmp_path / "manifest.csv", tmp_path / "cache")
-    assert calls == [False, True]
+    assert calls == [(False, "fp32"), (True, "fp32")]
     ensure_finetuned(cfg, tmp_path / "manifest.csv", tmp_path / "cache")  # finished: reused, not run again
-    assert calls == [False, True]
+    assert calls == [(False, "fp32"), (True, "fp32")]
+    # Another precision is another run, which fine-tunes in that precision.
+    bf16 = cfg.model_copy(update={"finetune_precision": "bf16"})
+    ensure_finetuned(bf16, tmp_path / "manifest.csv", tmp_path / "cache")
+    assert calls[-1] == (False, "bf16") and len(list((cfg.data / "models").glob("finetune-*"))) == 2

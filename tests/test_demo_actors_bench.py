@@ -10,13 +10,15 @@ from benchmarks.demo_actors import candidates, paired
 
 
 def test_candidates_are_every_combination_with_the_first_settings_first():
-    grid = candidates(argparse.Namespace(actors=[20], finetune_epochs=[4, 3], finetune_frozen_stages=[0, 1]))
-    assert grid[0] == {"actors": 20, "finetune_epochs": 4, "finetune_frozen_stages": 0}
-    assert [(c["finetune_epochs"], c["finetune_frozen_stages"]) for c in grid] == [(4, 0), (4, 1), (3, 0), (3, 1)]
+    grid = candidates(argparse.Namespace(actors=[20], finetune_epochs=[4, 3], finetune_frozen_stages=[0, 1],
+                                         finetune_precision=["fp32", "bf16"]))
+    assert grid[0] == {"actors": 20, "finetune_epochs": 4, "finetune_frozen_stages": 0, "finetune_precision": "fp32"}
+    assert [(c["finetune_epochs"], c["finetune_frozen_stages"], c["finetune_precision"]) for c in grid] == [
+        (4, 0, "fp32"), (4, 0, "bf16"), (4, 1, "fp32"), (4, 1, "bf16"),
+        (3, 0, "fp32"), (3, 0, "bf16"), (3, 1, "fp32"), (3, 1, "bf16")]
     # Settings not given stay None: the demo's defaults then apply.
-    assert candidates(argparse.Namespace(actors=[20, 40], finetune_epochs=None, finetune_frozen_stages=None)) == [
-        {"actors": 20, "finetune_epochs": None, "finetune_frozen_stages": None},
-        {"actors": 40, "finetune_epochs": None, "finetune_frozen_stages": None}]
+    unset = {"finetune_epochs": None, "finetune_frozen_stages": None, "finetune_precision": None}
+    assert candidates(argparse.Namespace(actors=[20, 40], **unset)) == [{"actors": 20, **unset}, {"actors": 40, **unset}]
 
 
 def test_paired_counts_the_discordant_windows_and_tests_them():

@@ -148,7 +148,8 @@ def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) 
     if cfg.finetune_epochs == 0 or not cfg.encoder.startswith("zoo:"):  # a model file of the user's stays as given
         return None
     synth_yaml = (cfg.data / "synth_config.yaml").read_text()
-    key = _key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.finetune_frozen_stages, cfg.seed)
+    key = _key(synth_yaml, cfg.encoder, cfg.finetune_epochs, cfg.finetune_frozen_stages, cfg.finetune_precision,
+               cfg.seed)
     run = cfg.models_dir() / f"finetune-{key}"
     report = run / "finetune.json"
     if not report.is_file():
@@ -156,7 +157,7 @@ def ensure_finetuned(cfg: DemoConfig, manifest_path: Path, reading_cache: Path) 
                     cfg.finetune_epochs)
         finetune(FinetuneConfig(manifest=manifest_path, out=run, init=cfg.encoder, cache_dir=reading_cache,
                                 epochs=cfg.finetune_epochs, frozen_stages=cfg.finetune_frozen_stages,
-                                seed=cfg.seed),
+                                precision=cfg.finetune_precision, seed=cfg.seed),
                  resume=(run / "last.pt").is_file())  # a demo stopped while fine-tuning continues where it was
     else:
         logger.info("demo: reusing the encoder fine-tuned before (%s)", run)
