@@ -72,11 +72,13 @@ WINDOWS = {"strategy": "multi", "sample_fps": 8.0, "num_clips": 4}  # how everyd
 #: (VideoAutoEncoder3D overrides; fast-motion-t1: no temporal stride in the stem; fast-motion-s2: spatial stride 2
 #: in the stem, 4x the positions after it, like X3D's first layer; fast: the frames instead of their residual;
 #: -rgbres: both; -deep: two bottleneck residual blocks after each strided convolution, depth like X3D's;
-#: -deep3: the same but none after the last, the architecture zoo:everyday-64 grows into in its stage 5).
+#: -deep3: the same but none after the last, the architecture zoo:everyday-64 grows into in its stage 5;
+#: -s2-b0220: -deep3 with spatial stride 2 in the stem and no blocks after it, benchmarks/finer_stem.py's candidate).
 VARIANTS: dict[str, dict[str, Any]] = {
     "fast-motion": {}, "fast-motion-t1": {"stem_stride": [1, 4, 4]}, "fast-motion-s2": {"stem_stride": [2, 2, 2]},
     "fast": {"input_mode": "rgb"}, "fast-motion-rgbres": {"input_mode": "rgb+residual"},
     "fast-motion-deep": {"stage_blocks": [2, 2, 2, 2]}, "fast-motion-deep3": {"stage_blocks": [2, 2, 2, 0]},
+    "fast-motion-s2-b0220": {"stage_blocks": [0, 2, 2, 0], "stem_stride": [2, 2, 2]},
 }
 NETWORKS = (*VARIANTS, "x3d-xs")
 SHIPPED = "zoo:everyday-64"  # the default encoder (since its stage 5: fast-motion-deep3's architecture)
