@@ -63,6 +63,12 @@ def candidates(args: argparse.Namespace) -> list[dict[str, int | str | None]]:
                                                 args.finetune_precision or [None])]
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): where ``finetune_precision: bf16`` is fast."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(bool(check()) for check in checks if check is not None)
+
+
 def paired(first: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Windows only ``first`` / only ``other`` gets right, and the exact McNemar p-value (same windows, same order)."""
     only_first, only_this, p = discordant(first["common_correct"], other["common_correct"])
@@ -122,8 +128,7 @@ def main() -> None:
                  for r in rows])
     if args.json:
         save_results(args.json, {"protocol": __doc__, "rows": rows, "torch_threads": torch.get_num_threads(),
-                                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                                 "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+                                 "native_bf16_cpu": native_bf16_cpu(),
                                  "seconds": round(time.perf_counter() - started, 1)})
 
 
